@@ -1,0 +1,20 @@
+"""Stage manifest: one CSV row per usable image, every unused file listed with its reason."""
+
+from medcls import manifest
+from medcls.config import DatasetPaths, run_stage, workers
+from medcls.reporting import write_json
+
+
+def build(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
+    rows, rejected = manifest.build_manifest(
+        paths.raw, dataset["layout"], dataset["classes"], workers=workers(params)
+    )
+    paths.manifest.parent.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(paths.manifest, index=False)
+    rejected.to_csv(paths.rejected, index=False)
+    write_json(paths.metrics("manifest"), manifest.summarize(rows, rejected))
+    print(f"{name}: {len(rows)} images, {len(rejected)} rejected (see {paths.rejected})")
+
+
+if __name__ == "__main__":
+    run_stage(build)

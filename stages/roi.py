@@ -1,0 +1,28 @@
+"""Stage roi: crop every image to its lesion mask (when the dataset has masks) into sharded TFRecords."""
+
+import pandas as pd
+
+from medcls import roi, tfrecords
+from medcls.config import DatasetPaths, run_stage, workers
+
+
+def crop(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
+    rows = pd.read_csv(paths.split, keep_default_na=False)
+    options = dict(size=dataset["image_size"], **dataset["roi"])
+    counts = tfrecords.write_tfrecords(
+        rows,
+        paths.raw,
+        paths.tfrecords,
+        images_per_shard=dataset["images_per_shard"],
+        workers=workers(params),
+        **options,
+    )
+    paths.plots.mkdir(parents=True, exist_ok=True)
+    roi.draw_roi_samples(
+        paths.raw, rows, paths.plots / "roi_samples.png", seed=params["seed"], **options
+    )
+    print(f"{name}: TFRecords written per split: {counts}")
+
+
+if __name__ == "__main__":
+    run_stage(crop)

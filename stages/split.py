@@ -1,0 +1,19 @@
+"""Stage split: grouped, stratified train/val/test split (no patient or identical image in two splits)."""
+
+import pandas as pd
+
+from medcls import splitting
+from medcls.config import DatasetPaths, run_stage
+from medcls.reporting import write_json
+
+
+def split(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
+    rows = pd.read_csv(paths.manifest, keep_default_na=False)
+    rows["split"] = splitting.grouped_stratified_split(rows, params["split"], params["seed"])
+    paths.split.parent.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(paths.split, index=False)
+    write_json(paths.metrics("split"), splitting.split_counts(rows))
+
+
+if __name__ == "__main__":
+    run_stage(split)

@@ -1,0 +1,185 @@
+"""End to end: a real `dvc repro`, `dvc exp run -S lr=1e-5` and `dvc metrics/plots diff` in a
+temporary git repository, on small generated datasets in all three layouts.
+
+The params are the project's own params.yaml with each dataset shrunk (32 px, a small CNN, an
+epoch or two), so a change to the real params schema or dvc.yaml is exercised here too.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from ruamel.yaml import YAML
+
+from medcls import metrics, tfrecords
+from tests import datagen
+
+pytestmark = pytest.mark.e2e
+
+PROJECT = Path(__file__).resolve().parents[1]
+DATASETS = ("bus_uc", "busi", "chest_xray")
+
+TINY = {
+    "image_size": 32,
+    "images_per_shard": 8,
+    "backbone": {"name": "small_cnn", "filters": [8, 16]},
+    "head": {
+        "blocks": [
+            {"pdf": {"filters": 8, "kernel_sizes": [1, 3], "dilation_rates": [1, 2], "reduce_to": None, "separable": False}},
+            {"se": {"ratio": 4}},
+        ],
+        "pooling": "gap",
+        "dense_units": 8,
+        "dropout": 0.1,
+    },
+    "train": {
+        "batch_size": 8,
+        "epochs": 2,
+        "patience": 2,
+        "fine_tune": {"epochs": 1, "patience": 1, "unfreeze_layers": 1},
+        "mixed_precision": "auto",
+        "jit_compile": False,
+    },
+    "evaluate": {"threshold": "youden", "bootstrap": 50},
+}
+
+
+def run(repo: Path, *args: str) -> str:
+    """Run a command in the test repository with this interpreter's environment; return its output."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t",
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    result = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{output}"
+    return output
+
+
+def stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def tiny_params(sources: dict[str, Path]) -> dict:
+    """The project's params.yaml with every dataset pointed at generated data and shrunk."""
+    params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
+    breast, chest = params["datasets"]["bus_uc"], params["datasets"]["chest_xray"]
+    busi = copy.deepcopy(breast) | {"layout": "busi", "classes": ["benign", "malignant"]}
+    params["datasets"] = {"bus_uc": breast, "busi": busi, "chest_xray": chest}
+    for name, dataset in params["datasets"].items():
+        dataset.update(copy.deepcopy(TINY), source=str(sources[name]))
+    params["workers"] = 2
+    return params
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("pipeline")
+    sources = {
+        "bus_uc": datagen.make_bus_uc(root / "sources" / "bus_uc", n_per_class=16, size=64),
+        "busi": datagen.make_busi(root / "sources" / "busi", n_per_class=16, size=64),
+        "chest_xray": datagen.make_kermany(root / "sources" / "kermany", n_patients_per_class=10, size=64),
+    }
+    repo = root / "repo"
+    repo.mkdir()
+    for item in ("dvc.yaml", "medcls", "stages"):
+        copy_item = shutil.copytree if (PROJECT / item).is_dir() else shutil.copy
+        copy_item(PROJECT / item, repo / item)
+    with (repo / "params.yaml").open("w") as stream:
+        YAML().dump(tiny_params(sources), stream)
+    run(repo, "git", "init", "-q")
+    run(repo, "dvc", "init", "-q")
+    output = run(repo, "dvc", "repro")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "first run")
+    repo.first_output = output  # type: ignore[attr-defined]
+    return repo
+
+
+def test_first_repro_runs_every_stage_for_every_dataset(repo):
+    expected = {f"{stage}@{name}" for stage in ("download", "manifest", "split", "roi", "train", "evaluate") for name in DATASETS}
+    assert stages_run(repo.first_output) == expected
+
+
+def test_manifest_counts_and_rejects(repo):
+    for name in DATASETS:
+        rows = pd.read_csv(repo / f"data/manifest/{name}.csv", keep_default_na=False)
+        rejected = pd.read_csv(repo / f"data/manifest/{name}_rejected.csv", keep_default_na=False)
+        summary = json.loads((repo / f"metrics/{name}_manifest.json").read_text())
+        assert summary["images"] == len(rows) and summary["rejected"] == len(rejected)
+        assert set(rows["label"]) == {0, 1}
+        assert "undecodable image" in set(rejected["reason"]), name
+    busi_rows = pd.read_csv(repo / "data/manifest/busi.csv", keep_default_na=False)
+    assert busi_rows["mask_paths"].str.contains(";").sum() == 1  # the extra lesion mask is merged
+    busi_rejects = pd.read_csv(repo / "data/manifest/busi_rejected.csv")
+    assert busi_rejects["reason"].str.startswith("class not selected").any()
+    assert "missing mask" in set(busi_rejects["reason"])
+
+
+def test_split_has_no_patient_or_content_leakage(repo):
+    for name in DATASETS:
+        rows = pd.read_csv(repo / f"data/split/{name}.csv", keep_default_na=False)
+        assert set(rows["split"]) == {"train", "val", "test"}
+        for key in ("group", "sha256"):
+            assert (rows.groupby(key)["split"].nunique() == 1).all(), (name, key)
+        counts = json.loads((repo / f"metrics/{name}_split.json").read_text())
+        assert sum(counts[split]["total"] for split in ("train", "val", "test")) == len(rows)
+
+
+def test_tfrecords_read_back_with_the_split_labels(repo):
+    for name in DATASETS:
+        rows = pd.read_csv(repo / f"data/split/{name}.csv", keep_default_na=False)
+        for split, expected in rows.groupby("split"):
+            records = list(tfrecords.read_split(repo / f"data/tfrecords/{name}", split).as_numpy_iterator())
+            labels = {record["id"].decode(): int(record["label"]) for record in records}
+            assert labels == dict(zip(expected["path"], expected["label"]))
+            assert {record["image"].shape for record in records} == {(32, 32, 3)}
+
+
+def test_metrics_validate_and_plots_exist(repo):
+    for name in DATASETS:
+        document = json.loads((repo / f"metrics/{name}.json").read_text())
+        metrics.validate_metrics(document)
+        predictions = pd.read_csv(repo / f"data/predictions/{name}.csv")
+        assert document["test"]["n"] == (predictions["split"] == "test").sum()
+        for plot in ("roi_samples.png", "training_curves.png", "roc.png", "confusion.png", "calibration.png", "roc.json", "confusion.csv"):
+            assert (repo / "plots" / name / plot).stat().st_size > 0, (name, plot)
+
+
+def test_second_repro_does_nothing(repo):
+    output = run(repo, "dvc", "repro")
+    assert stages_run(output) == set()
+
+
+def test_changing_the_roi_margin_reruns_only_roi_and_downstream(repo):
+    params_file = repo / "params.yaml"
+    params = YAML(typ="safe", pure=True).load(params_file.read_text())
+    params["datasets"]["bus_uc"]["roi"]["margin"] = 0.3
+    with params_file.open("w") as stream:
+        YAML().dump(params, stream)
+    output = run(repo, "dvc", "repro")
+    assert stages_run(output) == {"roi@bus_uc", "train@bus_uc", "evaluate@bus_uc"}
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "wider margin")
+
+
+def test_exp_run_with_a_new_learning_rate_reruns_only_training_and_evaluation(repo):
+    output = run(repo, "dvc", "exp", "run", "-S", "lr=1e-5")
+    assert stages_run(output) == {f"{stage}@{name}" for stage in ("train", "evaluate") for name in DATASETS}
+    for name in DATASETS:
+        summary = json.loads((repo / f"metrics/{name}_train.json").read_text())
+        assert summary["phases"][0]["learning_rate"] == pytest.approx(1e-5)
+    diff = run(repo, "dvc", "metrics", "diff", "HEAD", "--json")
+    changed = json.loads(diff)
+    assert "metrics/bus_uc_train.json" in changed
+    assert changed["metrics/bus_uc_train.json"]["phases.0.learning_rate"]["new"] == pytest.approx(1e-5)
+    run(repo, "dvc", "plots", "diff", "HEAD", "-o", "plots_diff")
+    assert (repo / "plots_diff" / "index.html").exists()
