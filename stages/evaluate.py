@@ -1,15 +1,12 @@
 """Stage evaluate: predictions on val and test, threshold chosen on val, metrics JSON and plots."""
 
-import keras
-
-import medcls.models  # noqa: F401  (registers the custom layers and losses for loading)
-from medcls import metrics, plots, prediction
+from medcls import metrics, models, plots, prediction
 from medcls.config import DatasetPaths, run_stage
 from medcls.reporting import write_json
 
 
 def evaluate(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
-    model = keras.models.load_model(paths.model)
+    model = models.load_classifier(paths.model)
     predictions = prediction.predict_splits(model, paths.tfrecords, ["val", "test"])
     paths.predictions.parent.mkdir(parents=True, exist_ok=True)
     predictions.to_csv(paths.predictions, index=False)
@@ -33,7 +30,7 @@ def evaluate(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> Non
         paths.plots / "confusion.png", f"{name}: test, threshold {document['threshold']:.3f}",
     )
     plots.save_calibration_png(*by_split["test"], paths.plots / "calibration.png", f"{name}: test")
-    print(f"{name}: test AUC {test['auc']:.3f} {test['auc_ci95']}, accuracy {test['accuracy']:.3f}")
+    print(f"{name}: test AUC {test['auc']} (95 % CI {test['auc_ci95']}), accuracy {test['accuracy']}")
 
 
 if __name__ == "__main__":

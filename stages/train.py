@@ -14,8 +14,9 @@ def phases(params: dict, schedule: dict) -> list[training.Phase]:
     """Phase 1 trains the head at `lr`; phase 2 unfreezes the top of the backbone at `fine_tune_lr`."""
     fine_tune = schedule["fine_tune"]
     return [
-        training.Phase(schedule["epochs"], params["lr"], schedule["patience"]),
+        training.Phase("frozen", schedule["epochs"], params["lr"], schedule["patience"]),
         training.Phase(
+            "fine_tune",
             fine_tune["epochs"],
             params["fine_tune_lr"],
             fine_tune["patience"],

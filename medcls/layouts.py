@@ -1,0 +1,247 @@
+"""Turn a raw dataset folder into labelled entries, accounting for every file.
+
+Downloaded datasets nest their real content at varying depths and carry extra copies (BUS_UC's
+unlabelled flat folders, Kaggle's duplicated `chest_xray/chest_xray`, `__MACOSX`). Each layout therefore
+first locates its root, then sorts every file into an `Entry` or a `Reject` with a reason, so nothing
+is counted twice and nothing disappears silently.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+SOURCE_SPLITS = ("train", "val", "test")
+OUTSIDE_ROOT = "outside layout root"
+_MASK_SUFFIX = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)
+_KERMANY_PATIENT = re.compile(r"person\d+(?=_)|(?:NORMAL\d+-)?IM-\d+(?=-)")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One usable image; paths are POSIX and relative to the raw dataset dir."""
+
+    path: str
+    mask_paths: tuple[str, ...]
+    class_name: str
+    group: str
+    source_split: str = ""
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A file that is not used, with the reason why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Item:
+    """A file a layout recognised, before images and masks are paired (`key` names the image)."""
+
+    is_mask: bool
+    key: str
+    class_name: str
+    source_split: str = ""
+    group: str = ""
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How one layout is recognised (`class_dirs`, `class_dir_ok`) and read (`classify`)."""
+
+    structure: str
+    class_dirs: Callable[[Path], Iterator[Path]]
+    class_dir_ok: Callable[[Path], bool]
+    classify: Callable[[PurePosixPath, frozenset[str]], _Item | str]
+    has_masks: bool
+
+
+def _subdirs(directory: Path) -> Iterator[Path]:
+    return (child for child in sorted(directory.iterdir()) if child.is_dir())
+
+
+def _has_images(directory: Path) -> bool:
+    return any(child.suffix.lower() in IMAGE_SUFFIXES for child in directory.iterdir())
+
+
+def _has_images_and_masks_folders(directory: Path) -> bool:
+    return {"images", "masks"} <= {child.name.lower() for child in _subdirs(directory)}
+
+
+def _unselected(folder: str, classes: frozenset[str]) -> str | None:
+    """The reject reason for a class folder not requested (`classes` are lower-cased), else None."""
+    return None if folder.lower() in classes else f"class not selected: {folder}"
+
+
+def _mask_key(folder: str, stem: str) -> str:
+    """Key shared by an image and its masks: `x_mask`, `x_mask_1` and `x` (in masks/) all map to `x`."""
+    return f"{folder}/{_MASK_SUFFIX.sub('', stem)}"
+
+
+def _classify_bus_uc(rel: PurePosixPath, classes: frozenset[str]) -> _Item | str:
+    """<Class>/{images,masks}/<id>.png; the root's flat images/ and masks/ repeat them, classless."""
+    kind = rel.parts[-2].lower() if len(rel.parts) >= 2 else ""
+    if len(rel.parts) == 2 and kind in ("images", "masks"):
+        return "unlabelled flat copy"
+    if len(rel.parts) != 3 or kind not in ("images", "masks"):
+        return OUTSIDE_ROOT
+    folder = rel.parts[0]
+    return _unselected(folder, classes) or _Item(
+        kind == "masks", _mask_key(folder, rel.stem), folder
+    )
+
+
+def _classify_busi(rel: PurePosixPath, classes: frozenset[str]) -> _Item | str:
+    """<class>/<name>.png beside <name>_mask.png and optional extra lesions <name>_mask_<n>.png."""
+    if len(rel.parts) != 2:
+        return OUTSIDE_ROOT
+    folder = rel.parts[0]
+    is_mask = bool(_MASK_SUFFIX.search(rel.stem))
+    return _unselected(folder, classes) or _Item(is_mask, _mask_key(folder, rel.stem), folder)
+
+
+def kermany_patient(stem: str) -> str:
+    """Patient id from a Kermany file name (`person12_virus_5` -> `person12`, `NORMAL2-IM-1427-0001` ->
+    `NORMAL2-IM-1427`), so one patient's images never straddle splits; unknown patterns keep the stem.
+
+    Kermany's test folder numbers its patients anew, so a few unrelated train and test patients share
+    an id; linking them only makes split units coarser, it never leaks.
+    """
+    match = _KERMANY_PATIENT.match(stem)
+    return match.group(0) if match else stem
+
+
+def _classify_kermany(rel: PurePosixPath, classes: frozenset[str]) -> _Item | str:
+    """<split>/<CLASS>/<file>.jpeg, the split being the source's own train/val/test."""
+    if len(rel.parts) != 3 or rel.parts[0].lower() not in SOURCE_SPLITS:
+        return OUTSIDE_ROOT
+    split, folder = rel.parts[0].lower(), rel.parts[1]
+    return _unselected(folder, classes) or _Item(
+        False, str(rel), folder, split, kermany_patient(rel.stem)
+    )
+
+
+def _kermany_class_dirs(root: Path) -> Iterator[Path]:
+    return (
+        class_dir
+        for split in _subdirs(root)
+        if split.name.lower() in SOURCE_SPLITS
+        for class_dir in _subdirs(split)
+    )
+
+
+LAYOUTS: dict[str, _Layout] = {
+    "bus_uc": _Layout(
+        "<root>/<Class>/images/ and <root>/<Class>/masks/",
+        _subdirs,
+        _has_images_and_masks_folders,
+        _classify_bus_uc,
+        has_masks=True,
+    ),
+    "busi": _Layout(
+        "<root>/<class>/<name>.png beside <name>_mask.png",
+        _subdirs,
+        _has_images,
+        _classify_busi,
+        has_masks=True,
+    ),
+    "kermany": _Layout(
+        "<root>/{train,val,test}/<CLASS>/<file>.jpeg",
+        _kermany_class_dirs,
+        _has_images,
+        _classify_kermany,
+        has_masks=False,
+    ),
+}
+
+
+def parse(layout: str, raw_dir: Path, classes: Sequence[str]) -> tuple[list[Entry], list[Reject]]:
+    """Parse `raw_dir` with the named layout into entries and rejects, both sorted by path."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; known layouts: {', '.join(sorted(LAYOUTS))}")
+    spec, wanted = LAYOUTS[layout], frozenset(name.lower() for name in classes)
+    root = _find_root(spec, raw_dir, wanted)
+    items: dict[str, _Item] = {}
+    rejects: list[Reject] = []
+    for file in sorted(path for path in raw_dir.rglob("*") if path.is_file()):
+        rel = file.relative_to(raw_dir).as_posix()
+        verdict = _classify(spec, file, root, wanted)
+        if isinstance(verdict, str):
+            rejects.append(Reject(rel, verdict))
+        else:
+            items[rel] = verdict
+    entries, pairing_rejects = _pair(items) if spec.has_masks else (_unpaired(items), [])
+    return sorted(entries, key=lambda e: e.path), sorted(
+        rejects + pairing_rejects, key=lambda r: r.path
+    )
+
+
+def _classify(spec: _Layout, file: Path, root: Path, classes: frozenset[str]) -> _Item | str:
+    if not file.is_relative_to(root):
+        return OUTSIDE_ROOT
+    if file.suffix.lower() not in IMAGE_SUFFIXES:
+        return "not an image"
+    return spec.classify(PurePosixPath(file.relative_to(root).as_posix()), classes)
+
+
+def _find_root(spec: _Layout, raw_dir: Path, classes: frozenset[str]) -> Path:
+    """The shallowest directory holding a well-formed folder for every requested class."""
+    candidates = [raw_dir] + [
+        d for d in raw_dir.rglob("*") if d.is_dir() and not _is_junk(d.relative_to(raw_dir))
+    ]
+    for candidate in sorted(candidates, key=lambda d: (len(d.parts), d)):
+        found = {d.name.lower() for d in spec.class_dirs(candidate) if spec.class_dir_ok(d)}
+        if classes <= found:
+            return candidate
+    top = (
+        sorted(child.name + ("/" if child.is_dir() else "") for child in raw_dir.iterdir())
+        if raw_dir.is_dir()
+        else []
+    )
+    raise ValueError(
+        f"no folder under {raw_dir} has the expected layout {spec.structure} with class folders "
+        f"{sorted(classes)}; found at the top of it: {top[:20] or 'nothing'}. "
+        "Check the dataset's `layout`, `classes` and `source` params."
+    )
+
+
+def _is_junk(rel: Path) -> bool:
+    """macOS archive metadata and hidden folders never hold the real layout."""
+    return any(part.startswith(("__MACOSX", ".")) for part in rel.parts)
+
+
+def _pair(items: dict[str, _Item]) -> tuple[list[Entry], list[Reject]]:
+    """Attach masks to their image by key; images without masks and orphan masks are rejected."""
+    images: dict[str, list[str]] = defaultdict(list)
+    masks: dict[str, list[str]] = defaultdict(list)
+    for path, item in items.items():
+        (masks if item.is_mask else images)[item.key].append(path)
+    entries, rejects = [], []
+    for key, (image, *duplicates) in images.items():
+        rejects += [Reject(path, f"duplicate image name: {image}") for path in duplicates]
+        if key in masks:
+            entries.append(_entry(image, items[image], tuple(sorted(masks[key]))))
+        else:
+            rejects.append(Reject(image, "missing mask"))
+    rejects += [
+        Reject(path, "mask without image")
+        for key, paths in masks.items()
+        if key not in images
+        for path in paths
+    ]
+    return entries, rejects
+
+
+def _unpaired(items: dict[str, _Item]) -> list[Entry]:
+    return [_entry(path, item, ()) for path, item in items.items()]
+
+
+def _entry(path: str, item: _Item, mask_paths: tuple[str, ...]) -> Entry:
+    """Layouts without patient ids use the image's own path as its group."""
+    return Entry(path, mask_paths, item.class_name, item.group or path, item.source_split)

@@ -1,0 +1,107 @@
+"""Build the manifest: one row per usable image, after decoding every image and mask once.
+
+Decoding up front turns corrupt files, empty masks and size mismatches into named rejects here,
+instead of crashes or silent garbage in later stages, and yields the content hash the split uses to
+keep identical images out of different splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medcls.layouts import Entry, parse
+from medcls.roi import MASK_SEPARATOR, ImageDecodeError, ordered_starmap, read_image, read_masks
+
+MANIFEST_COLUMNS = [
+    "path",
+    "mask_paths",
+    "label",
+    "class_name",
+    "group",
+    "sha256",
+    "width",
+    "height",
+    "source_split",
+]
+REJECTED_COLUMNS = ["path", "reason"]
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """What decoding an entry teaches the manifest."""
+
+    sha256: str
+    width: int
+    height: int
+
+
+def pixel_sha256(image: np.ndarray) -> str:
+    """Hash of the decoded pixels, shape first, so a picture re-encoded differently still matches."""
+    return hashlib.sha256(f"{image.shape}".encode() + image.tobytes()).hexdigest()
+
+
+def _inspect(raw_dir: Path, entry: Entry) -> _Decoded | str:
+    """Decode one entry's image and masks; return its facts or the reason it is unusable."""
+    try:
+        image = read_image(raw_dir / entry.path)
+    except ImageDecodeError:
+        return "undecodable image"
+    if entry.mask_paths:
+        try:
+            mask = read_masks([raw_dir / path for path in entry.mask_paths])
+        except ImageDecodeError:
+            return "undecodable mask"
+        except ValueError:  # the image's masks disagree in size among themselves
+            return "mask size differs from image"
+        if mask.shape != image.shape[:2]:
+            return "mask size differs from image"
+        if not mask.any():
+            return "empty mask"
+    return _Decoded(pixel_sha256(image), image.shape[1], image.shape[0])
+
+
+def build_manifest(
+    raw_dir: Path, layout: str, classes: Sequence[str], workers: int = os.cpu_count() or 1
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (manifest, rejected), both sorted by path; label = index of the class in `classes`."""
+    entries, rejects = parse(layout, raw_dir, classes)
+    labels = {name.lower(): index for index, name in enumerate(classes)}
+    rows, reasons = [], [(reject.path, reject.reason) for reject in rejects]
+    decoded = ordered_starmap(
+        partial(_inspect, raw_dir), ((entry,) for entry in entries), workers=workers, chunksize=32
+    )
+    for entry, facts in zip(entries, decoded, strict=True):  # strict: also lets the pool finish
+        if isinstance(facts, str):
+            reasons.append((entry.path, facts))
+            continue
+        label = labels[entry.class_name.lower()]
+        mask_paths = MASK_SEPARATOR.join(entry.mask_paths)
+        rows.append({**asdict(entry), **asdict(facts), "mask_paths": mask_paths, "label": label})
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS).sort_values("path", ignore_index=True)
+    rejected = pd.DataFrame(reasons, columns=REJECTED_COLUMNS).sort_values(
+        "path", ignore_index=True
+    )
+    return manifest, rejected
+
+
+def summarize(manifest: pd.DataFrame, rejected: pd.DataFrame) -> dict:
+    """Counts for the stage's metrics file, so `dvc metrics diff` shows what a data change did."""
+    return {
+        "images": len(manifest),
+        "per_class": {
+            str(name): int(n) for name, n in sorted(Counter(manifest["class_name"]).items())
+        },
+        "rejected": len(rejected),
+        "rejected_by_reason": {
+            str(reason): int(n) for reason, n in sorted(Counter(rejected["reason"]).items())
+        },
+    }

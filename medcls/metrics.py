@@ -1,0 +1,371 @@
+"""Classification metrics from predicted probabilities, and the checks that keep them honest.
+
+Every reported number is derived here from one set of predictions, so the metrics JSON cannot
+disagree with itself: the rates are computed from the confusion counts by `rates_from_counts`, and
+`validate_metrics` recomputes them from the written counts. An undefined value (an AUC on a
+one-class split, a precision with no predicted positives) is `None`, which JSON writes as `null`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping
+from numbers import Real
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+SCHEMA_PATH = Path(__file__).with_name("metrics_schema.json")
+RULE_FORMS = '"youden", a fixed probability in [0, 1], or {"min_sensitivity": p} with p in [0, 1]'
+COUNT_KEYS = ("tp", "fp", "tn", "fn")
+# Metrics written with unrounded floats agree with their recomputation far tighter than this.
+TOLERANCE = 1e-9
+
+ThresholdRule = str | float | Mapping[str, float]
+
+
+def checked_arrays(y_true: ArrayLike, y_prob: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """0/1 int labels and float probabilities; refuses input that would yield NaN metrics."""
+    labels, probs = np.asarray(y_true), np.asarray(y_prob, dtype=float)
+    if labels.ndim != 1 or labels.shape != probs.shape or labels.size == 0:
+        raise ValueError(
+            f"need two equally long, non-empty 1-D arrays; got labels {labels.shape}, "
+            f"probabilities {probs.shape}"
+        )
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"labels must be 0 or 1; found {sorted(set(labels.tolist()) - {0, 1})}")
+    if not (np.isfinite(probs) & (probs >= 0) & (probs <= 1)).all():
+        raise ValueError("probabilities must be finite and within [0, 1]; check the model output")
+    return labels.astype(int), probs
+
+
+def predict_positive(y_prob: np.ndarray, threshold: float) -> np.ndarray:
+    """The one decision rule used everywhere: positive when the probability reaches it."""
+    return y_prob >= threshold
+
+
+# --- threshold choice ------------------------------------------------------------------------
+
+
+def _parse_rule(rule: ThresholdRule) -> tuple[str, float | None]:
+    """(kind, value) for a threshold rule, so choosing and naming it read the rule the same way."""
+    if isinstance(rule, str) and rule == "youden":
+        return "youden", None
+    if (
+        isinstance(rule, Mapping)
+        and set(rule) == {"min_sensitivity"}
+        and _is_probability(rule["min_sensitivity"])
+    ):
+        return "min_sensitivity", float(rule["min_sensitivity"])
+    if _is_probability(rule):
+        return "fixed", float(rule)
+    raise ValueError(f"invalid threshold rule {rule!r}; use {RULE_FORMS}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _is_probability(value: object) -> bool:
+    return _is_number(value) and 0 <= value <= 1
+
+
+def rule_name(rule: ThresholdRule) -> str:
+    """Short label for the metrics file: "youden", "fixed" or "min_sensitivity=0.95"."""
+    kind, value = _parse_rule(rule)
+    return f"min_sensitivity={value:g}" if kind == "min_sensitivity" else kind
+
+
+def _roc_counts(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Distinct thresholds (highest first) with their true- and false-positive counts.
+
+    Integer counts let threshold rules compare candidates exactly; rates such as 0.8 - 0.5
+    and 0.3 - 0.0 differ in floating point and would break ties arbitrarily.
+    """
+    order = np.argsort(-y_prob, kind="stable")
+    scores, labels = y_prob[order], y_true[order]
+    last_of_each_score = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
+    tps = np.cumsum(labels)[last_of_each_score]
+    return scores[last_of_each_score], tps, last_of_each_score + 1 - tps
+
+
+def choose_threshold(y_true: ArrayLike, y_prob: ArrayLike, rule: ThresholdRule) -> float:
+    """Decision threshold for `rule`; the caller picks it on validation and applies it to test.
+
+    "youden" maximises sensitivity + specificity - 1, ties going to the higher threshold (better
+    specificity); {"min_sensitivity": p} is the highest threshold whose sensitivity is >= p.
+    Candidates are the observed probabilities, so the result always lies in [0, 1].
+    """
+    kind, value = _parse_rule(rule)
+    if kind == "fixed":
+        return value
+    y_true, y_prob = checked_arrays(y_true, y_prob)
+    thresholds, tps, fps = _roc_counts(y_true, y_prob)
+    positives, negatives = tps[-1], fps[-1]
+    if positives == 0 or (kind == "youden" and negatives == 0):
+        raise ValueError(f"threshold rule {rule!r} needs both classes in the data it is chosen on")
+    if kind == "youden":
+        scores = tps * negatives - fps * positives  # Youden's J scaled by P * N
+    else:
+        scores = tps >= value * positives
+    return float(thresholds[np.argmax(scores)])  # argmax: the first, i.e. highest, best threshold
+
+
+# --- point metrics ---------------------------------------------------------------------------
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return float(numerator / denominator) if denominator else None
+
+
+def rates_from_counts(tp: int, fp: int, tn: int, fn: int) -> dict:
+    """Every count-based metric, from the confusion counts alone.
+
+    Shared by `binary_metrics` and `validate_metrics`, so the file and its check use one formula.
+    precision is None without predicted positives; f1 = 2tp / (2tp + fp + fn), the harmonic mean
+    of precision and sensitivity, also defined (as 0) when precision is not; balanced accuracy is
+    None when sensitivity or specificity is.
+    """
+    sensitivity, specificity = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
+    balanced = None if None in (sensitivity, specificity) else (sensitivity + specificity) / 2
+    return {
+        "n": tp + fp + tn + fn,
+        "positives": tp + fn,
+        "negatives": tn + fp,
+        "accuracy": _ratio(tp + tn, tp + fp + tn + fn),
+        "balanced_accuracy": balanced,
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+        "precision": _ratio(tp, tp + fp),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+    }
+
+
+def calibration_bins(y_true: ArrayLike, y_prob: ArrayLike, bins: int = 10) -> list[dict]:
+    """Reliability table over equal-width probability bins ([k/b, (k+1)/b), the last one closed).
+
+    Empty bins are left out. The ECE, the calibration plot data and the reliability figure all
+    read this table.
+    """
+    y_true, y_prob = checked_arrays(y_true, y_prob)
+    index = np.minimum((y_prob * bins).astype(int), bins - 1)
+    counts = np.bincount(index, minlength=bins)
+    prob_sums = np.bincount(index, weights=y_prob, minlength=bins)
+    positive_sums = np.bincount(index, weights=y_true, minlength=bins)
+    return [
+        {
+            "mean_predicted": float(prob_sums[b] / counts[b]),
+            "fraction_positive": float(positive_sums[b] / counts[b]),
+            "count": int(counts[b]),
+        }
+        for b in np.flatnonzero(counts)
+    ]
+
+
+def expected_calibration_error(y_true: ArrayLike, y_prob: ArrayLike, bins: int = 10) -> float:
+    """Bin-size weighted mean gap between predicted probability and observed positive rate."""
+    table = calibration_bins(y_true, y_prob, bins)
+    total = sum(row["count"] for row in table)
+    return float(
+        sum(row["count"] * abs(row["mean_predicted"] - row["fraction_positive"]) for row in table)
+        / total
+    )
+
+
+def roc_auc(y_true: ArrayLike, y_prob: ArrayLike) -> float | None:
+    """ROC AUC, or None when only one class is present (it is undefined, not 0.5)."""
+    y_true, y_prob = checked_arrays(y_true, y_prob)
+    return float(roc_auc_score(y_true, y_prob)) if np.unique(y_true).size == 2 else None
+
+
+def binary_metrics(y_true: ArrayLike, y_prob: ArrayLike, threshold: float) -> dict:
+    """Confusion counts at `threshold`, the rates derived from them, and threshold-free scores.
+
+    pr_auc is the average precision (None without positives); brier and ece use all rows.
+    """
+    y_true, y_prob = checked_arrays(y_true, y_prob)
+    predicted, actual = predict_positive(y_prob, threshold), y_true == 1
+    counts = {
+        "tp": int(np.sum(predicted & actual)),
+        "fp": int(np.sum(predicted & ~actual)),
+        "tn": int(np.sum(~predicted & ~actual)),
+        "fn": int(np.sum(~predicted & actual)),
+    }
+    return {
+        **counts,
+        **rates_from_counts(**counts),
+        "auc": roc_auc(y_true, y_prob),
+        "pr_auc": float(average_precision_score(y_true, y_prob)) if actual.any() else None,
+        "brier": float(np.mean((y_prob - y_true) ** 2)),
+        "ece": expected_calibration_error(y_true, y_prob),
+    }
+
+
+# --- bootstrap -------------------------------------------------------------------------------
+
+
+def _resample_counts(rng: np.random.Generator, n_rows: int, n_resamples: int) -> np.ndarray:
+    """(resamples, rows) matrix: how often each row is drawn, with replacement, in each resample."""
+    draws = rng.integers(0, n_rows, size=(n_resamples, n_rows))
+    flat = draws + n_rows * np.arange(n_resamples)[:, None]
+    return np.bincount(flat.ravel(), minlength=n_resamples * n_rows).reshape(n_resamples, n_rows)
+
+
+def _weighted_aucs(weights: np.ndarray, y_true: np.ndarray, y_prob: np.ndarray) -> np.ndarray:
+    """ROC AUC of every resample at once (Mann-Whitney with ties counted half).
+
+    Resamples holding one class have no AUC and are left out.
+    """
+    order = np.argsort(y_prob, kind="stable")
+    scores, positive = y_prob[order], y_true[order] == 1
+    weights = weights[:, order]
+    positive_weights, negative_weights = weights * positive, weights * ~positive
+    negatives_up_to = np.pad(np.cumsum(negative_weights, axis=1), ((0, 0), (1, 0)))
+    below = negatives_up_to[:, np.searchsorted(scores, scores, side="left")]
+    tied = negatives_up_to[:, np.searchsorted(scores, scores, side="right")] - below
+    wins = np.sum(positive_weights * (below + tied / 2), axis=1)
+    pairs = positive_weights.sum(axis=1) * negative_weights.sum(axis=1)
+    return wins[pairs > 0] / pairs[pairs > 0]
+
+
+def _percentile_interval(values: np.ndarray, level: float) -> list[float | None]:
+    if values.size == 0:
+        return [None, None]
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return [float(low), float(high)]
+
+
+def bootstrap_ci(
+    y_true: ArrayLike,
+    y_prob: ArrayLike,
+    threshold: float,
+    *,
+    n_resamples: int,
+    seed: int,
+    level: float = 0.95,
+) -> dict:
+    """Percentile-bootstrap intervals for AUC and accuracy, reproducible for a seed.
+
+    Rows are resampled with replacement by `np.random.default_rng(seed)`; the keys keep the
+    "ci95" name for any `level`. An interval with no usable resample is [None, None].
+    """
+    y_true, y_prob = checked_arrays(y_true, y_prob)
+    weights = _resample_counts(np.random.default_rng(seed), y_true.size, n_resamples)
+    correct = predict_positive(y_prob, threshold) == (y_true == 1)
+    return {
+        "auc_ci95": _percentile_interval(_weighted_aucs(weights, y_true, y_prob), level),
+        "accuracy_ci95": _percentile_interval(weights @ correct / y_true.size, level),
+    }
+
+
+# --- evaluation of a predictions table -------------------------------------------------------
+
+
+def _split_arrays(predictions: pd.DataFrame, split: str) -> tuple[np.ndarray, np.ndarray]:
+    rows = predictions[predictions["split"] == split]
+    if rows.empty:
+        found = sorted(predictions["split"].unique())
+        raise ValueError(f"predictions have no {split!r} rows (splits found: {found})")
+    return checked_arrays(rows["label"].to_numpy(), rows["probability"].to_numpy())
+
+
+def evaluate_predictions(
+    predictions: pd.DataFrame, *, rule: ThresholdRule, n_bootstrap: int, seed: int
+) -> dict:
+    """The metrics document: threshold chosen on val by `rule`, applied as is to val and test."""
+    missing = {"split", "label", "probability"} - set(predictions.columns)
+    if missing:
+        raise ValueError(f"predictions lack the columns {sorted(missing)}")
+    arrays = {split: _split_arrays(predictions, split) for split in ("val", "test")}
+    if np.unique(arrays["val"][0]).size < 2:
+        raise ValueError("the val split holds one class only; a threshold cannot be chosen on it")
+    threshold = choose_threshold(*arrays["val"], rule)
+    document = {"threshold": threshold, "threshold_rule": rule_name(rule)}
+    for split, (y_true, y_prob) in arrays.items():
+        document[split] = {
+            **binary_metrics(y_true, y_prob, threshold),
+            **bootstrap_ci(y_true, y_prob, threshold, n_resamples=n_bootstrap, seed=seed),
+        }
+    return document
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def _non_finite_paths(value: object, path: str = "") -> Iterator[str]:
+    """Paths of NaN/infinite numbers, which a JSON schema cannot reject and JSON cannot hold."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield f"{path or '<document>'}: {value} is not a finite number (undefined values are null)"
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _non_finite_paths(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            yield from _non_finite_paths(item, f"{path}[{position}]")
+
+
+def _split_objects(document: dict) -> Iterator[tuple[str, dict]]:
+    """Every per-split metrics object, including those of an optional baseline."""
+    for owner, prefix in ((document, ""), (document.get("baseline"), "baseline.")):
+        for split in ("val", "test"):
+            if isinstance(owner, Mapping) and isinstance(owner.get(split), Mapping):
+                yield f"{prefix}{split}", owner[split]
+
+
+def _agree(written: object, expected: float | None) -> bool:
+    if written is None or expected is None:
+        return written is expected
+    return _is_number(written) and math.isclose(written, expected, rel_tol=0, abs_tol=TOLERANCE)
+
+
+def _count_problems(where: str, split: Mapping) -> list[str]:
+    """Counts and rates that disagree with the rates recomputed from tp, fp, tn, fn."""
+    counts = tuple(split.get(key) for key in COUNT_KEYS)
+    if not all(isinstance(count, int) and count >= 0 for count in counts):
+        return []  # the schema reports the malformed counts
+    return [
+        f"{where}.{key}: {split[key]!r} disagrees with {expected!r} from (tp, fp, tn, fn) {counts}"
+        for key, expected in rates_from_counts(*counts).items()
+        if key in split and not _agree(split[key], expected)
+    ]
+
+
+def _is_number_pair(value: object) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(map(_is_number, value))
+
+
+def _interval_problems(where: str, split: Mapping) -> list[str]:
+    """Bootstrap intervals that are reversed, or miss (or lack) their point estimate."""
+    problems = []
+    for metric in ("auc", "accuracy"):
+        interval, point = split.get(f"{metric}_ci95"), split.get(metric)
+        if not _is_number_pair(interval):
+            continue  # null intervals, and malformed ones the schema reports
+        low, high = interval
+        if low > high:
+            problems.append(f"{where}.{metric}_ci95: lower bound {low} exceeds upper bound {high}")
+        if not _is_number(point):
+            problems.append(f"{where}.{metric}_ci95: an interval for an undefined {metric}")
+        elif not low - TOLERANCE <= point <= high + TOLERANCE:
+            problems.append(f"{where}.{metric}: {point} lies outside its interval [{low}, {high}]")
+    return problems
+
+
+def validate_metrics(document: dict) -> None:
+    """Refuse a metrics document that breaks the schema or contradicts itself; list all problems."""
+    schema = json.loads(SCHEMA_PATH.read_text())
+    problems = [
+        f"{error.json_path.removeprefix('$.') if error.path else '<document>'}: {error.message}"
+        for error in jsonschema.Draft202012Validator(schema).iter_errors(document)
+    ]
+    problems += _non_finite_paths(document)
+    for where, split in _split_objects(document):
+        problems += _count_problems(where, split) + _interval_problems(where, split)
+    if problems:
+        raise ValueError("invalid metrics document:\n  " + "\n  ".join(problems))

@@ -1,0 +1,110 @@
+"""The classifier: raw pixels -> backbone preprocessing -> backbone -> head -> P(positive).
+
+Importing this module registers the custom layers and losses; `load_classifier` reloads a saved one.
+"""
+
+import math
+from collections.abc import Iterator, Mapping
+
+import keras
+
+from medcls import losses  # noqa: F401  (registers BinaryFocalLoss for loading compiled models)
+from medcls.backbones import BACKBONE_NAME, build_backbone
+from medcls.blocks import PDFBlock, Preprocess, SEBlock
+
+HEAD_BLOCKS = {"pdf": PDFBlock, "se": SEBlock}
+POOLING = {"gap": keras.layers.GlobalAveragePooling2D, "flatten": keras.layers.Flatten}
+
+
+def build_classifier(
+    backbone_spec: Mapping, head_spec: Mapping, image_size: int, *, seed: int
+) -> keras.Model:
+    """A binary classifier on raw RGB images (float 0..255) of `image_size`; the backbone is frozen.
+
+    BatchNormalization inside the backbone always uses its moving statistics because its layers stay
+    frozen (also through `unfreeze_top`): in Keras 3 a frozen BatchNormalization runs in inference
+    mode even when the model trains, whereas a `training=False` call argument on the nested backbone
+    would be overridden by `fit`'s training flag.
+    """
+    keras.utils.set_random_seed(seed)  # reproducible head initialisation
+    backbone, preprocessing = build_backbone(backbone_spec, image_size)
+    backbone.trainable = False
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    features = backbone(Preprocess(preprocessing, name="preprocess")(inputs))
+    for block in head_spec["blocks"]:
+        features = _head_block(block)(features)
+    features = _pooling(head_spec["pooling"])(features)
+    features = keras.layers.Dense(head_spec["dense_units"], activation="relu")(features)
+    features = keras.layers.Dropout(head_spec["dropout"])(features)
+    outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")(
+        features
+    )
+    return keras.Model(inputs, outputs, name="classifier")
+
+
+def _head_block(block: Mapping) -> keras.layers.Layer:
+    """A layer from a one-key mapping such as {"se": {"ratio": 16}}."""
+    if len(block) != 1 or next(iter(block)) not in HEAD_BLOCKS:
+        raise ValueError(
+            f"head.blocks: each block is one of {sorted(HEAD_BLOCKS)} with its options, "
+            f"got {dict(block)}"
+        )
+    ((kind, options),) = block.items()
+    return HEAD_BLOCKS[kind](**options)
+
+
+def _pooling(name: str) -> keras.layers.Layer:
+    if name not in POOLING:
+        raise ValueError(f"head.pooling: unknown pooling {name!r}; use one of {sorted(POOLING)}")
+    return POOLING[name]()
+
+
+def load_classifier(path) -> keras.Model:
+    """A classifier saved with `model.save`, its custom layers and focal loss registered."""
+    return keras.models.load_model(path)
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    """The classifier's nested backbone model."""
+    return model.get_layer(BACKBONE_NAME)
+
+
+def unfreeze_top(
+    model: keras.Model, *, fraction: float | None = None, layers: int | None = None
+) -> list[str]:
+    """Make the top of the backbone trainable for fine-tuning; return the unfrozen layers' names.
+
+    Counts the backbone layers that own weights, BatchNormalization excluded, and unfreezes the top
+    ceil(`fraction` x count) or the last `layers` of them. BatchNormalization layers stay frozen so
+    their ImageNet statistics are not overwritten by small medical batches.
+    """
+    if (fraction is None) == (layers is None):
+        raise ValueError("unfreeze_top: give exactly one of fraction or layers")
+    backbone = backbone_of(model)
+    tunable = [
+        layer
+        for layer in _leaf_layers(backbone)
+        if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    # round() first: 0.3 x 10 is 3.0000000000000004 in floating point, which must give 3, not 4
+    count = layers if fraction is None else math.ceil(round(fraction * len(tunable), 9))
+    if not 0 <= count <= len(tunable):
+        raise ValueError(
+            f"unfreeze_top: cannot unfreeze {count} layers; the backbone has {len(tunable)} "
+            "layers with weights"
+        )
+    chosen = {id(layer) for layer in tunable[len(tunable) - count :]}
+    # In Keras 3 `trainable = True` on a model makes every sublayer trainable: refreeze the rest.
+    backbone.trainable = True
+    for layer in _leaf_layers(backbone):
+        layer.trainable = id(layer) in chosen
+    return [layer.name for layer in tunable if id(layer) in chosen]
+
+
+def _leaf_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
+    """The layers of `model` in order, with those of nested models expanded."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _leaf_layers(layer)
+        else:
+            yield layer

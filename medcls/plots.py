@@ -1,0 +1,200 @@
+"""Evaluation plots: data files that `dvc plots show/diff` renders, and PNG figures to open directly.
+
+Figures are drawn on bare `matplotlib.figure.Figure` objects, which save through the Agg canvas
+without pyplot: no display is needed, and no global figure state is left behind. Every number
+drawn comes from `medcls.metrics`, so the plots show what the metrics file reports.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+from medcls import metrics
+from medcls.reporting import write_json
+
+# Enough for a smooth curve, few enough that a committed plot file diffs in a screenful.
+MAX_CURVE_POINTS = 200
+# The "nothing predicted positive" end of a curve has no finite threshold; JSON needs a number.
+NO_POSITIVE_THRESHOLD = 1.0
+
+
+def _two_class_arrays(y_true: ArrayLike, y_prob: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    y_true, y_prob = metrics.checked_arrays(y_true, y_prob)
+    if np.unique(y_true).size < 2:
+        raise ValueError(
+            f"ROC and precision-recall curves need both classes; this split has only label "
+            f"{y_true[0]} (check the split stage's class counts)"
+        )
+    return y_true, y_prob
+
+
+def roc_points(y_true: ArrayLike, y_prob: ArrayLike) -> dict[str, np.ndarray]:
+    """ROC curve from (0, 0) to (1, 1), with finite thresholds."""
+    fpr, tpr, thresholds = roc_curve(*_two_class_arrays(y_true, y_prob))
+    return {"fpr": fpr, "tpr": tpr, "threshold": np.minimum(thresholds, NO_POSITIVE_THRESHOLD)}
+
+
+def precision_recall_points(y_true: ArrayLike, y_prob: ArrayLike) -> dict[str, np.ndarray]:
+    """Precision-recall curve from recall 1 down to sklearn's closing point (recall 0, precision 1)."""
+    precision, recall, thresholds = precision_recall_curve(*_two_class_arrays(y_true, y_prob))
+    return {
+        "recall": recall,
+        "precision": precision,
+        "threshold": np.append(thresholds, NO_POSITIVE_THRESHOLD),  # the closing point has none
+    }
+
+
+def _curve_records(columns: Mapping[str, np.ndarray], limit: int = MAX_CURVE_POINTS) -> list[dict]:
+    """At most `limit` evenly spaced points as JSON rows, keeping both ends of the curve."""
+    length = len(next(iter(columns.values())))
+    keep = np.unique(np.linspace(0, length - 1, min(limit, length)).round().astype(int))
+    return [{name: float(values[i]) for name, values in columns.items()} for i in keep]
+
+
+def write_curve_data(
+    y_true: ArrayLike,
+    y_prob: ArrayLike,
+    threshold: float,
+    out_dir: Path,
+    class_names: Sequence[str],
+) -> None:
+    """roc.json, precision_recall.json, calibration.json and confusion.csv for one split.
+
+    Formats follow DVC's `simple` and `confusion` templates; confusion.csv has one row per
+    example with class names, so the rendered matrix is labelled.
+    """
+    if len(class_names) != 2:
+        raise ValueError(f"need [negative, positive] class names; got {list(class_names)}")
+    y_true, y_prob = _two_class_arrays(y_true, y_prob)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "roc.json", {"roc": _curve_records(roc_points(y_true, y_prob))})
+    write_json(
+        out_dir / "precision_recall.json",
+        {"precision_recall": _curve_records(precision_recall_points(y_true, y_prob))},
+    )
+    write_json(out_dir / "calibration.json", {"calibration": metrics.calibration_bins(y_true, y_prob)})
+    names = np.asarray(class_names)
+    predicted = metrics.predict_positive(y_prob, threshold).astype(int)
+    pd.DataFrame({"actual": names[y_true], "predicted": names[predicted]}).to_csv(
+        out_dir / "confusion.csv", index=False
+    )
+
+
+def _save(figure: Figure, out_png: Path) -> None:
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out_png, dpi=120, bbox_inches="tight")
+
+
+def save_roc_png(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], out_png: Path, title: str) -> None:
+    """ROC curves of several splits on one axis, each labelled with its AUC."""
+    figure = Figure(figsize=(5, 5))
+    axis = figure.subplots()
+    for split, (y_true, y_prob) in curves.items():
+        points, auc = roc_points(y_true, y_prob), metrics.roc_auc(y_true, y_prob)
+        label = f"{split} (AUC {auc:.3f})" if auc is not None else f"{split} (one class, no AUC)"
+        axis.plot(points["fpr"], points["tpr"], label=label)
+    axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    axis.set(
+        xlabel="False positive rate (1 - specificity)",
+        ylabel="True positive rate (sensitivity)",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        aspect="equal",
+        title=title,
+    )
+    axis.legend(loc="lower right")
+    _save(figure, out_png)
+
+
+def save_confusion_png(
+    tp: int, fp: int, tn: int, fn: int, class_names: Sequence[str], out_png: Path, title: str
+) -> None:
+    """2x2 matrix, rows actual and columns predicted (negative first), with counts and row shares."""
+    counts = np.array([[tn, fp], [fn, tp]])
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    figure = Figure(figsize=(4.5, 4))
+    axis = figure.subplots()
+    axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (row, column), count in np.ndenumerate(counts):
+        share = f"\n{shares[row, column]:.1%}" if totals[row, 0] else ""
+        colour = "white" if shares[row, column] > 0.5 else "black"
+        axis.text(column, row, f"{count}{share}", ha="center", va="center", color=colour)
+    axis.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xticklabels=class_names,
+        yticklabels=class_names,
+        xlabel="Predicted",
+        ylabel="Actual",
+        title=title,
+    )
+    _save(figure, out_png)
+
+
+def save_calibration_png(y_true: ArrayLike, y_prob: ArrayLike, out_png: Path, title: str) -> None:
+    """Reliability diagram: observed positive rate per probability bin against the diagonal."""
+    table = pd.DataFrame(metrics.calibration_bins(y_true, y_prob))
+    ece = metrics.expected_calibration_error(y_true, y_prob)
+    figure = Figure(figsize=(5, 5))
+    axis = figure.subplots()
+    axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    axis.plot(table["mean_predicted"], table["fraction_positive"], "o-", label=f"model (ECE {ece:.3f})")
+    for row in table.itertuples():
+        axis.annotate(
+            f"n={row.count}",
+            (row.mean_predicted, row.fraction_positive),
+            fontsize=7,
+            textcoords="offset points",
+            xytext=(4, -10),
+        )
+    axis.set(
+        xlabel="Mean predicted probability",
+        ylabel="Fraction positive",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        aspect="equal",
+        title=title,
+    )
+    axis.legend(loc="upper left")
+    _save(figure, out_png)
+
+
+def _read_dvclive_series(metrics_dir: Path) -> dict[str, dict[str, pd.DataFrame]]:
+    """{metric: {split: frame}} from DVCLive's `<split>/<metric>.tsv` files (columns step, <metric>)."""
+    paths = sorted(metrics_dir.rglob("*.tsv"))
+    if not paths:
+        raise FileNotFoundError(
+            f"no DVCLive .tsv files under {metrics_dir}; did training log with DVCLive?"
+        )
+    series: dict[str, dict[str, pd.DataFrame]] = defaultdict(dict)
+    for path in paths:
+        frame = pd.read_csv(path, sep="\t")
+        if not {"step", path.stem} <= set(frame.columns):
+            raise ValueError(
+                f"{path}: expected columns step and {path.stem}, found {list(frame.columns)}"
+            )
+        split = path.parent.name if path.parent != metrics_dir else path.stem
+        series[path.stem][split] = frame
+    return series
+
+
+def save_training_curves_png(metrics_dir: Path, out_png: Path) -> None:
+    """One panel per logged metric (loss first), one line per split, against the training step."""
+    series = _read_dvclive_series(metrics_dir)
+    names = sorted(series, key=lambda name: (name != "loss", name))
+    figure = Figure(figsize=(5 * len(names), 4))
+    for axis, name in zip(figure.subplots(1, len(names), squeeze=False)[0], names):
+        for split, frame in sorted(series[name].items()):
+            axis.plot(frame["step"], frame[name], label=split)
+        axis.set(xlabel="step", ylabel=name, title=name)
+        axis.legend()
+    _save(figure, out_png)

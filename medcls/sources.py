@@ -1,0 +1,178 @@
+"""Fetch a raw dataset (Kaggle, a checksummed https archive, or a local copy) into a directory.
+
+The result is built beside `dest` and only renamed into place once complete, so an interrupted or
+failed fetch never leaves a half-filled `dest` that a later DVC run would trust. Archives are extracted
+only after every member is checked to stay inside the destination (no zip-slip, no escaping links).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import posixpath
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+import urllib.error
+import zipfile
+from pathlib import Path, PurePosixPath
+from urllib.request import urlopen
+
+from tqdm import tqdm
+
+ACCEPTED_SOURCES = (
+    "'kaggle:<owner>/<dataset>' (optionally '/versions/<N>'), "
+    "'https://.../<archive>#sha256=<64 hex digits>', "
+    "or a local directory or .zip/.tar/.tar.gz/.tgz archive"
+)
+_KAGGLE_HANDLE = re.compile(r"[\w.-]+/[\w.-]+(/versions/\d+)?")
+_NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
+
+
+class SourceUnavailableError(RuntimeError):
+    """The dataset source could not be reached (no network, server down, dataset gone)."""
+
+
+class UnsafeArchiveError(ValueError):
+    """An archive member would be written, or would link, outside the extraction directory."""
+
+
+def fetch(source: str, dest: Path) -> None:
+    """Materialise `source` as the directory `dest`, replacing any previous content atomically."""
+    dest = Path(dest)
+    partial = dest.parent / f".{dest.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _materialise(source, partial, dataset=dest.name)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    shutil.rmtree(dest, ignore_errors=True)
+    partial.rename(dest)
+
+
+def _materialise(source: str, target: Path, *, dataset: str) -> None:
+    if source.startswith("kaggle:"):
+        _from_local(_download_kaggle(source, dataset), target)
+    elif source.startswith("https://"):
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = Path(tmp) / "download"
+            _download_https(source, archive, dataset)
+            _extract(archive, target)
+    else:
+        _from_local(Path(source).expanduser(), target)
+
+
+def _unavailable(source: str, dataset: str, error: BaseException) -> SourceUnavailableError:
+    return SourceUnavailableError(
+        f"the dataset source {source!r} could not be reached ({error}). If this machine has no "
+        "internet, download it on a machine with internet and set the dataset's `source` param to "
+        f"that local directory or archive, e.g. dvc exp run -S 'datasets.{dataset}.source=/path/to/copy'"
+    )
+
+
+def _download_kaggle(source: str, dataset: str) -> Path:
+    """Download through kagglehub's cache (public datasets need no credentials)."""
+    handle = source.removeprefix("kaggle:")
+    if not _KAGGLE_HANDLE.fullmatch(handle):
+        raise ValueError(
+            f"bad Kaggle source {source!r}; expected 'kaggle:<owner>/<dataset>[/versions/<N>]'"
+        )
+    import kagglehub  # imported lazily: slow, and only needed for this kind of source
+
+    try:
+        return Path(kagglehub.dataset_download(handle))
+    except (
+        Exception
+    ) as error:  # kagglehub surfaces network trouble as many unrelated exception types
+        raise _unavailable(source, dataset, error) from error
+
+
+def _download_https(source: str, archive: Path, dataset: str) -> None:
+    """Stream the URL to `archive` with a progress bar and verify the pinned sha256."""
+    url, _, fragment = source.partition("#")
+    expected = fragment.removeprefix("sha256=").lower()
+    if not fragment.startswith("sha256=") or not re.fullmatch(r"[0-9a-f]{64}", expected):
+        raise ValueError(
+            f"the URL {url!r} has no valid checksum; append '#sha256=<64 hex digits>' "
+            "(from `sha256sum <file>`) so a changed or corrupted download is detected"
+        )
+    digest = hashlib.sha256()
+    try:
+        with urlopen(url, timeout=60) as response, archive.open("wb") as out:
+            size = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(
+                total=size, unit="B", unit_scale=True, desc=f"download {dataset}"
+            ) as progress:
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    progress.update(len(chunk))
+    except _NETWORK_ERRORS as error:
+        raise _unavailable(url, dataset, error) from error
+    if digest.hexdigest() != expected:
+        raise ValueError(
+            f"sha256 of {url} is {digest.hexdigest()}, expected {expected}: "
+            "the file changed or is corrupt"
+        )
+
+
+def _from_local(path: Path, target: Path) -> None:
+    """Copy a directory (following symlinks, so the copy stands alone) or extract an archive."""
+    if path.is_dir():
+        shutil.copytree(path, target)
+    elif path.is_file():
+        _extract(path, target)
+    else:
+        raise FileNotFoundError(
+            f"dataset source {str(path)!r} does not exist; accepted sources: {ACCEPTED_SOURCES}"
+        )
+
+
+def _extract(archive: Path, target: Path) -> None:
+    """Extract a zip or tar (any compression) after checking that every member stays inside `target`."""
+    target.mkdir(parents=True)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zipped:
+            for info in zipped.infolist():
+                _check_member(info.filename, _zip_symlink_target(zipped, info), is_hardlink=False)
+            zipped.extractall(target)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tarred:
+            for member in tarred.getmembers():
+                link = member.linkname if member.issym() or member.islnk() else None
+                _check_member(member.name, link, is_hardlink=member.islnk())
+            tarred.extractall(target, filter="data")  # also drops device files and setuid bits
+    else:
+        raise ValueError(
+            f"{archive} is not a zip or tar archive; accepted sources: {ACCEPTED_SOURCES}"
+        )
+
+
+def _zip_symlink_target(zipped: zipfile.ZipFile, info: zipfile.ZipInfo) -> str | None:
+    """Zip marks a symlink in the member's unix mode and stores its target as the content."""
+    return zipped.read(info).decode() if stat.S_ISLNK(info.external_attr >> 16) else None
+
+
+def _check_member(name: str, link: str | None, is_hardlink: bool) -> None:
+    """Reject absolute paths, `..` components and links resolving outside the extraction root.
+
+    Symlink targets are relative to the member's folder, hard-link targets to the archive root.
+    """
+    member = PurePosixPath(name)
+    if member.is_absolute() or ".." in member.parts:
+        raise UnsafeArchiveError(
+            f"archive member {name!r} would be written outside the destination; refusing to extract"
+        )
+    if link is None:
+        return
+    resolved = posixpath.normpath(
+        link if is_hardlink else posixpath.join(member.parent.as_posix(), link)
+    )
+    if posixpath.isabs(link) or resolved == ".." or resolved.startswith("../"):
+        raise UnsafeArchiveError(
+            f"archive member {name!r} links outside the destination (to {link!r}); refusing to extract"
+        )

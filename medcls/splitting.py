@@ -1,0 +1,96 @@
+"""Split a manifest into train/val/test without leakage between splits.
+
+Images of one patient, and byte-for-byte identical pictures filed under different patients, must
+share a split, or the test score measures memorisation. Rows are therefore linked into units
+(connected components over shared `group` or `sha256`), and whole units are dealt out so each
+class's proportions follow the requested fractions as closely as unit sizes allow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+
+def linked_units(manifest: pd.DataFrame) -> pd.Series:
+    """Unit number per row: rows sharing a group or sha256, directly or via other rows, share it."""
+    n_rows = len(manifest)
+    groups = pd.factorize(manifest["group"].astype(str))[0]
+    hashes = pd.factorize(manifest["sha256"])[0]
+    # Bipartite graph: row nodes 0..n-1, then one node per group, then one per hash.
+    n_groups, n_hashes = groups.max(initial=-1) + 1, hashes.max(initial=-1) + 1
+    rows = np.tile(np.arange(n_rows), 2)
+    links = np.concatenate([n_rows + groups, n_rows + n_groups + hashes])
+    size = n_rows + n_groups + n_hashes
+    graph = coo_matrix((np.ones(len(rows)), (rows, links)), shape=(size, size))
+    return pd.Series(connected_components(graph, directed=False)[1][:n_rows], index=manifest.index)
+
+
+def _check_fractions(fractions: Mapping[str, float]) -> None:
+    shares = list(fractions.values())
+    if any(share < 0 for share in shares) or not np.isclose(sum(shares), 1.0):
+        raise ValueError(
+            f"split fractions must be non-negative and sum to 1, got {dict(fractions)}"
+        )
+
+
+def _dealing_order(
+    manifest: pd.DataFrame, units: pd.Series, sizes: pd.Series, seed: int
+) -> pd.Index:
+    """Units largest first (big units are hardest to place), ties in seeded random order.
+
+    Units are first put in a canonical order (by their first path), so the result does not depend
+    on the manifest's row order.
+    """
+    canonical = manifest["path"].groupby(units).min().sort_values().index
+    shuffled = canonical[np.random.default_rng(seed).permutation(len(canonical))]
+    return sizes[shuffled].sort_values(ascending=False, kind="stable").index
+
+
+def grouped_stratified_split(
+    manifest: pd.DataFrame, fractions: Mapping[str, float], seed: int
+) -> pd.Series:
+    """Split name per manifest row (aligned to its index): no group or content shared across splits."""
+    _check_fractions(fractions)
+    names = [name for name, share in fractions.items() if share > 0]
+    units = linked_units(manifest)
+    per_unit = pd.crosstab(units, manifest["label"])
+    targets = np.outer([fractions[name] for name in names], per_unit.sum().to_numpy())
+    filled = np.zeros_like(targets)
+    chosen = {}
+    for unit in _dealing_order(manifest, units, per_unit.sum(axis=1), seed):
+        counts = per_unit.loc[unit].to_numpy()
+        # The split still missing the most images of this unit's classes takes it.
+        best = int(np.argmax((targets - filled) @ counts))
+        filled[best] += counts
+        chosen[unit] = names[best]
+    split = units.map(chosen).rename("split")
+    _check_every_split_has_every_class(manifest, units, split, names)
+    return split
+
+
+def _check_every_split_has_every_class(
+    manifest: pd.DataFrame, units: pd.Series, split: pd.Series, names: list[str]
+) -> None:
+    present = pd.crosstab(split, manifest["class_name"]).reindex(names, fill_value=0).stack()
+    missing = [f"{name}/{class_name}" for (name, class_name), n in present.items() if n == 0]
+    if missing:
+        unit_counts = units.groupby(manifest["class_name"]).nunique().to_dict()
+        raise ValueError(
+            f"too few independent groups to split: no images for (split/class) {', '.join(missing)}; "
+            f"independent units per class: {unit_counts}. "
+            "Add data, or use fewer splits or larger fractions."
+        )
+
+
+def split_counts(split_df: pd.DataFrame) -> dict:
+    """`{split: {class_name: n, "total": n}}` for the split stage's metrics file."""
+    table = pd.crosstab(split_df["split"], split_df["class_name"])
+    return {
+        str(split): {**{str(name): int(n) for name, n in row.items()}, "total": int(row.sum())}
+        for split, row in table.iterrows()
+    }

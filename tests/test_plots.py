@@ -1,0 +1,125 @@
+"""Plots: DVC plot files parse, are finite, keep their ends and match the metrics; PNGs render."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+
+from medcls import metrics, plots
+
+CLASSES = ["Benign", "Malignant"]
+THRESHOLD = 0.5
+
+
+@pytest.fixture(scope="module")
+def split() -> tuple[np.ndarray, np.ndarray]:
+    """1000 rows with fine-grained probabilities, so the raw curves exceed the point limit."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 1000)
+    return labels, np.clip(rng.normal(0.35 + 0.3 * labels, 0.2), 0, 1)
+
+
+@pytest.fixture(scope="module")
+def curve_dir(tmp_path_factory, split) -> Path:
+    out_dir = tmp_path_factory.mktemp("plots")
+    plots.write_curve_data(*split, THRESHOLD, out_dir, CLASSES)
+    return out_dir
+
+
+def read_rows(path: Path, key: str) -> list[dict]:
+    rows = json.loads(path.read_text())[key]
+    assert rows and all(math.isfinite(value) for row in rows for value in row.values())
+    return rows
+
+
+def test_roc_data_is_finite_downsampled_and_keeps_its_ends(curve_dir, split):
+    assert len(plots.roc_points(*split)["fpr"]) > plots.MAX_CURVE_POINTS  # downsampling is exercised
+    rows = read_rows(curve_dir / "roc.json", "roc")
+    assert len(rows) <= plots.MAX_CURVE_POINTS
+    assert (rows[0]["fpr"], rows[0]["tpr"]) == (0.0, 0.0) and rows[0]["threshold"] == 1.0
+    assert (rows[-1]["fpr"], rows[-1]["tpr"]) == (1.0, 1.0)
+    assert np.all(np.diff([row["fpr"] for row in rows]) >= 0)
+
+
+def test_precision_recall_data_is_finite_and_keeps_its_ends(curve_dir):
+    rows = read_rows(curve_dir / "precision_recall.json", "precision_recall")
+    assert len(rows) <= plots.MAX_CURVE_POINTS
+    assert rows[0]["recall"] == 1.0 and (rows[-1]["recall"], rows[-1]["precision"]) == (0.0, 1.0)
+
+
+def test_calibration_data_matches_the_reported_ece(curve_dir, split):
+    rows = read_rows(curve_dir / "calibration.json", "calibration")
+    assert len(rows) <= 10 and sum(row["count"] for row in rows) == len(split[0])
+    ece = sum(row["count"] * abs(row["mean_predicted"] - row["fraction_positive"]) for row in rows)
+    assert ece / len(split[0]) == pytest.approx(metrics.binary_metrics(*split, THRESHOLD)["ece"])
+
+
+def test_confusion_csv_has_one_named_row_per_example_matching_the_counts(curve_dir, split):
+    table = pd.read_csv(curve_dir / "confusion.csv")
+    assert list(table.columns) == ["actual", "predicted"] and len(table) == len(split[0])
+    assert set(table["actual"]) == set(table["predicted"]) == set(CLASSES)
+    pairs = table.value_counts()
+    expected = metrics.binary_metrics(*split, THRESHOLD)
+    assert pairs["Malignant", "Malignant"] == expected["tp"]
+    assert pairs["Benign", "Malignant"] == expected["fp"]
+    assert pairs["Benign", "Benign"] == expected["tn"]
+    assert pairs["Malignant", "Benign"] == expected["fn"]
+
+
+def test_curves_need_both_classes(tmp_path):
+    with pytest.raises(ValueError, match="both classes"):
+        plots.write_curve_data([1, 1], [0.2, 0.9], THRESHOLD, tmp_path, CLASSES)
+
+
+def assert_png(path: Path) -> None:
+    assert path.stat().st_size > 1000
+    image = imread(path)
+    assert image.ndim == 3 and image.shape[2] in (3, 4) and image.shape[0] > 100
+
+
+def test_figures_are_written(tmp_path, split):
+    plots.save_roc_png(
+        {"val": split, "test": (split[0][:300], split[1][:300])}, tmp_path / "roc.png", "ROC"
+    )
+    plots.save_confusion_png(40, 10, 45, 5, CLASSES, tmp_path / "confusion.png", "Confusion")
+    plots.save_confusion_png(0, 0, 3, 2, CLASSES, tmp_path / "no_positives.png", "One class predicted")
+    plots.save_calibration_png(*split, tmp_path / "nested" / "calibration.png", "Calibration")
+    for name in ("roc.png", "confusion.png", "no_positives.png", "nested/calibration.png"):
+        assert_png(tmp_path / name)
+
+
+def write_tsv(path: Path, rows: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(rows)
+
+
+def test_training_curves_from_dvclive_tsvs(tmp_path):
+    metrics_dir = tmp_path / "dvclive" / "plots" / "metrics"
+    write_tsv(metrics_dir / "train" / "loss.tsv", "step\tloss\n0\t0.9\n1\t0.6\n2\t0.5\n")
+    write_tsv(metrics_dir / "val" / "loss.tsv", "step\tloss\n0\t1.0\n1\t0.8\n2\t0.7\n")
+    write_tsv(
+        metrics_dir / "train" / "auc.tsv",
+        "timestamp\tstep\tauc\n1700000000\t0\t0.6\n1700000060\t1\t0.7\n",
+    )
+    write_tsv(
+        metrics_dir / "val" / "auc.tsv",
+        "timestamp\tstep\tauc\n1700000000\t0\t0.55\n1700000060\t1\t0.65\n",
+    )
+    plots.save_training_curves_png(metrics_dir, tmp_path / "training_curves.png")
+    assert_png(tmp_path / "training_curves.png")
+    assert imread(tmp_path / "training_curves.png").shape[1] > 800  # two panels side by side
+
+
+def test_training_curves_need_tsvs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no DVCLive .tsv files"):
+        plots.save_training_curves_png(tmp_path, tmp_path / "training_curves.png")
+
+
+def test_training_curves_name_a_malformed_tsv(tmp_path):
+    write_tsv(tmp_path / "train" / "loss.tsv", "step\tvalue\n0\t0.9\n")
+    with pytest.raises(ValueError, match=r"loss\.tsv: expected columns step and loss"):
+        plots.save_training_curves_png(tmp_path, tmp_path / "training_curves.png")

@@ -1,0 +1,136 @@
+"""Image decoding, ROI box, preparation (crop, pad, resize) and the ordered process map."""
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from medcls.manifest import build_manifest
+from medcls.roi import (
+    ImageDecodeError,
+    draw_roi_samples,
+    mask_paths_of,
+    ordered_starmap,
+    prepare,
+    prepare_file,
+    read_image,
+    read_masks,
+    roi_box,
+)
+from tests import datagen
+
+ROI = dict(size=16, use_mask=True, margin=0.0, mask_background=False, keep_aspect=False)
+
+
+def rectangle_mask(shape: tuple[int, int], x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def write(path: Path, bgr_or_grey: np.ndarray) -> Path:
+    path.write_bytes(cv2.imencode(path.suffix, bgr_or_grey)[1].tobytes())
+    return path
+
+
+def test_read_image_returns_rgb_for_colour_grey_and_alpha(tmp_path: Path) -> None:
+    blue_first = np.zeros((4, 6, 3), np.uint8)
+    blue_first[..., 2] = 200  # BGR: red
+    assert read_image(write(tmp_path / "red.png", blue_first))[0, 0].tolist() == [200, 0, 0]
+    grey = read_image(write(tmp_path / "grey.png", np.full((4, 6), 7, np.uint8)))
+    assert grey.shape == (4, 6, 3) and (grey == 7).all()
+    rgba = read_image(write(tmp_path / "alpha.png", np.full((4, 6, 4), 9, np.uint8)))
+    assert rgba.shape == (4, 6, 3) and rgba.dtype == np.uint8
+
+
+@pytest.mark.parametrize("content", [b"", datagen.GARBAGE])
+def test_read_image_names_the_undecodable_file(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "broken.png"
+    path.write_bytes(content)
+    with pytest.raises(ImageDecodeError, match="broken.png"):
+        read_image(path)
+
+
+def test_read_masks_ors_all_lesions(tmp_path: Path) -> None:
+    first = write(tmp_path / "a.png", rectangle_mask((10, 10), 0, 0, 2, 2).astype(np.uint8) * 255)
+    second = write(
+        tmp_path / "b.png", rectangle_mask((10, 10), 5, 5, 10, 10).astype(np.uint8) * 255
+    )
+    assert read_masks([first, second]).sum() == 4 + 25
+
+
+def test_roi_box_known_mask() -> None:
+    mask = rectangle_mask((50, 60), x0=20, y0=10, x1=40, y1=20)
+    assert roi_box(mask, margin=0.0) == (20, 10, 40, 20)
+    assert roi_box(mask, margin=0.1) == (18, 9, 42, 21)
+    assert roi_box(mask, margin=1.0) == (0, 0, 60, 30)  # clipped left, top and right
+    with pytest.raises(ValueError, match="empty mask"):
+        roi_box(np.zeros((5, 5), bool), margin=0.1)
+
+
+def test_prepare_crops_to_the_mask() -> None:
+    image = np.zeros((40, 40, 3), np.uint8)
+    image[10:20, 10:30] = 255
+    mask = rectangle_mask((40, 40), 10, 10, 30, 20)
+    cropped = prepare(image, mask, **ROI)
+    assert cropped.shape == (16, 16, 3) and cropped.dtype == np.uint8 and (cropped == 255).all()
+    whole = prepare(image, mask, **{**ROI, "use_mask": False})
+    assert whole.mean() == pytest.approx(255 * 200 / 1600, rel=0.05)
+    assert np.array_equal(prepare(image, None, **ROI), whole)
+
+
+def test_keep_aspect_pads_with_black_and_stretch_does_not() -> None:
+    wide = np.full((20, 40, 3), 255, np.uint8)
+    padded = prepare(wide, None, **{**ROI, "keep_aspect": True})
+    assert (padded[:4] == 0).all() and (padded[-4:] == 0).all() and (padded[6:10] == 255).all()
+    assert (prepare(wide, None, **ROI) == 255).all()
+
+
+def test_mask_background_blanks_pixels_outside_the_lesion() -> None:
+    image = np.full((40, 40, 3), 255, np.uint8)
+    mask = rectangle_mask((40, 40), 10, 10, 30, 30)
+    options = {**ROI, "margin": 0.5, "size": 40}
+    assert (prepare(image, mask, **options) == 255).all()
+    blanked = prepare(image, mask, **{**options, "mask_background": True})
+    assert (blanked[:10] == 0).all() and (blanked[10:30, 10:30] == 255).all()
+
+
+def test_prepare_file_reads_masks_from_the_manifest_paths(tmp_path: Path) -> None:
+    raw = datagen.make_busi(tmp_path, n_per_class=3)
+    mask_paths = datagen.BUSI_EXTRA_MASKS
+    prepared = prepare_file(raw, datagen.BUSI_EXTRA_MASK_IMAGE, mask_paths, **{**ROI, "size": 32})
+    mask = read_masks([raw / path for path in mask_paths])
+    expected = prepare(read_image(raw / datagen.BUSI_EXTRA_MASK_IMAGE), mask, **{**ROI, "size": 32})
+    assert np.array_equal(prepared, expected)
+
+
+def test_mask_paths_of_manifest_cells() -> None:
+    assert mask_paths_of("a.png;b.png") == ("a.png", "b.png")
+    assert mask_paths_of("") == () and mask_paths_of(float("nan")) == ()
+
+
+def test_ordered_starmap_keeps_order_in_and_out_of_process() -> None:
+    arguments = [(number, 2) for number in range(40)]
+    expected = [number**2 for number in range(40)]
+    assert list(ordered_starmap(pow, arguments, workers=1)) == expected
+    assert list(ordered_starmap(pow, iter(arguments), workers=2, chunksize=3)) == expected
+
+
+def test_workers_never_import_tensorflow() -> None:
+    loaded = next(ordered_starmap(sorted_modules_with_prefix, [("tensorflow",)], workers=2))
+    assert loaded == []
+
+
+def sorted_modules_with_prefix(prefix: str) -> list[str]:
+    return sorted(name for name in sys.modules if name.startswith(prefix))
+
+
+def test_draw_roi_samples_writes_a_png(tmp_path: Path) -> None:
+    raw = datagen.make_busi(tmp_path / "raw", n_per_class=4)
+    manifest, _ = build_manifest(raw, "busi", datagen.BUSI_CLASSES, workers=1)
+    out = tmp_path / "plots" / "roi.png"
+    draw_roi_samples(raw, manifest, out, per_class=3, seed=0, **{**ROI, "margin": 0.1})
+    image = read_image(out)
+    assert image.shape[0] > 200 and image.shape[1] > 400

@@ -1,0 +1,126 @@
+"""Grouped stratified split: no patient or identical image in two splits, proportions per class."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medcls.manifest import build_manifest
+from medcls.splitting import grouped_stratified_split, split_counts
+from tests import datagen
+
+FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
+
+
+@pytest.fixture(scope="module")
+def kermany(tmp_path_factory) -> pd.DataFrame:
+    raw = datagen.make_kermany(
+        tmp_path_factory.mktemp("kermany"), n_patients_per_class=10, images_per_patient=3
+    )
+    return build_manifest(raw, "kermany", datagen.KERMANY_CLASSES, workers=1)[0]
+
+
+def synthetic_manifest(n_groups: int = 400, seed: int = 1) -> pd.DataFrame:
+    """Groups of 1-4 images, 30 % positive, with a few identical images shared between groups."""
+    rng = np.random.default_rng(seed)
+    sizes, labels = rng.integers(1, 5, n_groups), (rng.random(n_groups) < 0.3).astype(int)
+    rows = pd.DataFrame(
+        {
+            "group": np.repeat([f"g{i}" for i in range(n_groups)], sizes),
+            "label": np.repeat(labels, sizes),
+        }
+    )
+    rows["path"] = [f"img{i:05d}.png" for i in range(len(rows))]
+    rows["class_name"] = np.where(rows["label"] == 1, "pos", "neg")
+    rows["sha256"] = rows["path"]
+    for label in (0, 1):
+        index = rows.index[rows["label"] == label]
+        for original, copy in [(0, -1), (5, 50)]:
+            rows.loc[index[copy], "sha256"] = rows.loc[index[original], "sha256"]
+    return rows
+
+
+def splits_sharing(manifest: pd.DataFrame, split: pd.Series, column: str) -> pd.Series:
+    """Values of `column` found in more than one split."""
+    per_value = split.groupby(manifest[column]).nunique()
+    return per_value[per_value > 1]
+
+
+@pytest.mark.parametrize("column", ["group", "sha256"])
+def test_no_group_or_content_in_two_splits(kermany: pd.DataFrame, column: str) -> None:
+    split = grouped_stratified_split(kermany, FRACTIONS, seed=0)
+    assert splits_sharing(kermany, split, column).empty
+    synthetic = synthetic_manifest()
+    assert not synthetic[column].is_unique
+    assert splits_sharing(
+        synthetic, grouped_stratified_split(synthetic, FRACTIONS, seed=0), column
+    ).empty
+
+
+def test_duplicate_across_patients_links_both_patients(kermany: pd.DataFrame) -> None:
+    original, copy = datagen.KERMANY_DUPLICATE
+    by_path = kermany.set_index("path")
+    assert by_path.loc[original, "sha256"] == by_path.loc[copy, "sha256"]
+    patients = by_path.loc[[original, copy], "group"].tolist()
+    assert patients[0] != patients[1]
+    split = grouped_stratified_split(kermany, FRACTIONS, seed=0)
+    assert split[kermany["group"].isin(patients)].nunique() == 1
+
+
+def test_every_split_gets_every_class(kermany: pd.DataFrame) -> None:
+    split = grouped_stratified_split(kermany, FRACTIONS, seed=3)
+    assert (pd.crosstab(split, kermany["class_name"]) > 0).all().all()
+
+
+def test_proportions_follow_fractions_per_class() -> None:
+    manifest = synthetic_manifest()
+    split = grouped_stratified_split(manifest, FRACTIONS, seed=0)
+    shares = pd.crosstab(split, manifest["label"], normalize="columns")
+    for name, fraction in FRACTIONS.items():
+        assert shares.loc[name].to_numpy() == pytest.approx(fraction, abs=0.02)
+
+
+def test_deterministic_and_independent_of_row_order() -> None:
+    manifest = synthetic_manifest()
+    split = grouped_stratified_split(manifest, FRACTIONS, seed=7)
+    assert split.equals(grouped_stratified_split(manifest, FRACTIONS, seed=7))
+    shuffled = manifest.sample(frac=1, random_state=0)
+    assert grouped_stratified_split(shuffled, FRACTIONS, seed=7).sort_index().equals(split)
+    assert not split.equals(grouped_stratified_split(manifest, FRACTIONS, seed=8))
+
+
+def test_zero_fraction_split_stays_empty() -> None:
+    manifest = synthetic_manifest()
+    split = grouped_stratified_split(manifest, {"train": 0.8, "val": 0.2, "test": 0.0}, seed=0)
+    assert set(split) == {"train", "val"}
+
+
+def test_too_small_data_fails_clearly() -> None:
+    paths = ["a.png", "b.png", "c.png", "d.png"]
+    manifest = pd.DataFrame(
+        {
+            "path": paths,
+            "group": paths,
+            "sha256": paths,
+            "label": [0, 0, 1, 1],
+            "class_name": list("nnpp"),
+        }
+    )
+    with pytest.raises(ValueError, match="too few independent groups to split"):
+        grouped_stratified_split(manifest, FRACTIONS, seed=0)
+
+
+def test_bad_fractions_fail_clearly() -> None:
+    with pytest.raises(ValueError, match="sum to 1"):
+        grouped_stratified_split(synthetic_manifest(), {"train": 0.7, "val": 0.2}, seed=0)
+
+
+def test_split_counts() -> None:
+    rows = pd.DataFrame(
+        {"split": ["train", "train", "val", "train"], "class_name": ["a", "b", "a", "a"]}
+    )
+    assert split_counts(rows) == {
+        "train": {"a": 2, "b": 1, "total": 3},
+        "val": {"a": 1, "b": 0, "total": 1},
+    }

@@ -1,0 +1,119 @@
+"""TFRecord round trip: shard naming, labels, ids, pixels, and identical output for any worker count."""
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from medcls.manifest import build_manifest
+from medcls.roi import mask_paths_of, prepare_file
+from medcls.splitting import grouped_stratified_split
+from medcls.tfrecords import read_split, write_tfrecords
+from tests import datagen
+
+ROI = dict(size=32, use_mask=True, margin=0.1, mask_background=False, keep_aspect=True)
+PER_SHARD = 3
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    raw = datagen.make_busi(tmp_path_factory.mktemp("busi"), n_per_class=8)
+    manifest, _ = build_manifest(raw, "busi", datagen.BUSI_CLASSES, workers=1)
+    manifest["split"] = grouped_stratified_split(
+        manifest, {"train": 0.6, "val": 0.2, "test": 0.2}, seed=0
+    )
+    return raw, manifest
+
+
+@pytest.fixture(scope="module")
+def written(dataset, tmp_path_factory) -> dict[int, tuple[Path, dict[str, int]]]:
+    """The same split written in-process and with two worker processes."""
+    raw, manifest = dataset
+    outputs = {}
+    for workers in (1, 2):
+        out = tmp_path_factory.mktemp(f"workers{workers}") / "records"
+        outputs[workers] = out, write_tfrecords(
+            manifest, raw, out, images_per_shard=PER_SHARD, workers=workers, **ROI
+        )
+    return outputs
+
+
+def test_shards_are_named_and_counted_per_split(dataset, written) -> None:
+    _, manifest = dataset
+    out, counts = written[1]
+    assert counts == manifest["split"].value_counts().to_dict()
+    expected = {
+        f"{split}-{index:05d}-of-{math.ceil(n / PER_SHARD):05d}.tfrecord"
+        for split, n in counts.items()
+        for index in range(math.ceil(n / PER_SHARD))
+    }
+    assert {path.name for path in out.iterdir()} == expected
+
+
+def test_workers_give_identical_records(written) -> None:
+    (serial, _), (parallel, _) = written[1], written[2]
+    assert sorted(path.name for path in serial.iterdir()) == sorted(
+        path.name for path in parallel.iterdir()
+    )
+    for path in serial.iterdir():
+        assert path.read_bytes() == (parallel / path.name).read_bytes()
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_round_trip_keeps_labels_ids_groups_and_pixels(dataset, written, split: str) -> None:
+    raw, manifest = dataset
+    rows = manifest[manifest["split"] == split].set_index("path")
+    records = list(read_split(written[1][0], split).as_numpy_iterator())
+    assert sorted(record["id"].decode() for record in records) == sorted(rows.index)
+    for record in records:
+        row = rows.loc[record["id"].decode()]
+        assert (record["label"], record["group"].decode()) == (row["label"], row["group"])
+        assert record["image"].shape == (32, 32, 3) and record["image"].dtype == np.uint8
+        expected = prepare_file(raw, record["id"].decode(), mask_paths_of(row["mask_paths"]), **ROI)
+        assert np.array_equal(
+            record["image"], expected
+        )  # PNG is lossless and channels are not swapped
+
+
+def test_output_dir_is_recreated(dataset, tmp_path: Path) -> None:
+    raw, manifest = dataset
+    stale = tmp_path / "records" / "old-00000-of-00001.tfrecord"
+    stale.parent.mkdir()
+    stale.write_bytes(b"stale")
+    write_tfrecords(
+        manifest[manifest["split"] == "val"],
+        raw,
+        stale.parent,
+        images_per_shard=100,
+        workers=1,
+        **ROI,
+    )
+    assert [path.name for path in stale.parent.iterdir()] == ["val-00000-of-00001.tfrecord"]
+
+
+def test_missing_split_names_dir_and_split(written) -> None:
+    out, _ = written[1]
+    with pytest.raises(FileNotFoundError, match=f"'holdout' in {out}"):
+        read_split(out, "holdout")
+
+
+def test_colours_survive_the_round_trip(tmp_path: Path) -> None:
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 0] = 200
+    cv2.imwrite(str(tmp_path / "red.png"), cv2.cvtColor(red, cv2.COLOR_RGB2BGR))
+    rows = pd.DataFrame(
+        {
+            "path": ["red.png"],
+            "mask_paths": [""],
+            "label": [1],
+            "group": ["g"],
+            "sha256": ["h"],
+            "split": ["test"],
+        }
+    )
+    write_tfrecords(rows, tmp_path, tmp_path / "records", images_per_shard=1, workers=1, **ROI)
+    image = next(read_split(tmp_path / "records", "test").as_numpy_iterator())["image"]
+    assert (image[..., 0] == 200).all() and (image[..., 1:] == 0).all()

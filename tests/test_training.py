@@ -1,0 +1,129 @@
+"""Two-phase training on a tiny dataset, the DVCLive logging callback and the precision policy."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from medcls.inputs import make_batches
+from medcls.losses import make_loss
+from medcls.models import build_classifier
+from medcls.training import DVCLiveCallback, Phase, configure_precision, train
+
+HEAD = {"blocks": [], "pooling": "gap", "dense_units": 4, "dropout": 0.0}
+
+
+class FakeLive:
+    """Records what the callback sends to dvclive."""
+
+    def __init__(self) -> None:
+        self.metrics: list[tuple[int, str, float]] = []
+        self.step = 0
+
+    def log_metric(self, name: str, value: float) -> None:
+        self.metrics.append((self.step, name, value))
+
+    def next_step(self) -> None:
+        self.step += 1
+
+
+class PhaseRecorder(keras.callbacks.Callback):
+    """Records the epochs run and the optimizer's learning rate at the end of each fit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epochs: list[int] = []
+        self.learning_rates: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+    def on_train_end(self, logs=None):
+        self.learning_rates.append(float(self.model.optimizer.learning_rate))
+
+
+def batches(seed: int) -> tf.data.Dataset:
+    rng = np.random.default_rng(seed)
+    examples = {
+        "image": rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8),
+        "label": np.array([0, 1] * 4, dtype=np.int64),
+        "id": [str(index) for index in range(8)],
+        "group": [str(index) for index in range(8)],
+    }
+    return make_batches(tf.data.Dataset.from_tensor_slices(examples), batch_size=4)
+
+
+def test_two_phases_use_their_learning_rates_and_continue_the_epochs(tmp_path):
+    model = build_classifier({"name": "small_cnn", "filters": [4, 8]}, HEAD, 16, seed=0)
+    recorder, live = PhaseRecorder(), FakeLive()
+    phases = [
+        Phase("frozen", epochs=1, learning_rate=1e-3, patience=1),
+        Phase("skipped", epochs=0, learning_rate=0.5, patience=1),
+        Phase("fine_tune", epochs=1, learning_rate=1e-5, patience=1, unfreeze_layers=1),
+    ]
+    summaries = train(
+        model,
+        batches(0),
+        batches(1),
+        phases=phases,
+        loss=make_loss({"name": "focal", "alpha": 0.5, "gamma": 2.0}),
+        class_weight={0: 1.0, 1: 1.0},
+        jit_compile=False,
+        callbacks=[recorder, DVCLiveCallback(live)],
+    )
+    assert list(summaries) == ["frozen", "fine_tune"]
+    frozen, fine_tune = summaries["frozen"], summaries["fine_tune"]
+    assert [frozen["learning_rate"], fine_tune["learning_rate"]] == [1e-3, 1e-5]
+    assert recorder.learning_rates == pytest.approx([1e-3, 1e-5], rel=1e-6)
+    assert [frozen["epochs_run"], fine_tune["epochs_run"]] == [1, 1]
+    assert recorder.epochs == [0, 1]
+    assert [frozen["trainable_weights"], fine_tune["trainable_weights"]] == [4, 6]  # + last conv
+    assert fine_tune["trainable_params"] - frozen["trainable_params"] == 3 * 3 * 4 * 8 + 8
+    assert live.step == 2
+    names = {name for _, name, _ in live.metrics}
+    assert names == {
+        f"{part}/{metric}" for part in ("train", "val") for metric in ("loss", "auc", "accuracy")
+    }
+    model.save(tmp_path / "trained.keras")  # compiled with the focal loss: reloads by registration
+    images = next(iter(batches(2)))[0]
+    reloaded = keras.models.load_model(tmp_path / "trained.keras")
+    np.testing.assert_allclose(
+        reloaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6
+    )
+
+
+def test_dvclive_callback_logs_train_and_val_metrics_then_steps():
+    live = FakeLive()
+    callback = DVCLiveCallback(live)
+    callback.on_epoch_end(0, {"loss": 0.5, "auc": 0.75, "val_loss": 0.625, "val_auc": 0.7})
+    callback.on_epoch_end(1, {"loss": 0.25})
+    assert live.metrics == [
+        (0, "train/loss", 0.5),
+        (0, "train/auc", 0.75),
+        (0, "val/loss", 0.625),
+        (0, "val/auc", 0.7),
+        (1, "train/loss", 0.25),
+    ]
+    assert live.step == 2
+
+
+@pytest.fixture
+def restore_policy():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("mode", ["float32", "mixed_float16", "mixed_bfloat16"])
+def test_explicit_precision_policy_is_set(restore_policy, mode):
+    assert configure_precision(mode) == mode
+    assert keras.mixed_precision.global_policy().name == mode
+
+
+def test_auto_precision_is_mixed_only_with_a_gpu(restore_policy):
+    expected = "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+    assert configure_precision("auto") == expected
+
+
+def test_unknown_precision_policy_is_an_error(restore_policy):
+    with pytest.raises(ValueError, match="unknown mode 'float64'"):
+        configure_precision("float64")
