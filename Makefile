@@ -1,4 +1,5 @@
-# The two quick-start commands: `make repro` (set up, run the pipeline) and `make test`.
+# Quick-start commands: `make repro` (set up, run the pipeline), `make test`, and `make demo`
+# (the pipeline offline on synthetic data, in demo/).
 VENV ?= .venv
 STAMP := $(VENV)/.installed
 
@@ -15,3 +16,6 @@ repro: $(STAMP)
 
 test: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" python -m pytest
+
+demo: $(STAMP)
+	PATH="$(abspath $(VENV))/bin:$$PATH" python -m scripts.demo

@@ -147,8 +147,9 @@ DATASET = {
         "fine_tune": FINE_TUNE,
         "mixed_precision": {"auto", "float32", "mixed_float16", "mixed_bfloat16"},
         "jit_compile": OneOf(({"auto"}, bool), "auto, true or false"),
+        Optional("cache_features"): bool,
     },
-    "evaluate": {"threshold": THRESHOLD_RULE, "bootstrap": NonNegativeInt},
+    "evaluate": {"threshold": THRESHOLD_RULE, "bootstrap": NonNegativeInt, "baseline": bool},
 }
 
 SCHEMA = {
@@ -298,6 +299,10 @@ class DatasetPaths:
     @property
     def plots(self) -> Path:
         return Path("plots") / self.name
+
+    @property
+    def report(self) -> Path:
+        return Path("reports") / f"{self.name}.md"
 
     def metrics(self, stage: str | None = None) -> Path:
         """`metrics/<name>.json` for the model; `metrics/<name>_<stage>.json` for data stages."""

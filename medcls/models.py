@@ -69,6 +69,36 @@ def backbone_of(model: keras.Model) -> keras.Model:
     return model.get_layer(BACKBONE_NAME)
 
 
+def layer_chain(model: keras.Model) -> list[keras.layers.Layer]:
+    """The classifier's top-level layers in order, input excluded; `build_classifier` makes a plain
+    chain of them, so any cut between two of them splits the model in two."""
+    return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def apply_layers(layers: list[keras.layers.Layer], tensor):
+    """Call `layers` in turn on `tensor`: a new graph over the same layers (same weights)."""
+    for layer in layers:
+        tensor = layer(tensor)
+    return tensor
+
+
+def split_at_backbone(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """(extractor, head): images -> backbone features, and features -> probability, built from
+    the classifier's own layers, so fitting the head fits the classifier (no weights to copy).
+
+    Lets the frozen phase run the backbone once instead of every epoch.
+    """
+    layers = layer_chain(model)
+    cut = layers.index(backbone_of(model)) + 1
+    images = keras.Input(model.input_shape[1:], name="image")
+    features = apply_layers(layers[:cut], images)
+    head_input = keras.Input(features.shape[1:], dtype=features.dtype, name="features")
+    return (
+        keras.Model(images, features, name="extractor"),
+        keras.Model(head_input, apply_layers(layers[cut:], head_input), name="head"),
+    )
+
+
 def unfreeze_top(
     model: keras.Model, *, fraction: float | None = None, layers: int | None = None
 ) -> list[str]:

@@ -10,27 +10,34 @@ import pandas as pd
 from medcls import tfrecords
 
 
+def model_outputs(
+    model: keras.Model, tfrecord_dir: Path, split: str, batch_size: int = 64
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows (id, group, split, label) of one split and the model's output for each, in order."""
+    rows, outputs = {"id": [], "group": [], "label": []}, []
+    for batch in tfrecords.read_split(tfrecord_dir, split).batch(batch_size):
+        images = keras.ops.cast(batch["image"], "float32")
+        outputs.append(keras.ops.convert_to_numpy(model(images, training=False)))
+        rows["label"].append(batch["label"].numpy())
+        rows["id"] += [value.decode() for value in batch["id"].numpy()]
+        rows["group"] += [value.decode() for value in batch["group"].numpy()]
+    frame = pd.DataFrame(
+        {
+            "id": rows["id"],
+            "group": rows["group"],
+            "split": split,
+            "label": np.concatenate(rows["label"]).astype(int),
+        }
+    )
+    return frame, np.concatenate(outputs)
+
+
 def predict_splits(
     model: keras.Model, tfrecord_dir: Path, splits: Sequence[str], batch_size: int = 64
 ) -> pd.DataFrame:
     """Probabilities for every image of the given splits, with its id, group and true label."""
     frames = []
     for split in splits:
-        rows = {"id": [], "group": [], "label": [], "probability": []}
-        for batch in tfrecords.read_split(tfrecord_dir, split).batch(batch_size):
-            images = keras.ops.cast(batch["image"], "float32")
-            rows["probability"].append(np.asarray(model(images, training=False)).reshape(-1))
-            rows["label"].append(batch["label"].numpy())
-            rows["id"] += [value.decode() for value in batch["id"].numpy()]
-            rows["group"] += [value.decode() for value in batch["group"].numpy()]
-        frame = pd.DataFrame(
-            {
-                "id": rows["id"],
-                "group": rows["group"],
-                "split": split,
-                "label": np.concatenate(rows["label"]).astype(int),
-                "probability": np.concatenate(rows["probability"]).astype(float),
-            }
-        )
-        frames.append(frame)
+        frame, probabilities = model_outputs(model, tfrecord_dir, split, batch_size)
+        frames.append(frame.assign(probability=probabilities.reshape(-1).astype(float)))
     return pd.concat(frames, ignore_index=True)

@@ -8,14 +8,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from medcls.models import unfreeze_top
+from medcls.models import split_at_backbone, unfreeze_top
 
 PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclass(frozen=True)
 class Phase:
-    """One training phase; a phase that unfreezes gives exactly one of the two unfreeze options."""
+    """One training phase; a phase that unfreezes gives exactly one of the two unfreeze options.
+
+    `cache_features`: train the head on backbone features computed once, without augmentation
+    (only for a phase that keeps the backbone frozen, whose features never change).
+    """
 
     name: str
     epochs: int
@@ -23,6 +27,14 @@ class Phase:
     patience: int
     unfreeze_fraction: float | None = None
     unfreeze_layers: int | None = None
+    cache_features: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cache_features and self.unfreezes:
+            raise ValueError(
+                f"phase {self.name}: cache_features needs a frozen backbone, but this phase "
+                "unfreezes part of it"
+            )
 
     @property
     def unfreezes(self) -> bool:
@@ -39,6 +51,7 @@ def train(
     class_weight: dict[int, float] | None,
     jit_compile: bool | str = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    plain_train_ds: tf.data.Dataset | None = None,
 ) -> dict[str, dict]:
     """Run the phases in order (skipping those with 0 epochs); return a summary per phase name.
 
@@ -47,6 +60,11 @@ def train(
     Each phase recompiles with a fresh Adam at its own learning rate (recompiling is also what makes
     a change of `trainable` take effect), stops early on validation AUC and keeps its best weights.
     Epoch numbers continue across phases so the logged curves are one continuous history.
+
+    A phase with `cache_features` runs the frozen backbone once over `plain_train_ds` (the training
+    batches without augmentation) and `val_ds`, then fits only the head, which shares its layers
+    with `model`, on those features: the backbone's forward pass, most of an epoch's time, is not
+    repeated every epoch.
     """
     summaries, epoch = {}, 0
     for phase in phases:
@@ -54,7 +72,12 @@ def train(
             continue
         if phase.unfreezes:
             unfreeze_top(model, fraction=phase.unfreeze_fraction, layers=phase.unfreeze_layers)
-        model.compile(
+        fitted, train_data, val_data = (
+            _on_cached_features(model, plain_train_ds, val_ds)
+            if phase.cache_features
+            else (model, train_ds, val_ds)
+        )
+        fitted.compile(
             optimizer=keras.optimizers.Adam(phase.learning_rate),
             loss=loss,
             metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
@@ -63,9 +86,9 @@ def train(
         early_stopping = keras.callbacks.EarlyStopping(
             monitor="val_auc", mode="max", patience=phase.patience, restore_best_weights=True
         )
-        history = model.fit(
-            train_ds,
-            validation_data=val_ds,
+        history = fitted.fit(
+            train_data,
+            validation_data=val_data,
             initial_epoch=epoch,
             epochs=epoch + phase.epochs,
             class_weight=class_weight,
@@ -75,12 +98,46 @@ def train(
         )
         epoch += len(history.epoch)
         summaries[phase.name] = {
-            "learning_rate": _learning_rate_used(model),
+            "learning_rate": _learning_rate_used(fitted),
             "epochs_run": len(history.epoch),
             "trainable_weights": len(model.trainable_weights),
             "trainable_params": sum(math.prod(weight.shape) for weight in model.trainable_weights),
+            "cached_features": phase.cache_features,
         }
     return summaries
+
+
+def _on_cached_features(
+    model: keras.Model, train_ds: tf.data.Dataset | None, val_ds: tf.data.Dataset
+) -> tuple[keras.Model, tf.data.Dataset, tf.data.Dataset]:
+    """The classifier's head and the backbone features of the train and val batches."""
+    if train_ds is None:
+        raise ValueError(
+            "cache_features: pass plain_train_ds, the training batches without augmentation"
+        )
+    extractor, head = split_at_backbone(model)
+    train_features = cached_features(extractor, train_ds, shuffle=True)
+    return head, train_features, cached_features(extractor, val_ds, shuffle=False)
+
+
+def cached_features(
+    extractor: keras.Model, batches: tf.data.Dataset, *, shuffle: bool
+) -> tf.data.Dataset:
+    """One pass of `extractor` over (images, labels) batches, kept in memory as (features, labels)
+    batches of the same size, reshuffled every epoch when `shuffle`.
+
+    The extractor is called directly rather than through `predict`, which under a distribution
+    strategy would hand every replica the whole batch and return each output once per replica.
+    """
+    extract = tf.function(lambda images: extractor(images, training=False), reduce_retracing=True)
+    features, labels = [], []
+    for images, batch_labels in batches:
+        features.append(keras.ops.convert_to_numpy(extract(images)))
+        labels.append(keras.ops.convert_to_numpy(batch_labels))
+    pairs = tf.data.Dataset.from_tensor_slices((np.concatenate(features), np.concatenate(labels)))
+    if shuffle:
+        pairs = pairs.shuffle(len(pairs), reshuffle_each_iteration=True)
+    return pairs.batch(len(features[0])).prefetch(tf.data.AUTOTUNE)
 
 
 def _learning_rate_used(model: keras.Model) -> float:

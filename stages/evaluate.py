@@ -1,21 +1,34 @@
-"""Stage evaluate: predictions on val and test, threshold chosen on val, metrics JSON and plots."""
+"""Stage evaluate: predictions on val and test, threshold chosen on val, metrics JSON, plots,
+Grad-CAM of a test sample and the Markdown review report."""
 
-from medcls import metrics, models, plots, prediction
+from medcls import baseline, explain, metrics, models, plots, prediction, report
 from medcls.config import DatasetPaths, run_stage
 from medcls.reporting import write_json
 
 
 def evaluate(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
+    settings, seed = dataset["evaluate"], params["seed"]
     model = models.load_classifier(paths.model)
     predictions = prediction.predict_splits(model, paths.tfrecords, ["val", "test"])
+    scoring = dict(rule=settings["threshold"], n_bootstrap=settings["bootstrap"], seed=seed)
+    document = metrics.evaluate_predictions(predictions, **scoring)
+    if settings["baseline"]:
+        extractor = baseline.feature_extractor(dataset["backbone"], dataset["image_size"], seed=seed)
+        baseline_rows, regularization = baseline.logistic_regression_predictions(
+            extractor, paths.tfrecords, seed=seed
+        )
+        document["baseline"] = metrics.evaluate_predictions(baseline_rows, **scoring)
+        document["baseline"]["method"] = (
+            f"frozen backbone features + logistic regression, C={regularization:g} chosen on val"
+        )
+        predictions = predictions.merge(
+            baseline_rows[["id", "probability"]].rename(columns={"probability": "baseline_probability"}),
+            on="id",
+            validate="one_to_one",
+        )
+    metrics.validate_metrics(document)
     paths.predictions.parent.mkdir(parents=True, exist_ok=True)
     predictions.to_csv(paths.predictions, index=False)
-
-    settings = dataset["evaluate"]
-    document = metrics.evaluate_predictions(
-        predictions, rule=settings["threshold"], n_bootstrap=settings["bootstrap"], seed=params["seed"]
-    )
-    metrics.validate_metrics(document)
     write_json(paths.metrics(), document)
 
     by_split = {
@@ -30,6 +43,12 @@ def evaluate(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> Non
         paths.plots / "confusion.png", f"{name}: test, threshold {document['threshold']:.3f}",
     )
     plots.save_calibration_png(*by_split["test"], paths.plots / "calibration.png", f"{name}: test")
+    explain.save_gradcam_grid(
+        model, predictions, paths.tfrecords, document["threshold"], paths.plots / "gradcam.png",
+        classes=classes, seed=seed,
+    )
+    figures = [paths.plots / f"{figure}.png" for figure in ("roc", "confusion", "calibration", "gradcam")]
+    report.write_report(document, classes, name, paths.report, figures)
     print(f"{name}: test AUC {test['auc']} (95 % CI {test['auc_ci95']}), accuracy {test['accuracy']}")
 
 

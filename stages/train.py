@@ -1,11 +1,16 @@
-"""Stage train: two-phase transfer learning (frozen backbone, then fine-tuning) on the train TFRecords."""
+"""Stage train: two-phase transfer learning (frozen backbone, then fine-tuning) on the train TFRecords.
 
+Runs on one device, on several GPUs or on several machines (see `medcls.distribution`); the same
+command on every machine of a cluster, only the chief writes the outputs.
+"""
+
+import contextlib
 import time
 
 import keras
 from dvclive import Live
 
-from medcls import inputs, losses, models, plots, tfrecords, training
+from medcls import distribution, inputs, losses, models, plots, tfrecords, training
 from medcls.config import DatasetPaths, run_stage
 from medcls.reporting import write_json
 
@@ -14,7 +19,13 @@ def phases(params: dict, schedule: dict) -> list[training.Phase]:
     """Phase 1 trains the head at `lr`; phase 2 unfreezes the top of the backbone at `fine_tune_lr`."""
     fine_tune = schedule["fine_tune"]
     return [
-        training.Phase("frozen", schedule["epochs"], params["lr"], schedule["patience"]),
+        training.Phase(
+            "frozen",
+            schedule["epochs"],
+            params["lr"],
+            schedule["patience"],
+            cache_features=schedule.get("cache_features", False),
+        ),
         training.Phase(
             "fine_tune",
             fine_tune["epochs"],
@@ -27,37 +38,43 @@ def phases(params: dict, schedule: dict) -> list[training.Phase]:
 
 
 def train(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
+    strategy = distribution.choose_strategy()
     started = time.perf_counter()
     seed, schedule = params["seed"], dataset["train"]
     keras.utils.set_random_seed(seed)
     policy = training.configure_precision(schedule["mixed_precision"])
+    batch_size = distribution.global_batch_size(schedule["batch_size"], strategy)
 
-    train_records = tfrecords.read_split(paths.tfrecords, "train")
-    batches = dict(batch_size=schedule["batch_size"], cache=True)
-    train_batches = inputs.make_batches(
-        train_records,
-        augmenter=inputs.build_augmenter(dataset["augment"], seed),
-        shuffle=True,
-        seed=seed,
-        **batches,
-    )
-    val_batches = inputs.make_batches(tfrecords.read_split(paths.tfrecords, "val"), **batches)
-    labels = inputs.labels_of(train_records)
+    def batches(split: str, **options):
+        records = tfrecords.read_split(paths.tfrecords, split)
+        made = inputs.make_batches(records, batch_size=batch_size, cache=True, **options)
+        return distribution.shard_by_data(made)
 
-    model = models.build_classifier(
-        dataset["backbone"], dataset["head"], dataset["image_size"], seed=seed
-    )
-    with Live(str(paths.dvclive), dvcyaml=None, report=None) as live:
+    augmenter = inputs.build_augmenter(dataset["augment"], seed)
+    train_batches = batches("train", augmenter=augmenter, shuffle=True, seed=seed)
+    planned = phases(params, schedule)
+    caching = any(phase.cache_features for phase in planned)
+    plain_batches = batches("train", shuffle=True, seed=seed) if caching else None
+    labels = inputs.labels_of(tfrecords.read_split(paths.tfrecords, "train"))
+    chief = distribution.is_chief()
+
+    with strategy.scope(), _live(paths, chief) as live:
+        model = models.build_classifier(
+            dataset["backbone"], dataset["head"], dataset["image_size"], seed=seed
+        )
         summary = training.train(
             model,
             train_batches,
-            val_batches,
-            phases=phases(params, schedule),
+            batches("val"),
+            phases=planned,
             loss=losses.make_loss(dataset["loss"]),
             class_weight=losses.class_weights(labels, dataset["class_weight"]),
             jit_compile=schedule["jit_compile"],
-            callbacks=[training.DVCLiveCallback(live)],
+            callbacks=[training.DVCLiveCallback(live)] if chief else [],
+            plain_train_ds=plain_batches,
         )
+    if not chief:
+        return
     paths.model.parent.mkdir(parents=True, exist_ok=True)
     model.save(paths.model)
     plots.save_training_curves_png(
@@ -68,10 +85,18 @@ def train(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
         {
             "train_images": len(labels),
             "precision_policy": policy,
+            "replicas": strategy.num_replicas_in_sync,
             "phases": summary,
             "seconds": round(time.perf_counter() - started, 1),
         },
     )
+
+
+def _live(paths: DatasetPaths, chief: bool) -> contextlib.AbstractContextManager:
+    """DVCLive on the chief; nothing on the other workers of a cluster."""
+    if not chief:
+        return contextlib.nullcontext()
+    return Live(str(paths.dvclive), dvcyaml=None, report=None)
 
 
 if __name__ == "__main__":

@@ -197,8 +197,19 @@ def test_evaluate_predictions_end_to_end(document):
 
 
 def test_validation_accepts_a_baseline_and_extra_keys(document):
-    extended = {**document, "baseline": {"val": document["val"], "test": document["test"]}, "note": 1}
-    metrics.validate_metrics(extended)
+    baseline = {
+        "threshold": 0.4,
+        "method": "frozen backbone features + logistic regression",
+        "val": document["val"],
+        "test": document["test"],
+    }
+    metrics.validate_metrics({**document, "baseline": baseline, "note": 1})
+
+
+def test_validation_refuses_a_baseline_without_its_threshold(document):
+    baseline = {"method": "logistic regression", "val": document["val"], "test": document["test"]}
+    with pytest.raises(ValueError, match="baseline: 'threshold' is a required property"):
+        metrics.validate_metrics({**document, "baseline": baseline})
 
 
 def tampered(document: dict, change) -> dict:

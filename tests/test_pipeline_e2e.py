@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -21,11 +18,13 @@ import pytest
 from ruamel.yaml import YAML
 
 from medcls import metrics, tfrecords
+from medcls.roi import mask_paths_of
+from medcls.workspace import PROJECT, command_environment, create_workspace
+from medcls.workspace import run_in as run
 from tests import datagen
 
 pytestmark = pytest.mark.e2e
 
-PROJECT = Path(__file__).resolve().parents[1]
 DATASETS = ("bus_uc", "busi", "chest_xray")
 
 TINY = {
@@ -49,19 +48,8 @@ TINY = {
         "mixed_precision": "auto",
         "jit_compile": False,
     },
-    "evaluate": {"threshold": "youden", "bootstrap": 50},
+    "evaluate": {"threshold": "youden", "bootstrap": 50, "baseline": True},
 }
-
-
-def run(repo: Path, *args: str) -> str:
-    """Run a command in the test repository with this interpreter's environment; return its output."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    env.update(TF_CPP_MIN_LOG_LEVEL="2", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t",
-               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
-    result = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{output}"
-    return output
 
 
 def stages_run(output: str) -> set[str]:
@@ -88,17 +76,7 @@ def repo(tmp_path_factory) -> Path:
         "busi": datagen.make_busi(root / "sources" / "busi", n_per_class=16, size=64),
         "chest_xray": datagen.make_kermany(root / "sources" / "kermany", n_patients_per_class=10, size=64),
     }
-    repo = root / "repo"
-    repo.mkdir()
-    for item in ("dvc.yaml", "medcls", "stages"):
-        copy_item = shutil.copytree if (PROJECT / item).is_dir() else shutil.copy
-        copy_item(PROJECT / item, repo / item)
-    with (repo / "params.yaml").open("w") as stream:
-        YAML().dump(tiny_params(sources), stream)
-    run(repo, "git", "init", "-q")
-    run(repo, "dvc", "init", "-q")
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-qm", "project")  # DVCLive needs a commit to compare against
+    repo = create_workspace(root / "repo", tiny_params(sources), message="project")
     output = run(repo, "dvc", "repro")
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "first run")
@@ -152,8 +130,36 @@ def test_metrics_validate_and_plots_exist(repo):
         metrics.validate_metrics(document)
         predictions = pd.read_csv(repo / f"data/predictions/{name}.csv")
         assert document["test"]["n"] == (predictions["split"] == "test").sum()
-        for plot in ("roi_samples.png", "training_curves.png", "roc.png", "confusion.png", "calibration.png", "roc.json", "confusion.csv"):
+        assert document["baseline"]["test"]["n"] == document["test"]["n"]
+        assert predictions["baseline_probability"].between(0, 1).all()
+        for plot in ("roi_samples.png", "training_curves.png", "roc.png", "confusion.png", "calibration.png", "gradcam.png", "roc.json", "confusion.csv"):
             assert (repo / "plots" / name / plot).stat().st_size > 0, (name, plot)
+        review = (repo / "reports" / f"{name}.md").read_text()
+        assert f"| {document['test']['tp']} |" in review and "baseline test" in review
+        assert "(../plots/" + name + "/gradcam.png)" in review
+
+
+def test_predict_on_test_images_reproduces_the_evaluation_probabilities(repo):
+    """The predict CLI prepares raw files as the roi stage did (PNG in TFRecords is lossless)."""
+    raw = Path("data/raw/bus_uc")
+    evaluated = pd.read_csv(repo / "data/predictions/bus_uc.csv").query("split == 'test'")
+    masks = pd.read_csv(repo / "data/split/bus_uc.csv", keep_default_na=False).set_index("path")["mask_paths"]
+    images = [str(raw / image_id) for image_id in evaluated["id"]]
+    mask_args = [";".join(str(raw / mask) for mask in mask_paths_of(masks[image_id])) for image_id in evaluated["id"]]
+    explanation = repo.parent / "predict_explain.png"
+    command = ["python", "-m", "stages.predict", "--dataset", "bus_uc", "--json", *images,
+               "--mask", *mask_args, "--explain", str(explanation)]
+    completed = subprocess.run(command, cwd=repo, env=command_environment(), capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    threshold = json.loads((repo / "metrics/bus_uc.json").read_text())["threshold"]
+    assert result["threshold"] == threshold and result["failures"] == []
+    predicted = {Path(row["path"]).relative_to(raw).as_posix(): row for row in result["predictions"]}
+    assert set(predicted) == set(evaluated["id"])
+    for row in evaluated.itertuples():
+        assert predicted[row.id]["probability"] == pytest.approx(row.probability, abs=1e-5), row.id
+        assert predicted[row.id]["label"] == int(predicted[row.id]["probability"] >= threshold)
+    assert explanation.stat().st_size > 0
 
 
 def test_second_repro_does_nothing(repo):

@@ -66,7 +66,9 @@ def test_workers_give_identical_records(written) -> None:
 def test_round_trip_keeps_labels_ids_groups_and_pixels(dataset, written, split: str) -> None:
     raw, manifest = dataset
     rows = manifest[manifest["split"] == split].set_index("path")
-    records = list(read_split(written[1][0], split).as_numpy_iterator())
+    split_records = read_split(written[1][0], split)
+    records = list(split_records.as_numpy_iterator())
+    assert int(split_records.cardinality()) == len(rows) == len(records)
     assert sorted(record["id"].decode() for record in records) == sorted(rows.index)
     for record in records:
         row = rows.loc[record["id"].decode()]

@@ -1,0 +1,123 @@
+"""What the benchmark scripts share: paths, the default models, a train-step timer and output.
+
+Backend-agnostic (no TensorFlow import), so `model_step` can run on JAX; the TensorFlow-side data
+preparation lives in `benchmarks.data`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from medcls import config
+from medcls.losses import make_loss
+from medcls.models import build_classifier
+
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT.parent / "shared"
+SEED = 42
+
+
+def skip_unless_shared(*parts: str) -> Path:
+    """The path under ../shared, or exit 0 with a message when it is absent (a user's clone)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        print(f"skipped: {path} not found (real data and weights live in ../shared)")
+        sys.exit(0)
+    return path
+
+
+def project_params() -> dict:
+    return config.load(PROJECT / "params.yaml")
+
+
+def default_models(params: dict | None = None) -> dict[str, dict]:
+    """The project's datasets with their backbones' weights set to none: the models' cost without
+    downloading ImageNet weights (the architecture, not the weights, sets the speed)."""
+    datasets = copy.deepcopy((params or project_params())["datasets"])
+    for dataset in datasets.values():
+        if "weights" in dataset["backbone"]:
+            dataset["backbone"]["weights"] = "none"
+    return datasets
+
+
+def build_model(dataset: dict) -> keras.Model:
+    """The dataset's classifier as the train stage builds it (backbone frozen: phase 1)."""
+    return build_classifier(dataset["backbone"], dataset["head"], dataset["image_size"], seed=SEED)
+
+
+def train_step_rate(
+    model: keras.Model, dataset: dict, *, batch_size: int, steps: int, jit_compile
+) -> float:
+    """Images per second of `train_on_batch` on random pixels, after one untimed step (tracing
+    and compilation). `train_on_batch` returns the loss as a number, so every timed step has
+    finished on the device when the clock stops."""
+    rng = np.random.default_rng(SEED)
+    size = dataset["image_size"]
+    images = rng.uniform(0, 255, (batch_size, size, size, 3)).astype("float32")
+    labels = rng.integers(0, 2, (batch_size, 1)).astype("float32")
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-4),
+        loss=make_loss(dataset["loss"]),
+        jit_compile=jit_compile,
+    )
+    model.train_on_batch(images, labels)
+    with stopwatch() as elapsed:
+        for _ in range(steps):
+            model.train_on_batch(images, labels)
+    return batch_size * steps / elapsed()
+
+
+@contextmanager
+def stopwatch() -> Iterator:
+    """`with stopwatch() as elapsed:` ... `elapsed()` gives the seconds the block took."""
+    started = time.perf_counter()
+    finished = None
+
+    def elapsed() -> float:
+        return (finished or time.perf_counter()) - started
+
+    try:
+        yield elapsed
+    finally:
+        finished = time.perf_counter()
+
+
+def machine() -> str:
+    """The machine in one line, with its load: other processes' work slows every figure."""
+    cores = len(os.sched_getaffinity(0))
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return (
+        f"{_cpu_model()}, {cores} cores, load average {load}, "
+        f"Keras {keras.__version__} on {keras.backend.backend()}"
+    )
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return models[0] if models else platform.machine()
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence]) -> None:
+    """A Markdown table, ready for benchmarks/README.md."""
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(_cell(value) for value in row) + " |")
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)

@@ -1,0 +1,134 @@
+"""Real-data runs (issue 4): the offline profile on ../shared's BUSI and Kermany sets, in a DVC
+workspace of its own, then the results table printed from the metrics JSON the pipeline wrote.
+
+    python -m benchmarks.real_data                       # every dataset of the profile
+    python -m benchmarks.real_data --datasets busi       # one of them; rerun to add the others
+    python -m benchmarks.real_data --table-only          # print the table of an earlier run
+
+The workspace (default: ../real-data-runs) is a git + DVC repository, so a rerun reuses what is up
+to date and `dvc metrics show` works in it. Skips with a message when ../shared is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from medcls.workspace import PROJECT, command_environment, create_workspace, run_in, write_pipeline
+
+SHARED = PROJECT.parent / "shared"
+PROFILE = PROJECT / "profiles" / "offline-shared.yaml"
+TIMINGS = "repro_seconds.json"
+UP_TO_DATE_SECONDS = 60  # a rerun that only checks stages; it keeps the earlier full run's time
+
+
+def resolved_profile(datasets: list[str] | None) -> dict:
+    """The profile with its relative data and weights paths made absolute (they are relative to the
+    project root) and, when asked, only some of its datasets."""
+    params = YAML(typ="safe", pure=True).load(PROFILE.read_text())
+    if datasets:
+        unknown = sorted(set(datasets) - set(params["datasets"]))
+        if unknown:
+            sys.exit(f"error: {unknown} not in {PROFILE.name}; it has {list(params['datasets'])}")
+        params["datasets"] = {name: params["datasets"][name] for name in datasets}
+    for dataset in params["datasets"].values():
+        dataset["source"] = str((PROJECT / dataset["source"]).resolve())
+        if "path" in dataset["backbone"]:
+            dataset["backbone"]["path"] = str((PROJECT / dataset["backbone"]["path"]).resolve())
+    return params
+
+
+def prepare(workspace: Path, params: dict) -> None:
+    """A git + DVC workspace holding the current pipeline code and `params`."""
+    if (workspace / ".git").exists():
+        write_pipeline(workspace, params)
+    else:
+        create_workspace(workspace, params, message="real-data workspace")
+
+
+def reproduce(workspace: Path, names: list[str]) -> None:
+    """`dvc repro` per dataset (its output streamed), committed; the wall time of each is kept in
+    the workspace's repro_seconds.json for the table (0 when DVC found everything up to date)."""
+    timings_file = workspace / TIMINGS
+    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+    for name in names:
+        started = time.perf_counter()
+        subprocess.run(
+            ["dvc", "repro", f"evaluate@{name}"], cwd=workspace, env=command_environment(), check=True
+        )
+        seconds = time.perf_counter() - started
+        print(f"{name}: dvc repro took {seconds / 60:.1f} min")
+        if seconds > UP_TO_DATE_SECONDS or name not in timings:
+            timings[name] = round(seconds)
+        timings_file.write_text(json.dumps(timings, indent=2) + "\n")
+        run_in(workspace, "git", "add", "-A")
+        run_in(workspace, "git", "commit", "-qm", f"{name}: dvc repro", "--allow-empty")
+
+
+def _interval(values: list | None) -> str:
+    return "–" if not values or None in values else f"[{values[0]:.3f}, {values[1]:.3f}]"
+
+
+def _number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def table(workspace: Path, params: dict) -> str:
+    """A Markdown row per dataset and per model (trained classifier and baseline), test split."""
+    lines = [
+        "| dataset | backbone | model | test AUC [95 % CI] | sensitivity | specificity | accuracy "
+        "| train stage | whole pipeline |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    timings_file = workspace / TIMINGS
+    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+    for name, dataset in params["datasets"].items():
+        metrics_file = workspace / "metrics" / f"{name}.json"
+        if not metrics_file.exists():
+            continue
+        document = json.loads(metrics_file.read_text())
+        training = json.loads((workspace / "metrics" / f"{name}_train.json").read_text())
+        backbone = dataset["backbone"].get("name") or Path(dataset["backbone"]["path"]).stem
+        pipeline = f"{timings[name] / 60:.0f} min" if name in timings else "–"
+        models = [("classifier", document, f"{training['seconds'] / 60:.1f} min", pipeline)]
+        if "baseline" in document:
+            models.append(("baseline (frozen features + LR)", document["baseline"], "–", "–"))
+        for model, scores, train_time, pipeline_time in models:
+            test = scores["test"]
+            lines.append(
+                f"| {name} | {backbone} | {model} | {_number(test['auc'])} {_interval(test['auc_ci95'])}"
+                f" | {_number(test['sensitivity'])} | {_number(test['specificity'])}"
+                f" | {_number(test['accuracy'])} | {train_time} | {pipeline_time} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", help="profile entries to run (default: all)")
+    parser.add_argument("--workspace", type=Path, default=PROJECT.parent / "real-data-runs")
+    parser.add_argument("--table-only", action="store_true", help="print the table of an earlier run")
+    args = parser.parse_args()
+    if not SHARED.is_dir():
+        print(f"skipped: {SHARED} not found (the real data and weights live there)")
+        return
+    workspace = args.workspace.resolve()
+    params = resolved_profile(args.datasets)
+    if not args.table_only:
+        existing = workspace / "params.yaml"
+        if existing.exists():  # keep datasets of earlier runs so their results stay in the table
+            earlier = YAML(typ="safe", pure=True).load(existing.read_text())["datasets"]
+            params["datasets"] = earlier | params["datasets"]
+        prepare(workspace, params)
+        reproduce(workspace, args.datasets or list(params["datasets"]))
+    print(table(workspace, params))
+
+
+if __name__ == "__main__":
+    main()

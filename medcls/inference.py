@@ -1,0 +1,242 @@
+"""Classify image files with a trained model, prepared exactly as the pipeline prepared its TFRecords.
+
+Every image goes through `medcls.roi.prepare_file` with the dataset's `image_size` and `roi` params,
+the function the roi stage used, so a probability here equals the evaluate stage's for the same
+image and model. The decision threshold is the one the evaluate stage chose on validation.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+
+from medcls import metrics, models
+from medcls.config import DatasetPaths, ParamsError
+from medcls.roi import MASK_SEPARATOR, prepare_file
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+BATCH_SIZE = 64
+
+
+class InputError(ValueError):
+    """Command-line inputs that cannot be expanded or paired; the message says how to fix them."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: Path
+    probability: float
+    label: int
+    class_name: str
+
+    def as_dict(self) -> dict:
+        return {
+            "path": str(self.path),
+            "probability": self.probability,
+            "label": self.label,
+            "class": self.class_name,
+        }
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An input that was skipped, and why."""
+
+    path: Path
+    error: str
+
+    def as_dict(self) -> dict:
+        return {"path": str(self.path), "error": self.error}
+
+
+def _is_pattern(item: str) -> bool:
+    return any(character in item for character in "*?[")
+
+
+def expand_inputs(items: Sequence[str]) -> list[Path]:
+    """The files named, in order: a file as given (whatever its suffix, so a bad file is reported,
+    not dropped), a folder's images (sorted, not recursive) or a glob's images (sorted; `**`
+    recurses). A folder or glob without images is an error, as it is surely a wrong path."""
+    files: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(child for child in path.iterdir() if _is_image_file(child))
+        elif _is_pattern(item) and not path.exists():
+            found = sorted(Path(match) for match in glob.glob(item, recursive=True))
+            found = [match for match in found if _is_image_file(match)]
+        else:
+            files.append(path)
+            continue
+        if not found:
+            suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+            raise InputError(
+                f"{item}: no image files ({suffixes}) found; folders are not searched "
+                "recursively: give a glob such as 'folder/**/*.png' for subfolders"
+            )
+        files += found
+    return files
+
+
+def _is_image_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def pair_masks(images: Sequence[Path], masks: Sequence[str]) -> list[tuple[Path, ...]]:
+    """One tuple of mask files per image, pairing the expanded `masks` with `images` in order.
+
+    An item joining files with ';' is several lesion masks of one image (the pipeline ORs them).
+    Without masks every image gets an empty tuple.
+    """
+    if not masks:
+        return [()] * len(images)
+    per_image = [
+        group
+        for item in masks
+        for group in (
+            [tuple(Path(part) for part in item.split(MASK_SEPARATOR))]
+            if MASK_SEPARATOR in item
+            else [(path,) for path in expand_inputs([item])]
+        )
+    ]
+    if len(per_image) != len(images):
+        raise InputError(
+            f"{len(images)} images but {len(per_image)} masks: --mask pairs one mask per image, "
+            "in order (join several masks of one image with ';')"
+        )
+    return per_image
+
+
+def mask_warning(dataset: str, uses_mask: bool, has_masks: bool, whole_image: bool) -> str | None:
+    """Refuse a run whose probabilities would silently differ from the pipeline's; return a warning
+    for the explicit whole-image fallback (`--no-mask`) or for masks the dataset does not use."""
+    if has_masks and whole_image:
+        raise InputError("--mask and --no-mask exclude each other")
+    if uses_mask and not (has_masks or whole_image):
+        raise InputError(
+            f"dataset {dataset} crops images to their lesion mask (roi.use_mask: true): pass one "
+            "--mask per image, in order, or --no-mask to classify whole images (the model was "
+            "trained on crops, so whole-image probabilities differ from the pipeline's)"
+        )
+    if uses_mask and whole_image:
+        return (
+            f"warning: --no-mask: classifying whole images, but {dataset}'s model was trained on "
+            "lesion crops; these probabilities are not comparable to the pipeline's"
+        )
+    if has_masks and not uses_mask:
+        return f"warning: dataset {dataset} does not use masks (roi.use_mask: false); --mask is ignored"
+    return None
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A trained model with the preprocessing, class names and threshold of its dataset."""
+
+    model: keras.Model
+    classes: Sequence[str]
+    threshold: float
+    image_size: int
+    roi: dict
+
+    @classmethod
+    def for_dataset(cls, name: str, params: dict) -> Predictor:
+        """The model and threshold the pipeline wrote for dataset `name` (run from the project root)."""
+        if name not in params["datasets"]:
+            raise ParamsError(
+                f"datasets.{name}: no such dataset; defined: {', '.join(params['datasets'])}"
+            )
+        dataset, paths = params["datasets"][name], DatasetPaths(name)
+        for output in (paths.model, paths.metrics()):
+            if not output.is_file():
+                raise FileNotFoundError(
+                    f"{output} not found; run `dvc repro evaluate@{name}` first (from the project root)"
+                )
+        return cls(
+            model=models.load_classifier(paths.model),
+            classes=dataset["classes"],
+            threshold=float(json.loads(paths.metrics().read_text())["threshold"]),
+            image_size=dataset["image_size"],
+            roi=dataset["roi"],
+        )
+
+    @property
+    def uses_mask(self) -> bool:
+        return self.roi["use_mask"]
+
+    def prepare(self, image: Path, masks: tuple[Path, ...]) -> np.ndarray:
+        """The (size, size, 3) uint8 model input; an image without masks is used whole."""
+        return prepare_file(
+            Path(), str(image), [str(mask) for mask in masks], size=self.image_size, **self.roi
+        )
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """P(positive) for a stack of prepared uint8 images, computed as the evaluate stage does."""
+        outputs = [
+            keras.ops.convert_to_numpy(
+                self.model(keras.ops.cast(images[start : start + BATCH_SIZE], "float32"), training=False)
+            )
+            for start in range(0, len(images), BATCH_SIZE)
+        ]
+        return np.concatenate(outputs).reshape(-1).astype(float)
+
+    def decide(self, path: Path, probability: float) -> Prediction:
+        label = int(metrics.predict_positive(np.float64(probability), self.threshold))
+        return Prediction(path, probability, label, self.classes[label])
+
+    def predict_files(
+        self, images: Sequence[Path], masks: Sequence[tuple[Path, ...]]
+    ) -> tuple[list[Prediction], list[Failure], np.ndarray]:
+        """Predictions for the readable images, failures for the rest, and the prepared inputs of
+        the predicted ones (for explanations), each in input order."""
+        prepared, kept, failures = [], [], []
+        for image, image_masks in zip(images, masks, strict=True):
+            try:
+                prepared.append(self.prepare(image, image_masks))
+                kept.append(image)
+            except (OSError, ValueError, cv2.error) as error:
+                failures.append(Failure(image, _one_line(error)))
+        if not prepared:
+            return [], failures, np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
+        inputs = np.stack(prepared)
+        predictions = [
+            self.decide(path, float(probability))
+            for path, probability in zip(kept, self.probabilities(inputs), strict=True)
+        ]
+        return predictions, failures, inputs
+
+
+def _one_line(error: BaseException) -> str:
+    """OpenCV errors span several lines; a report line needs one."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def format_lines(predictions: Sequence[Prediction], threshold: float) -> Iterator[str]:
+    """One tab-separated line per image: path, probability, class name, threshold."""
+    for prediction in predictions:
+        yield (
+            f"{prediction.path}\t{prediction.probability:.6f}\t{prediction.class_name}\t"
+            f"threshold {threshold:.6f}"
+        )
+
+
+def as_json(
+    dataset: str, predictor: Predictor, predictions: Sequence[Prediction], failures: Sequence[Failure]
+) -> str:
+    """The machine-readable result: full-precision probabilities, the threshold and the failures."""
+    return json.dumps(
+        {
+            "dataset": dataset,
+            "threshold": predictor.threshold,
+            "classes": list(predictor.classes),
+            "predictions": [prediction.as_dict() for prediction in predictions],
+            "failures": [failure.as_dict() for failure in failures],
+        },
+        indent=2,
+    )

@@ -1,0 +1,116 @@
+"""The Markdown review report `reports/<name>.md`: the metrics document as tables, plus its figures.
+
+Everything in it is read from the metrics document the evaluate stage wrote, so the report cannot
+disagree with `metrics/<name>.json`; it only lays the numbers out for a reviewer (GitHub renders it,
+figures included, as they are linked relative to the report).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+SPLITS = ("val", "test")
+# (row label, metric key, key of its 95 % interval or None)
+METRIC_ROWS = (
+    ("AUC", "auc", "auc_ci95"),
+    ("accuracy", "accuracy", "accuracy_ci95"),
+    ("balanced accuracy", "balanced_accuracy", None),
+    ("sensitivity", "sensitivity", None),
+    ("specificity", "specificity", None),
+    ("precision", "precision", None),
+    ("F1", "f1", None),
+    ("PR AUC", "pr_auc", None),
+    ("Brier score", "brier", None),
+    ("ECE", "ece", None),
+    ("images", "n", None),
+)
+UNDEFINED = "n/a"
+
+
+def _number(value: float | int | None) -> str:
+    if value is None:
+        return UNDEFINED
+    return str(value) if isinstance(value, int) else f"{value:.3f}"
+
+
+def _cell(split: Mapping, key: str, interval_key: str | None) -> str:
+    """A value, with its 95 % interval when it has a defined one."""
+    text = _number(split[key])
+    interval = split.get(interval_key) if interval_key else None
+    if interval and None not in interval:
+        text += f" ({_number(interval[0])}–{_number(interval[1])})"
+    return text
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def metrics_table(document: Mapping) -> list[str]:
+    """Model columns for val and test, then the baseline's when the document has one."""
+    owners = [("model", document)]
+    if "baseline" in document:
+        owners.append(("baseline", document["baseline"]))
+    header = ["metric"] + [f"{who} {split}" for who, _ in owners for split in SPLITS]
+    threshold_row = ["threshold (chosen on val)"] + [
+        _number(owner["threshold"]) for _, owner in owners for _ in SPLITS
+    ]
+    rows = [
+        [label] + [_cell(owner[split], key, interval) for _, owner in owners for split in SPLITS]
+        for label, key, interval in METRIC_ROWS
+    ]
+    return _table(header, [threshold_row, *rows])
+
+
+def confusion_table(split: Mapping, classes: Sequence[str]) -> list[str]:
+    """Rows actual, columns predicted, negative class first."""
+    negative, positive = classes
+    return _table(
+        ["actual \\ predicted", negative, positive],
+        [
+            [negative, str(split["tn"]), str(split["fp"])],
+            [positive, str(split["fn"]), str(split["tp"])],
+        ],
+    )
+
+
+def write_report(
+    document: Mapping, classes: Sequence[str], name: str, out_md: Path, figures: Sequence[Path]
+) -> None:
+    """Write the report for dataset `name`; `figures` (existing PNGs) are linked relative to it."""
+    missing = [str(figure) for figure in figures if not Path(figure).is_file()]
+    if missing:
+        raise FileNotFoundError(f"report {out_md}: figures not found: {', '.join(missing)}")
+    if len(classes) != 2:
+        raise ValueError(f"need [negative, positive] class names; got {list(classes)}")
+    lines = [
+        f"# {name}: evaluation report",
+        "",
+        f"Written by the evaluate stage from `metrics/{name}.json`. Threshold "
+        f"{document['threshold']:.3f} ({document.get('threshold_rule', 'rule not recorded')}), chosen on val and applied "
+        "as is to test. AUC and accuracy show their 95 % bootstrap interval in parentheses; "
+        f"positive class: {classes[1]}.",
+        "",
+        "## Metrics",
+        "",
+        *metrics_table(document),
+        "",
+    ]
+    if "baseline" in document:
+        lines += [f"Baseline: {document['baseline']['method']}, with its own threshold.", ""]
+    lines += [
+        f"## Confusion matrix (test, threshold {document['threshold']:.3f})",
+        "",
+        *confusion_table(document["test"], classes),
+    ]
+    if figures:
+        lines += ["", "## Figures", ""]
+        lines += [
+            f"![{Path(figure).stem}]({Path(os.path.relpath(figure, out_md.parent)).as_posix()})"
+            for figure in figures
+        ]
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    out_md.write_text("\n".join(lines) + "\n")

@@ -1,0 +1,129 @@
+"""Strategy choice, chief election, and real training under MirroredStrategy on two CPU replicas.
+
+The MirroredStrategy run needs two logical CPU devices, which can only be configured before
+TensorFlow starts, so it runs in a fresh interpreter: `python -m tests.test_distribution`.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from medcls import distribution
+from medcls.losses import make_loss
+from medcls.models import build_classifier
+from medcls.training import Phase, train
+from tests.test_training import HEAD, batches
+
+PROJECT = Path(__file__).resolve().parents[1]
+WORKERS = {"worker": ["host0:2222", "host1:2222"]}
+CHIEF_AND_WORKER = {"chief": ["host0:2222"], "worker": ["host1:2222"]}
+
+
+def task(cluster: dict, kind: str, index: int = 0) -> dict:
+    """A TF_CONFIG for one task of `cluster`."""
+    return {"cluster": cluster, "task": {"type": kind, "index": index}}
+
+
+@pytest.mark.parametrize(
+    "tf_config, gpus, kind",
+    [
+        ({}, 0, distribution.SINGLE),
+        ({}, 1, distribution.SINGLE),
+        ({}, 4, distribution.MIRRORED),
+        (task({"worker": ["host0:2222"]}, "worker"), 2, distribution.MIRRORED),
+        (task(WORKERS, "worker", 1), 0, distribution.MULTI_WORKER),
+        (task(CHIEF_AND_WORKER, "chief"), 8, distribution.MULTI_WORKER),
+    ],
+)
+def test_strategy_kind_follows_the_cluster_then_the_gpus(tf_config, gpus, kind):
+    assert distribution.strategy_kind(tf_config, gpus) == kind
+
+
+@pytest.mark.parametrize(
+    "tf_config, chief",
+    [
+        ({}, True),
+        (task(WORKERS, "worker", 0), True),
+        (task(WORKERS, "worker", 1), False),
+        (task(CHIEF_AND_WORKER, "chief"), True),
+        (task(CHIEF_AND_WORKER, "worker"), False),
+    ],
+)
+def test_only_the_chief_writes(tf_config, chief):
+    assert distribution.is_chief(tf_config) is chief
+
+
+def test_without_tf_config_this_process_is_the_chief(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert distribution.is_chief()
+
+
+def test_datasets_are_sharded_by_element():
+    ds = distribution.shard_by_data(tf.data.Dataset.range(4))
+    policy = ds.options().experimental_distribute.auto_shard_policy
+    assert policy == tf.data.experimental.AutoShardPolicy.DATA
+
+
+def test_training_under_mirrored_strategy_on_two_cpu_replicas():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_CONFIG", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.test_distribution"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2
+    assert report["global_batch_size"] == 4
+    assert report["mirrored_variables"]
+    assert [phase["epochs_run"] for phase in report["phases"].values()] == [1, 1]
+    assert report["phases"]["frozen"]["cached_features"] is True
+    assert report["finite_predictions"]
+
+
+def train_on_two_cpu_replicas() -> dict:
+    """Train the tiny classifier for one cached frozen epoch and one fine-tuning epoch."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    batch_size = distribution.global_batch_size(2, strategy)
+    assert batch_size == 4  # what tests.test_training.batches delivers
+    with strategy.scope():
+        model = build_classifier({"name": "small_cnn", "filters": [4, 8]}, HEAD, 16, seed=0)
+        phases = train(
+            model,
+            distribution.shard_by_data(batches(0)),
+            distribution.shard_by_data(batches(1)),
+            phases=[
+                Phase("frozen", 1, 1e-3, 1, cache_features=True),
+                Phase("fine_tune", 1, 1e-5, 1, unfreeze_layers=1),
+            ],
+            loss=make_loss({"name": "bce"}),
+            class_weight={0: 1.0, 1: 1.0},
+            jit_compile=False,
+            plain_train_ds=distribution.shard_by_data(batches(0)),
+        )
+    predictions = model.predict(batches(2), verbose=0)
+    return {
+        "replicas": strategy.num_replicas_in_sync,
+        "global_batch_size": batch_size,
+        "mirrored_variables": all(
+            isinstance(weight.value, tf.distribute.DistributedValues) for weight in model.weights
+        ),
+        "phases": phases,
+        "finite_predictions": bool(np.isfinite(predictions).all() and len(predictions) == 8),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(train_on_two_cpu_replicas()))

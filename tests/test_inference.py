@@ -1,0 +1,165 @@
+"""Prediction on image files: input expansion, mask pairing and policy, pipeline-identical
+preprocessing, and the `stages.predict` command line (exit codes, JSON, skipped files)."""
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from ruamel.yaml import YAML
+
+from medcls import config, inference
+from medcls.models import build_classifier
+from medcls.roi import prepare_file
+from medcls.workspace import PROJECT
+from stages import predict
+from tests import datagen
+from tests.test_models import PLAIN_HEAD, SMALL_CNN
+
+SIZE = 32
+THRESHOLD = 0.5
+IMAGES = Path(datagen.BUS_UC_ROOT) / "Benign" / "images"
+MASKS = Path(datagen.BUS_UC_ROOT) / "Benign" / "masks"
+UNDECODABLE = next(
+    Path(path) for path, reason in datagen.BUS_UC_PLANTED.items() if reason == "undecodable image"
+)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A project directory as `dvc repro` leaves it for bus_uc (32 px, a small CNN), with raw data."""
+    root = tmp_path_factory.mktemp("project")
+    datagen.make_bus_uc(root, n_per_class=6, size=48)
+    params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
+    params["datasets"]["bus_uc"]["image_size"] = SIZE
+    with (root / "params.yaml").open("w") as stream:
+        YAML().dump(params, stream)
+    model = build_classifier(SMALL_CNN, PLAIN_HEAD, SIZE, seed=0)
+    (root / "models" / "bus_uc").mkdir(parents=True)
+    model.save(root / "models" / "bus_uc" / "model.keras")
+    (root / "metrics").mkdir()
+    (root / "metrics" / "bus_uc.json").write_text(json.dumps({"threshold": THRESHOLD}))
+    return root
+
+
+@pytest.fixture
+def in_project(project, monkeypatch) -> Path:
+    monkeypatch.chdir(project)
+    return project
+
+
+def good_images(count: int = 3) -> list[str]:
+    """Benign images 004.. (001 is undecodable, 002 has no mask, 003's mask has another name)."""
+    return [str(IMAGES / f"{number:03d}.png") for number in range(4, 4 + count)]
+
+
+def masks_of(images: list[str]) -> list[str]:
+    return [str(MASKS / Path(image).name) for image in images]
+
+
+def test_inputs_expand_folders_and_globs_to_sorted_images(in_project):
+    folder = inference.expand_inputs([str(IMAGES.parent.parent / "images")])
+    assert folder and all(path.suffix == ".png" for path in folder) and folder == sorted(folder)
+    assert Path(datagen.BUS_UC_ROOT) / "Description.txt" not in folder
+    globbed = inference.expand_inputs([f"{datagen.BUS_UC_ROOT}/**/masks/*.png"])
+    assert len(globbed) == len(set(globbed)) and all(path.parent.name == "masks" for path in globbed)
+    named = inference.expand_inputs([f"{datagen.BUS_UC_ROOT}/Description.txt", "missing.png"])
+    assert named == [Path(datagen.BUS_UC_ROOT) / "Description.txt", Path("missing.png")]
+    with pytest.raises(inference.InputError, match="no image files"):
+        inference.expand_inputs(["nowhere/*.png"])
+
+
+def test_masks_pair_one_per_image_in_order(in_project):
+    images = [Path(image) for image in good_images(2)]
+    pairs = inference.pair_masks(images, [masks_of(good_images(1))[0], "a.png;b.png"])
+    assert pairs == [(MASKS / "004.png",), (Path("a.png"), Path("b.png"))]
+    assert inference.pair_masks(images, []) == [(), ()]
+    with pytest.raises(inference.InputError, match="2 images but 1 masks"):
+        inference.pair_masks(images, ["a.png"])
+
+
+@pytest.mark.parametrize(
+    "uses_mask, has_masks, whole_image, message",
+    [(True, False, False, "pass one --mask per image"), (True, True, True, "exclude each other")],
+)
+def test_mask_policy_refuses_silent_differences(uses_mask, has_masks, whole_image, message):
+    with pytest.raises(inference.InputError, match=message):
+        inference.mask_warning("bus_uc", uses_mask, has_masks, whole_image)
+
+
+@pytest.mark.parametrize(
+    "uses_mask, has_masks, whole_image, warning",
+    [
+        (True, True, False, None),
+        (False, False, False, None),
+        (True, False, True, "warning: --no-mask"),
+        (False, True, False, "--mask is ignored"),
+    ],
+)
+def test_mask_policy_warns_about_deliberate_differences(uses_mask, has_masks, whole_image, warning):
+    result = inference.mask_warning("bus_uc", uses_mask, has_masks, whole_image)
+    assert result is None if warning is None else warning in result
+
+
+def test_predictor_scores_the_pipelines_prepared_input(in_project):
+    params = config.load()
+    predictor = inference.Predictor.for_dataset("bus_uc", params)
+    images = good_images()
+    predictions, failures, prepared = predictor.predict_files(
+        [Path(image) for image in images], [(Path(mask),) for mask in masks_of(images)]
+    )
+    expected_inputs = np.stack(
+        [
+            prepare_file(Path(), image, [mask], size=SIZE, **params["datasets"]["bus_uc"]["roi"])
+            for image, mask in zip(images, masks_of(images))
+        ]
+    )
+    np.testing.assert_array_equal(prepared, expected_inputs)
+    expected = keras.ops.convert_to_numpy(predictor.model(expected_inputs.astype("float32")))
+    assert failures == []
+    assert [p.probability for p in predictions] == pytest.approx(expected.reshape(-1).tolist(), abs=1e-6)
+    for prediction in predictions:
+        assert prediction.label == int(prediction.probability >= THRESHOLD)
+        assert prediction.class_name == ["Benign", "Malignant"][prediction.label]
+
+
+def test_cli_skips_unreadable_files_reports_them_and_exits_1(in_project, capsys):
+    images = [str(UNDECODABLE), *good_images(2)]
+    status = predict.main(["--dataset", "bus_uc", "--json", *images, "--mask", *masks_of(images)])
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert status == 1
+    assert f"skipped {UNDECODABLE}: cannot decode image" in captured.err
+    assert [row["path"] for row in result["predictions"]] == good_images(2)
+    assert result["failures"][0]["path"] == str(UNDECODABLE)
+    assert result["threshold"] == THRESHOLD and result["classes"] == ["Benign", "Malignant"]
+
+
+def test_cli_prints_one_line_per_image(in_project, capsys):
+    images = good_images(2)
+    assert predict.main(["--dataset", "bus_uc", *images, "--mask", *masks_of(images)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == images
+    path, probability, class_name, threshold = lines[0].split("\t")
+    assert 0 <= float(probability) <= 1 and class_name in ("Benign", "Malignant")
+    assert threshold == f"threshold {THRESHOLD:.6f}"
+
+
+def test_cli_needs_masks_for_a_mask_dataset_unless_told_otherwise(in_project, capsys):
+    assert predict.main(["--dataset", "bus_uc", *good_images(1)]) == 2
+    assert "--no-mask" in capsys.readouterr().err
+    explanation = in_project / "explain.png"
+    status = predict.main(
+        ["--dataset", "bus_uc", *good_images(2), "--no-mask", "--explain", str(explanation)]
+    )
+    assert status == 0
+    assert "warning: --no-mask" in capsys.readouterr().err
+    assert explanation.stat().st_size > 0
+
+
+def test_cli_names_the_missing_model_and_the_unknown_dataset(in_project, capsys):
+    assert predict.main(["--dataset", "chest_xray", "x.png"]) == 1
+    assert "run `dvc repro evaluate@chest_xray` first" in capsys.readouterr().err
+    assert predict.main(["--dataset", "nope", "x.png"]) == 1
+    assert "datasets.nope: no such dataset" in capsys.readouterr().err

@@ -1,0 +1,31 @@
+"""The documented params profiles validate, and the real-data benchmark points them at ../shared."""
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import real_data
+from medcls import config
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def test_offline_profile_is_valid_and_names_busi_apart_from_bus_uc():
+    params = config.load(PROJECT / "profiles" / "offline-shared.yaml")
+    assert set(params["datasets"]) == {"busi", "busi_reference_pdf", "chest_xray", "chest_xray_vgg16"}
+    assert params["datasets"]["busi"]["layout"] == "busi"
+    assert params["datasets"]["chest_xray_vgg16"]["backbone"] == {"name": "vgg16", "weights": "none"}
+
+
+def test_benchmark_makes_profile_paths_absolute_and_selects_datasets():
+    params = real_data.resolved_profile(["busi"])
+    busi = params["datasets"]["busi"]
+    assert list(params["datasets"]) == ["busi"]
+    assert busi["source"] == str(PROJECT.parent / "shared" / "data" / "busi")
+    assert Path(busi["backbone"]["path"]).is_absolute()
+    config.validate(params)
+
+
+def test_benchmark_refuses_an_unknown_dataset():
+    with pytest.raises(SystemExit, match="bus_uc"):
+        real_data.resolved_profile(["bus_uc"])
