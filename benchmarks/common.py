@@ -20,7 +20,7 @@ import numpy as np
 
 from medcls import config
 from medcls.losses import make_loss
-from medcls.models import build_classifier
+from medcls.models import build_classifier, unfreeze_top
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / "shared"
@@ -50,9 +50,13 @@ def default_models(params: dict | None = None) -> dict[str, dict]:
     return datasets
 
 
-def build_model(dataset: dict) -> keras.Model:
-    """The dataset's classifier as the train stage builds it (backbone frozen: phase 1)."""
-    return build_classifier(dataset["backbone"], dataset["head"], dataset["image_size"], seed=SEED)
+def build_model(dataset: dict, unfreeze_fraction: float = 0.0) -> keras.Model:
+    """The dataset's classifier as the train stage builds it: backbone frozen (phase 1), or with
+    the top `unfreeze_fraction` of it trainable (phase 2; 1.0 is training from scratch)."""
+    model = build_classifier(dataset["backbone"], dataset["head"], dataset["image_size"], seed=SEED)
+    if unfreeze_fraction:
+        unfreeze_top(model, fraction=unfreeze_fraction)
+    return model
 
 
 def train_step_rate(

@@ -2,6 +2,7 @@
 in float32 and mixed precision, without and with XLA, on whichever Keras backend is selected.
 
     python -m benchmarks.model_step [--steps 5] [--batch-size N] [--models bus_uc chest_xray]
+    python -m benchmarks.model_step --unfreeze 1.0     # the whole backbone trains (fine-tuning)
     KERAS_BACKEND=jax python -m benchmarks.model_step
 
 The default models are the project's params (bus_uc: EfficientNetB0 + PDF/SE head at 224 px;
@@ -31,12 +32,14 @@ POLICIES = ("float32", "mixed_float16")
 JIT = (False, True)
 
 
-def measure(dataset: dict, policy: str, jit_compile: bool, *, batch_size: int, steps: int):
+def measure(
+    dataset: dict, policy: str, jit_compile: bool, *, batch_size: int, steps: int, unfreeze: float
+):
     """(images/s, output dtype) of one model under one precision policy and XLA choice."""
     keras.backend.clear_session()
     keras.mixed_precision.set_global_policy(policy)
     try:
-        model = build_model(dataset)
+        model = build_model(dataset, unfreeze)
         size = dataset["image_size"]
         output = model(np.zeros((1, size, size, 3), "float32"), training=False)
         dtype = keras.backend.standardize_dtype(output.dtype)
@@ -57,14 +60,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed train steps per setting")
     parser.add_argument("--batch-size", type=int, help="default: each dataset's train.batch_size")
     parser.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES))
+    parser.add_argument(
+        "--unfreeze",
+        type=float,
+        default=0.0,
+        help="fraction of the backbone to train (0: frozen, phase 1; 1.0: from scratch)",
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}; devices: {keras.distribution.list_devices()}")
+    print(f"backbone fraction trained: {args.unfreeze}")
     rows = []
     for name, policy, jit_compile in itertools.product(args.models, args.policies, JIT):
         dataset = models[name]
         batch_size = args.batch_size or dataset["train"]["batch_size"]
         rate, dtype = measure(
-            dataset, policy, jit_compile, batch_size=batch_size, steps=args.steps
+            dataset, policy, jit_compile, batch_size=batch_size, steps=args.steps,
+            unfreeze=args.unfreeze,
         )
         rows.append([name, dataset["image_size"], batch_size, policy, jit_compile, rate, dtype])
         print(f"{name} {policy} jit_compile={jit_compile}: {rate:.3g} images/s", flush=True)

@@ -12,7 +12,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 def test_offline_profile_is_valid_and_names_busi_apart_from_bus_uc():
     params = config.load(PROJECT / "profiles" / "offline-shared.yaml")
-    assert set(params["datasets"]) == {"busi", "busi_reference_pdf", "chest_xray", "chest_xray_vgg16"}
+    assert set(params["datasets"]) == {"busi", "chest_xray", "chest_xray_vgg16"}
     assert params["datasets"]["busi"]["layout"] == "busi"
     assert params["datasets"]["chest_xray_vgg16"]["backbone"] == {"name": "vgg16", "weights": "none"}
 
