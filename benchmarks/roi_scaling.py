@@ -3,13 +3,13 @@
 For ../shared's BUSI (bus_uc's ROI params: mask crop at 224 px) and Kermany (chest_xray's: 150 px),
 the real `python -m stages.roi` runs in a fresh process per measurement, with `workers` 1 and then
 0 (every core), on half and on all of the images. Each run reports its own peak RSS
-(resource.getrusage: the stage process, and its largest worker process).
+(the stage process, and its largest child process: a worker).
 
 - speed-up: whole stage at the larger size (interpreter imports and the sample figure included),
   and per image, from the time the extra images took (fixed costs cancel). Target: >= 1.7x on 2 cores.
 - memory: peak RSS at the two sizes; flat means it does not grow with the dataset.
 
-    python -m benchmarks.roi_scaling [--limit N]     # at most N images per dataset (default: all)
+    python -m benchmarks.roi_scaling [--limit N] [--repeats 3]  # N images per dataset at most
 
 Skips without ../shared.
 """
@@ -39,12 +39,34 @@ from benchmarks.common import (
 from benchmarks.data import BUSI_CLASSES, split_rows
 
 # The stage as `python -m stages.roi <name>` runs it (spawned workers re-import it the same way),
-# followed by its peak RSS in MiB: its own, and that of its largest worker.
+# followed by peak RSS in MiB: its own, and that of its largest worker. A worker's peak is its
+# VmHWM, polled once the worker runs (until its exec a child shows the parent's pages and command
+# line, which is also why getrusage's figure for children measures the parent, not the workers).
 MEASURED_STAGE = """\
-import json, resource, runpy
+import json, resource, runpy, threading, time
+from pathlib import Path
+
+child_peaks = {}
+
+def watch_children():
+    while True:
+        for listing in Path("/proc/self/task").glob("*/children"):
+            for pid in listing.read_text().split():
+                try:
+                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\\0").split(b"\\0")
+                    if argv[-1] != b"--multiprocessing-fork":  # not (yet) a worker
+                        continue
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                kib = int(status.split("VmHWM:")[1].split()[0])
+                child_peaks[pid] = max(kib, child_peaks.get(pid, 0))
+        time.sleep(0.05)
+
+threading.Thread(target=watch_children, daemon=True).start()
 runpy.run_module("stages.roi", run_name="__main__", alter_sys=True)
-print(json.dumps({who: resource.getrusage(getattr(resource, "RUSAGE_" + who)).ru_maxrss / 1024
-                  for who in ("SELF", "CHILDREN")}))
+print(json.dumps({"SELF": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "CHILDREN": max(child_peaks.values(), default=0) / 1024}))
 """
 
 
@@ -77,8 +99,9 @@ def run_stage(workspace: Path, name: str, rows: pd.DataFrame, params: dict, work
     return {"seconds": elapsed(), "stage MiB": peak["SELF"], "worker MiB": peak["CHILDREN"]}
 
 
-def measure(name: str, raw_dir: Path, dataset: dict, limit: int | None) -> list[list]:
-    """Table rows for one dataset: every (size, workers) run, then the speed-ups."""
+def measure(name: str, raw_dir: Path, dataset: dict, limit: int | None, repeats: int) -> list[list]:
+    """Table rows for one dataset: every (size, workers) run, best of `repeats` (memory: the
+    largest), then the speed-ups."""
     cores = len(os.sched_getaffinity(0))
     rows = split_rows(raw_dir, dataset["layout"], dataset["classes"], limit)
     sizes = (len(rows) // 2, len(rows))
@@ -92,9 +115,14 @@ def measure(name: str, raw_dir: Path, dataset: dict, limit: int | None) -> list[
         for size in sizes:
             subset = rows.sample(size, random_state=SEED) if size < len(rows) else rows
             for workers in (1, cores):
-                results[size, workers] = run_stage(
-                    workspace, name, subset, params, 0 if workers == cores else 1
-                )
+                runs = [
+                    run_stage(workspace, name, subset, params, 0 if workers == cores else 1)
+                    for _ in range(repeats)
+                ]
+                results[size, workers] = {
+                    key: (min if key == "seconds" else max)(run[key] for run in runs)
+                    for key in runs[0]
+                }
                 print(f"{name}: {size} images, {workers} worker(s): {results[size, workers]}")
     table = [[name, size, workers, *result.values()] for (size, workers), result in results.items()]
     small, large = sizes
@@ -111,12 +139,13 @@ def measure(name: str, raw_dir: Path, dataset: dict, limit: int | None) -> list[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, help="at most this many images per dataset")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (best kept)")
     args = parser.parse_args()
     params = project_params()
     print(f"machine: {machine()}")
     table = []
     for name, (raw_dir, dataset) in datasets(params).items():
-        table += measure(name, raw_dir, dataset, args.limit)
+        table += measure(name, raw_dir, dataset, args.limit, args.repeats)
     print_table(["dataset", "images", "workers", "seconds", "stage MiB", "worker MiB"], table)
 
 

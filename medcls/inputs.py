@@ -3,7 +3,9 @@
 Images stay float32 in 0..255 all the way to the model, which preprocesses them itself.
 """
 
+import math
 from collections.abc import Callable, Mapping
+from functools import partial
 
 import keras
 import numpy as np
@@ -72,51 +74,126 @@ class RandomChannelShift(_PixelAugmentation):
         return {**super().get_config(), "intensity": self.intensity}
 
 
-def _saturation_factor(change: float) -> tuple[float, float]:
-    """RandomSaturation's factor f scales saturation by f / (1 - f): this range gives 1 ± change."""
-    return (1 - change) / (2 - change), (1 + change) / (2 + change)
+@keras.saving.register_keras_serializable(package="medcls")
+class RandomSaturation(_PixelAugmentation):
+    """Blends each image with its own grey version, by a factor drawn from 1 ± `change` (0 is grey,
+    above 1 more saturated), as PIL's and torchvision's saturation do. One cheap pass: the HSV round
+    trip of keras.layers.RandomSaturation made it the slowest augmentation (`benchmarks/`). Grey
+    images, such as ultrasound scans, stay unchanged under either."""
+
+    LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of R, G, B in grey
+
+    def __init__(self, change: float, seed: int | None = None, **kwargs) -> None:
+        super().__init__(seed, **kwargs)
+        self.change = change
+
+    def transform(self, images):
+        grey = ops.sum(images * ops.array(self.LUMA, images.dtype), axis=-1, keepdims=True)
+        factor = self._uniform(
+            (ops.shape(images)[0], 1, 1, 1), 1 - self.change, 1 + self.change, images
+        )
+        return grey + factor * (images - grey)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "change": self.change}
 
 
-# Param key -> layer for its value; applied in this order (geometry first, then intensities).
-AUGMENTATIONS: dict[str, Callable[..., keras.layers.Layer]] = {
-    "flip_horizontal": lambda _, **common: keras.layers.RandomFlip("horizontal", **common),
-    "flip_vertical": lambda _, **common: keras.layers.RandomFlip("vertical", **common),
-    "rotation": lambda degrees, **common: keras.layers.RandomRotation(
-        degrees / 360, fill_mode=FILL_MODE, **common
-    ),
-    "shift": lambda part, **common: keras.layers.RandomTranslation(
-        part, part, fill_mode=FILL_MODE, **common
-    ),
-    "shear": lambda part, **common: keras.layers.RandomShear(
-        part, part, fill_mode=FILL_MODE, **common
-    ),
-    "zoom": lambda part, **common: keras.layers.RandomZoom(
-        part, part, fill_mode=FILL_MODE, **common
-    ),
-    "brightness": lambda bounds, **common: RandomScale(bounds, **common),
-    "contrast": lambda part, **common: keras.layers.RandomContrast(
-        part, value_range=VALUE_RANGE, **common
-    ),
-    "saturation": lambda part, **common: keras.layers.RandomSaturation(
-        _saturation_factor(part), value_range=VALUE_RANGE, **common
-    ),
-    "channel_shift": lambda intensity, **common: RandomChannelShift(intensity, **common),
+def affine_transforms(angle, shear_x, shear_y, zoom_x, zoom_y, shift_x, shift_y, *, height, width):
+    """[B, 8] transforms for `keras.ops.image.affine_transform`, one per image, from [B] parameters.
+
+    Like ImageDataGenerator, each maps output pixels to input pixels: rotation (radians) · shear ·
+    zoom (above 1 shows more of the image) about the image centre, then a shift in pixels.
+    """
+    cos, sin = ops.cos(angle), ops.sin(angle)
+    a00, a01 = (cos - sin * shear_y) * zoom_x, (cos * shear_x - sin) * zoom_y
+    a10, a11 = (sin + cos * shear_y) * zoom_x, (sin * shear_x + cos) * zoom_y
+    centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
+    offset_x = centre_x + shift_x - a00 * centre_x - a01 * centre_y
+    offset_y = centre_y + shift_y - a10 * centre_x - a11 * centre_y
+    zeros = ops.zeros_like(angle)
+    return ops.stack([a00, a01, offset_x, a10, a11, offset_y, zeros, zeros], axis=1)
+
+
+@keras.saving.register_keras_serializable(package="medcls")
+class RandomAffine(_PixelAugmentation):
+    """Rotation (± degrees), shift, shear and zoom (± fractions) drawn per image and applied in one
+    resampling, as the reports' ImageDataGenerator did. Chaining keras.layers.RandomRotation,
+    RandomTranslation, RandomShear and RandomZoom resamples (and blurs) every image four times and
+    was the input pipeline's largest cost (`benchmarks/`)."""
+
+    def __init__(
+        self,
+        rotation: float = 0.0,
+        shift: float = 0.0,
+        shear: float = 0.0,
+        zoom: float = 0.0,
+        seed: int | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(seed, **kwargs)
+        self.rotation, self.shift, self.shear, self.zoom = rotation, shift, shear, zoom
+
+    def transform(self, images):
+        height, width = (ops.cast(size, images.dtype) for size in ops.shape(images)[1:3])
+        shape = (ops.shape(images)[0],)
+
+        def symmetric(extent):
+            return self._uniform(shape, -extent, extent, images)
+
+        transforms = affine_transforms(
+            symmetric(math.radians(self.rotation)),
+            symmetric(self.shear),
+            symmetric(self.shear),
+            1 + symmetric(self.zoom),
+            1 + symmetric(self.zoom),
+            symmetric(self.shift) * width,
+            symmetric(self.shift) * height,
+            height=height,
+            width=width,
+        )
+        return ops.image.affine_transform(images, transforms, fill_mode=FILL_MODE)
+
+    def get_config(self) -> dict:
+        geometry = {key: getattr(self, key) for key in GEOMETRY}
+        return {**super().get_config(), **geometry}
+
+
+FLIPS = {"flip_horizontal": "horizontal", "flip_vertical": "vertical"}
+GEOMETRY = ("rotation", "shift", "shear", "zoom")  # one RandomAffine layer for all four
+INTENSITIES: dict[str, Callable[..., keras.layers.Layer]] = {
+    "brightness": RandomScale,
+    "contrast": partial(keras.layers.RandomContrast, value_range=VALUE_RANGE),
+    "saturation": RandomSaturation,
+    "channel_shift": RandomChannelShift,
 }
+AUGMENTATION_KEYS = (*FLIPS, *GEOMETRY, *INTENSITIES)
 
 
 def build_augmenter(spec: Mapping, seed: int) -> keras.Sequential | None:
-    """The random augmentations switched on in `spec` (0/false = off), or None when none is.
+    """The random augmentations switched on in `spec` (0/false = off), or None when none is:
+    flips, then one affine transform, then intensity changes.
 
-    Each layer gets its own seed so that, e.g., the two flips are drawn independently, and computes
-    in float32 whatever the mixed-precision policy, as it runs on raw pixels in the input pipeline.
+    Each layer gets its own seed, from the position of its (first) key in AUGMENTATION_KEYS, so
+    that, e.g., the two flips are drawn independently and switching one augmentation on or off does
+    not change the others' draws. Layers compute in float32 whatever the mixed-precision policy, as
+    they run on raw pixels in the input pipeline.
     """
-    unknown = sorted(set(spec) - set(AUGMENTATIONS))
+    unknown = sorted(set(spec) - set(AUGMENTATION_KEYS))
     if unknown:
-        raise ValueError(f"augment: unknown keys {unknown}; known keys are {list(AUGMENTATIONS)}")
+        raise ValueError(
+            f"augment: unknown keys {unknown}; known keys are {list(AUGMENTATION_KEYS)}"
+        )
+    on = {key: value for key, value in spec.items() if value}
+    makers = {
+        key: partial(keras.layers.RandomFlip, mode) for key, mode in FLIPS.items() if key in on
+    }
+    geometry = {key: on[key] for key in GEOMETRY if key in on}
+    if geometry:
+        makers[next(iter(geometry))] = partial(RandomAffine, **geometry)
+    makers |= {key: partial(make, on[key]) for key, make in INTENSITIES.items() if key in on}
     layers = [
-        make(spec[key], seed=seed + index, dtype="float32")
-        for index, (key, make) in enumerate(AUGMENTATIONS.items())
-        if spec.get(key)
+        make(seed=seed + AUGMENTATION_KEYS.index(key), dtype="float32")
+        for key, make in makers.items()
     ]
     return keras.Sequential(layers, name="augmenter") if layers else None
 

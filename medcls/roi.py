@@ -137,6 +137,20 @@ def prepare_file(
     )
 
 
+def encode_png(image: np.ndarray) -> bytes:
+    """Lossless PNG bytes of an RGB uint8 image (OpenCV encodes BGR)."""
+    ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"cannot PNG-encode an image of shape {image.shape}")
+    return png.tobytes()
+
+
+def prepare_file_png(raw_dir: Path, path: str, mask_paths: Sequence[str], **roi_params) -> bytes:
+    """`prepare_file`, PNG-encoded: what the TFRecord writer stores. Encoding in the worker keeps it
+    parallel and sends results back across the process boundary compressed."""
+    return encode_png(prepare_file(raw_dir, path, mask_paths, **roi_params))
+
+
 def _apply_chunk(function: Callable[..., Any], chunk: Sequence[tuple]) -> list:
     return [function(*args) for args in chunk]
 

@@ -14,12 +14,11 @@ from itertools import groupby, islice
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from medcls.roi import mask_paths_of, ordered_starmap, prepare_file
+from medcls.roi import mask_paths_of, ordered_starmap, prepare_file_png
 
 _FEATURES = {
     "image": tf.io.FixedLenFeature([], tf.string),
@@ -37,13 +36,10 @@ def _bytes_feature(value: bytes) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
 
-def _example(row: Any, image: np.ndarray) -> tf.train.Example:
-    """Encode one prepared RGB image as PNG (lossless; OpenCV expects BGR) with its label and ids."""
-    ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ValueError(f"cannot PNG-encode the prepared image of {row.path}")
+def _example(row: Any, png: bytes) -> tf.train.Example:
+    """One prepared image (PNG bytes) with its label and ids."""
     features = {
-        "image": _bytes_feature(png.tobytes()),
+        "image": _bytes_feature(png),
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(row.label)])),
         "id": _bytes_feature(str(row.path).encode()),
         "group": _bytes_feature(str(row.group).encode()),
@@ -67,13 +63,14 @@ def write_tfrecords(
     """Recreate `out_dir` with `<split>-NNNNN-of-NNNNN.tfrecord` shards; return images written per split.
 
     Within a split, records are ordered by content hash: deterministic, yet classes are interleaved
-    across shards, so a bounded shuffle buffer at training time still sees both classes.
+    across shards, so a bounded shuffle buffer at training time still sees both classes. Shards are
+    byte-identical from run to run, so DVC skips training when a re-run changed no record.
     """
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     rows = split_df.sort_values(["split", "sha256", "path"], ignore_index=True)
     prepare = partial(
-        prepare_file,
+        prepare_file_png,
         raw_dir,
         size=size,
         use_mask=use_mask,
@@ -82,8 +79,8 @@ def write_tfrecords(
         keep_aspect=keep_aspect,
     )
     arguments = zip(rows["path"], rows["mask_paths"].map(mask_paths_of))
-    images = ordered_starmap(prepare, arguments, workers=workers)
-    records = zip(rows.itertuples(), images, strict=True)  # strict: also lets the pool finish
+    pngs = ordered_starmap(prepare, arguments, workers=workers)
+    records = zip(rows.itertuples(), pngs, strict=True)  # strict: also lets the pool finish
     counts = {str(split): int(count) for split, count in rows["split"].value_counts().items()}
     for split, split_records in groupby(records, key=lambda record: str(record[0].split)):
         _write_split(out_dir, split, split_records, counts[split], images_per_shard)
@@ -91,13 +88,13 @@ def write_tfrecords(
 
 
 def _write_split(
-    out_dir: Path, split: str, records: Iterator[tuple[Any, np.ndarray]], count: int, per_shard: int
+    out_dir: Path, split: str, records: Iterator[tuple[Any, bytes]], count: int, per_shard: int
 ) -> None:
     shards = math.ceil(count / per_shard)
     for index in range(shards):
         with tf.io.TFRecordWriter(str(out_dir / shard_name(split, index, shards))) as writer:
-            for row, image in islice(records, per_shard):
-                writer.write(_example(row, image).SerializeToString())
+            for row, png in islice(records, per_shard):
+                writer.write(_example(row, png).SerializeToString(deterministic=True))
 
 
 def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:

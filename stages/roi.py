@@ -2,11 +2,15 @@
 
 import pandas as pd
 
-from medcls import roi, tfrecords
+from medcls import roi
 from medcls.config import DatasetPaths, run_stage, workers
 
 
 def crop(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
+    # Imported here, not at the top: spawned ROI workers re-import this module as their __main__,
+    # and TensorFlow would cost each of them seconds and hundreds of MiB.
+    from medcls import tfrecords
+
     rows = pd.read_csv(paths.split, keep_default_na=False)
     options = dict(size=dataset["image_size"], **dataset["roi"])
     counts = tfrecords.write_tfrecords(

@@ -6,9 +6,11 @@ import pytest
 import tensorflow as tf
 
 from medcls.inputs import (
+    RandomAffine,
     RandomChannelShift,
+    RandomSaturation,
     RandomScale,
-    _saturation_factor,
+    affine_transforms,
     build_augmenter,
     labels_of,
     make_batches,
@@ -86,12 +88,28 @@ def test_unknown_augmentation_key_is_named():
 
 def test_full_augmenter_keeps_shape_dtype_and_pixel_range():
     augmenter = build_augmenter(EVERYTHING_ON, seed=0)
-    assert len(augmenter.layers) == len(EVERYTHING_ON)
+    assert [type(layer).__name__ for layer in augmenter.layers] == [
+        "RandomFlip",
+        "RandomFlip",
+        "RandomAffine",  # rotation, shift, shear and zoom in one resampling
+        "RandomScale",
+        "RandomContrast",
+        "RandomSaturation",
+        "RandomChannelShift",
+    ]
     batch = images().astype(np.float32)
     augmented = np.asarray(augmenter(batch, training=True))
     assert augmented.shape == batch.shape and augmented.dtype == np.float32
     assert augmented.min() >= 0 and augmented.max() <= 255
     assert not np.allclose(augmented, batch)
+
+
+def test_each_augmentation_keeps_its_seed_whatever_else_is_on():
+    def seeds(spec: dict) -> dict[str, int]:
+        return {type(layer).__name__: layer.seed for layer in build_augmenter(spec, seed=10).layers}
+
+    alone = seeds({"brightness": [0.9, 1.1]})
+    assert seeds(EVERYTHING_ON)["RandomScale"] == alone["RandomScale"]
 
 
 def test_augmentation_is_reproducible_with_a_seed():
@@ -135,13 +153,77 @@ def test_channel_shift_adds_one_offset_per_image_and_channel():
     np.testing.assert_array_equal(RandomChannelShift(20, seed=0)(batch, training=False), batch)
 
 
-def test_saturation_change_maps_to_keras_factor_range():
-    low, high = _saturation_factor(0.2)
-    assert low / (1 - low) == pytest.approx(0.8) and high / (1 - high) == pytest.approx(1.2)
+def test_saturation_blends_with_grey_and_leaves_grey_images_alone():
+    rgb = np.array([150.0, 100.0, 50.0], np.float32)  # stays inside 0..255 for factors 0.5..1.5
+    grey = 0.299 * 150 + 0.587 * 100 + 0.114 * 50
+    colour = np.broadcast_to(rgb, (64, 1, 1, 3))
+    blended = np.asarray(RandomSaturation(0.5, seed=0)(colour))
+    factors = (blended[..., :1] - grey) / (rgb[0] - grey)
+    np.testing.assert_allclose(blended, grey + factors * (rgb - grey), rtol=1e-5)
+    assert 0.5 <= factors.min() < 0.9 and 1.1 < factors.max() <= 1.5
+    assert len(np.unique(factors)) == 64  # one factor per image
+    ultrasound = np.broadcast_to(images(4)[..., :1], (4, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(RandomSaturation(0.5, seed=0)(ultrasound), ultrasound, rtol=1e-5)
+
+
+NEUTRAL = {  # affine_transforms' parameters, in order, at values that change nothing
+    "angle": 0.0,
+    "shear_x": 0.0,
+    "shear_y": 0.0,
+    "zoom_x": 1.0,
+    "zoom_y": 1.0,
+    "shift_x": 0.0,
+    "shift_y": 0.0,
+}
+
+
+def transformed(image: np.ndarray, **parameters) -> np.ndarray:
+    """`image` [H, W] under the affine transform with the given parameters (others neutral)."""
+    values = {**NEUTRAL, **parameters}
+    transforms = affine_transforms(
+        *(np.array([value], np.float32) for value in values.values()),
+        height=image.shape[0],
+        width=image.shape[1],
+    )
+    batch = image[None, :, :, None].astype(np.float32)
+    return np.asarray(keras.ops.image.affine_transform(batch, transforms))[0, :, :, 0]
+
+
+RAMP = np.arange(36, dtype=np.float32).reshape(6, 6)  # centre (2.5, 2.5)
+ODD = np.arange(25, dtype=np.float32).reshape(5, 5)  # centre (2, 2): integer sample points
+
+
+def test_affine_transforms_rotate_shift_shear_and_zoom_about_the_centre():
+    np.testing.assert_allclose(transformed(RAMP), RAMP)
+    np.testing.assert_allclose(transformed(RAMP, angle=np.pi / 2), np.rot90(RAMP), atol=1e-3)
+    np.testing.assert_allclose(transformed(RAMP, shift_x=2.0)[:, :4], RAMP[:, 2:])
+    np.testing.assert_allclose(transformed(RAMP, shift_y=-1.0)[1:], RAMP[:-1])
+    sheared = transformed(ODD, shear_x=1.0)  # row y samples x + (y - 2)
+    np.testing.assert_allclose(sheared[0, 2:], ODD[0, :3])
+    np.testing.assert_allclose(sheared[4, :3], ODD[4, 2:])
+    zoomed_out = transformed(ODD, zoom_x=2.0, zoom_y=2.0)  # pixel p samples 2p - 2
+    np.testing.assert_allclose(zoomed_out[1:4, 1:4], ODD[::2, ::2])
+    np.testing.assert_allclose(transformed(ODD, zoom_x=2.0)[:, 1:4], ODD[:, ::2])
+
+
+def test_random_affine_draws_one_transform_per_image_within_its_ranges():
+    image = np.zeros((1, 9, 9, 3), np.float32)
+    image[0, 4, 4] = 255.0
+    batch = np.repeat(image, 32, axis=0)
+    moved = np.asarray(RandomAffine(shift=2 / 9, seed=0)(batch))
+    brightest = [np.unravel_index(np.argmax(one[..., 0]), (9, 9)) for one in moved]
+    assert all(2 <= row <= 6 and 2 <= column <= 6 for row, column in brightest)
+    assert len(set(brightest)) > 5
+    np.testing.assert_array_equal(RandomAffine(rotation=20, seed=0)(batch, training=False), batch)
 
 
 @pytest.mark.parametrize(
-    "layer", [RandomScale((0.9, 1.1), seed=3), RandomChannelShift(10.0, seed=4)]
+    "layer",
+    [
+        RandomScale((0.9, 1.1), seed=3),
+        RandomChannelShift(10.0, seed=4),
+        RandomSaturation(0.2, seed=5),
+    ],
 )
 def test_augmentation_layer_config_round_trips(layer):
     config = layer.get_config()

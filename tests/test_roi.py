@@ -1,5 +1,6 @@
 """Image decoding, ROI box, preparation (crop, pad, resize) and the ordered process map."""
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,12 +16,14 @@ from medcls.roi import (
     ordered_starmap,
     prepare,
     prepare_file,
+    prepare_file_png,
     read_image,
     read_masks,
     roi_box,
 )
 from tests import datagen
 
+ROOT = Path(__file__).resolve().parents[1]
 ROI = dict(size=16, use_mask=True, margin=0.0, mask_background=False, keep_aspect=False)
 
 
@@ -125,6 +128,28 @@ def test_workers_never_import_tensorflow() -> None:
 
 def sorted_modules_with_prefix(prefix: str) -> list[str]:
     return sorted(name for name in sys.modules if name.startswith(prefix))
+
+
+def test_roi_stage_module_imports_no_tensorflow() -> None:
+    """Spawned workers re-import the stage's own module (their __main__) before any work, so the
+    check above only holds under `python -m stages.roi` if that module keeps TensorFlow out too."""
+    check = (
+        "import sys, stages.roi; print(any(name.startswith('tensorflow') for name in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.strip() == "False"
+
+
+def test_prepare_file_png_is_the_prepared_image_losslessly(tmp_path: Path) -> None:
+    raw = datagen.make_busi(tmp_path, n_per_class=3)
+    arguments = (raw, datagen.BUSI_EXTRA_MASK_IMAGE, datagen.BUSI_EXTRA_MASKS)
+    png = prepare_file_png(*arguments, **ROI)
+    decoded = cv2.cvtColor(
+        cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
+    )
+    assert np.array_equal(decoded, prepare_file(*arguments, **ROI))
 
 
 def test_draw_roi_samples_writes_a_png(tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
 """TFRecord round trip: shard naming, labels, ids, pixels, and identical output for any worker count."""
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -14,6 +16,7 @@ from medcls.splitting import grouped_stratified_split
 from medcls.tfrecords import read_split, write_tfrecords
 from tests import datagen
 
+ROOT = Path(__file__).resolve().parents[1]
 ROI = dict(size=32, use_mask=True, margin=0.1, mask_background=False, keep_aspect=True)
 PER_SHARD = 3
 
@@ -35,8 +38,9 @@ def written(dataset, tmp_path_factory) -> dict[int, tuple[Path, dict[str, int]]]
     outputs = {}
     for workers in (1, 2):
         out = tmp_path_factory.mktemp(f"workers{workers}") / "records"
-        outputs[workers] = out, write_tfrecords(
-            manifest, raw, out, images_per_shard=PER_SHARD, workers=workers, **ROI
+        outputs[workers] = (
+            out,
+            write_tfrecords(manifest, raw, out, images_per_shard=PER_SHARD, workers=workers, **ROI),
         )
     return outputs
 
@@ -60,6 +64,29 @@ def test_workers_give_identical_records(written) -> None:
     )
     for path in serial.iterdir():
         assert path.read_bytes() == (parallel / path.name).read_bytes()
+
+
+def test_another_process_writes_identical_bytes(dataset, written, tmp_path: Path) -> None:
+    """Protobuf orders an Example's features differently in each process unless told otherwise;
+    identical shards let DVC see that a re-run roi stage changed nothing, so training is not re-run."""
+    raw, manifest = dataset
+    manifest.to_csv(tmp_path / "split.csv", index=False)
+    code = (
+        "import sys; from pathlib import Path; import pandas as pd; "
+        "from medcls.tfrecords import write_tfrecords; "
+        "rows = pd.read_csv(sys.argv[1], keep_default_na=False); "
+        "write_tfrecords(rows, Path(sys.argv[2]), Path(sys.argv[3]), "
+        f"images_per_shard={PER_SHARD}, workers=1, **{ROI!r})"
+    )
+    out = tmp_path / "records"
+    arguments = [str(tmp_path / "split.csv"), str(raw), str(out)]
+    subprocess.run([sys.executable, "-c", code, *arguments], check=True, cwd=ROOT)
+    in_process, _ = written[1]
+    assert sorted(path.name for path in out.iterdir()) == sorted(
+        path.name for path in in_process.iterdir()
+    )
+    for path in in_process.iterdir():
+        assert path.read_bytes() == (out / path.name).read_bytes()
 
 
 @pytest.mark.parametrize("split", ["train", "val", "test"])
