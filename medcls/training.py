@@ -59,7 +59,10 @@ def train(
 
     Each phase recompiles with a fresh Adam at its own learning rate (recompiling is also what makes
     a change of `trainable` take effect), stops early on validation AUC and keeps its best weights.
-    Epoch numbers continue across phases so the logged curves are one continuous history.
+    The model ends with the weights of the phase with the best validation AUC (an earlier phase on a
+    tie), so fine-tuning that does not beat the frozen phase on validation is discarded; summaries
+    say which phase was `selected`. Epoch numbers continue across phases so the logged curves are
+    one continuous history.
 
     A phase with `cache_features` runs the frozen backbone once over `plain_train_ds` (the training
     batches without augmentation) and `val_ds`, then fits only the head, which shares its layers
@@ -67,6 +70,7 @@ def train(
     repeated every epoch.
     """
     summaries, epoch = {}, 0
+    best_auc, best_phase, best_weights = -math.inf, None, None
     for phase in phases:
         if phase.epochs == 0:
             continue
@@ -97,13 +101,22 @@ def train(
             verbose=2,
         )
         epoch += len(history.epoch)
+        best = early_stopping.best  # None or NaN if val AUC was never a number
+        phase_auc = math.nan if best is None else float(best)
         summaries[phase.name] = {
             "learning_rate": _learning_rate_used(fitted),
             "epochs_run": len(history.epoch),
             "trainable_weights": len(model.trainable_weights),
             "trainable_params": sum(math.prod(weight.shape) for weight in model.trainable_weights),
             "cached_features": phase.cache_features,
+            "early_stopping_val_auc": phase_auc if math.isfinite(phase_auc) else None,
         }
+        if phase_auc > best_auc:
+            best_auc, best_phase, best_weights = phase_auc, phase.name, model.get_weights()
+    if best_phase is not None and best_phase != list(summaries)[-1]:
+        model.set_weights(best_weights)
+    for name, summary in summaries.items():
+        summary["selected"] = name == best_phase
     return summaries
 
 

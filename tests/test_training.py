@@ -92,6 +92,74 @@ def test_two_phases_use_their_learning_rates_and_continue_the_epochs(tmp_path):
     )
 
 
+class WeightRecorder(keras.callbacks.Callback):
+    """The model's weights at the end of each phase's fit, after early stopping restored its best."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weights: list[list[np.ndarray]] = []
+
+    def on_train_end(self, logs=None):
+        self.weights.append(self.model.get_weights())
+
+
+def separable_batches(seed: int) -> tf.data.Dataset:
+    """Bright images are class 1, dark ones class 0: a small CNN separates them within epochs."""
+    rng = np.random.default_rng(seed)
+    labels = np.array([0, 1] * 8, dtype=np.int64)
+    pixels = rng.integers(0, 60, (16, 16, 16, 3)) + 180 * labels[:, None, None, None]
+    examples = {
+        "image": pixels.astype(np.uint8),
+        "label": labels,
+        "id": [str(index) for index in range(16)],
+        "group": [str(index) for index in range(16)],
+    }
+    return make_batches(tf.data.Dataset.from_tensor_slices(examples), batch_size=8)
+
+
+def train_phases(*phases: Phase) -> tuple[keras.Model, dict, list]:
+    """Train a small CNN through `phases`; also return the weights each phase ended with."""
+    model = build_classifier({"name": "small_cnn", "filters": [4, 8]}, HEAD, 16, seed=0)
+    recorder = WeightRecorder()
+    summaries = train(
+        model,
+        separable_batches(0),
+        separable_batches(1),
+        phases=phases,
+        loss=make_loss({"name": "bce"}),
+        class_weight=None,
+        jit_compile=False,
+        callbacks=[recorder],
+    )
+    return model, summaries, recorder.weights
+
+
+def same_weights(first: list[np.ndarray], second: list[np.ndarray]) -> bool:
+    return all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_a_phase_that_does_not_beat_an_earlier_one_on_val_is_discarded():
+    model, summaries, (after_first, after_second) = train_phases(
+        Phase("first", epochs=4, learning_rate=1e-2, patience=4, unfreeze_layers=2),
+        Phase("wrecked", epochs=2, learning_rate=1e3, patience=2, unfreeze_layers=2),
+    )
+    first, wrecked = summaries["first"], summaries["wrecked"]
+    assert first["early_stopping_val_auc"] > 0.5 and first["selected"] and not wrecked["selected"]
+    assert not same_weights(after_second, after_first)
+    assert same_weights(model.get_weights(), after_first)
+
+
+def test_a_phase_that_beats_the_earlier_ones_on_val_is_kept():
+    model, summaries, (_, after_fine_tune) = train_phases(
+        Phase("frozen", epochs=4, learning_rate=0.0, patience=4),  # learns nothing
+        Phase("fine_tune", epochs=4, learning_rate=1e-2, patience=4, unfreeze_layers=2),
+    )
+    frozen, fine_tune = summaries["frozen"], summaries["fine_tune"]
+    assert fine_tune["early_stopping_val_auc"] > frozen["early_stopping_val_auc"]
+    assert fine_tune["selected"] and not frozen["selected"]
+    assert same_weights(model.get_weights(), after_fine_tune)
+
+
 def test_dvclive_callback_logs_train_and_val_metrics_then_steps():
     live = FakeLive()
     callback = DVCLiveCallback(live)
