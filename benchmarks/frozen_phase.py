@@ -65,7 +65,7 @@ def run_phase(records: Path, params: dict, dataset: dict, *, cache: bool, epochs
         )
 
     augmenter = inputs.build_augmenter(dataset["augment"], SEED)
-    labels = inputs.labels_of(tfrecords.read_split(records, "train"))
+    labels = tfrecords.read_labels(records, "train")
     model = models.build_classifier(
         dataset["backbone"], dataset["head"], dataset["image_size"], seed=SEED
     )
@@ -82,7 +82,7 @@ def run_phase(records: Path, params: dict, dataset: dict, *, cache: bool, epochs
             callbacks=[timer],
             plain_train_ds=batches("train", shuffle=True, seed=SEED) if cache else None,
         )
-    y_true = inputs.labels_of(tfrecords.read_split(records, "val"))
+    y_true = tfrecords.read_labels(records, "val")
     y_prob = model.predict(batches("val"), verbose=0)[:, 0]
     interval = metrics.bootstrap_ci(y_true, y_prob, 0.5, n_resamples=BOOTSTRAP, seed=SEED)
     return {

@@ -8,7 +8,6 @@ from collections.abc import Callable, Mapping
 from functools import partial
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -228,8 +227,3 @@ def make_batches(
 
 def _image_and_label(example: Mapping) -> tuple[tf.Tensor, tf.Tensor]:
     return example["image"], tf.reshape(tf.cast(example["label"], tf.float32), [1])
-
-
-def labels_of(ds: tf.data.Dataset) -> np.ndarray:
-    """The labels of an example-dict dataset, in order (e.g. for class weights)."""
-    return np.fromiter(ds.map(lambda example: example["label"]).as_numpy_iterator(), dtype=np.int64)

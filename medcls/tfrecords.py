@@ -109,6 +109,21 @@ def read_split(tfrecord_dir: Path, split: str) -> tf.data.Dataset:
     The records are counted first (a cheap read, nothing decoded): a dataset of known cardinality
     lets Keras size its first epoch instead of running into the end of the data and warning.
     """
+    records = _records(tfrecord_dir, split)
+    count = int(records.reduce(np.int64(0), lambda total, _: total + 1))
+    return records.map(parse_example).apply(tf.data.experimental.assert_cardinality(count))
+
+
+def read_labels(tfrecord_dir: Path, split: str) -> np.ndarray:
+    """The labels of one split in record order, with no image decoded (e.g. for class weights)."""
+    label_only = {"label": _FEATURES["label"]}
+    labels = _records(tfrecord_dir, split).map(
+        lambda serialized: tf.io.parse_single_example(serialized, label_only)["label"]
+    )
+    return np.fromiter(labels.as_numpy_iterator(), dtype=np.int64)
+
+
+def _records(tfrecord_dir: Path, split: str) -> tf.data.TFRecordDataset:
     shards = sorted(Path(tfrecord_dir).glob(f"{split}-*-of-*.tfrecord"))
     if not shards:
         raise FileNotFoundError(
@@ -116,6 +131,4 @@ def read_split(tfrecord_dir: Path, split: str) -> tf.data.Dataset:
             f"(expected {shard_name(split, 0, 1)} etc.); check the split name, "
             "or run `dvc repro` to write them"
         )
-    records = tf.data.TFRecordDataset([str(shard) for shard in shards])
-    count = int(records.reduce(np.int64(0), lambda total, _: total + 1))
-    return records.map(parse_example).apply(tf.data.experimental.assert_cardinality(count))
+    return tf.data.TFRecordDataset([str(shard) for shard in shards])

@@ -55,7 +55,7 @@ def train(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
     planned = phases(params, schedule)
     caching = any(phase.cache_features for phase in planned)
     plain_batches = batches("train", shuffle=True, seed=seed) if caching else None
-    labels = inputs.labels_of(tfrecords.read_split(paths.tfrecords, "train"))
+    labels = tfrecords.read_labels(paths.tfrecords, "train")
     chief = distribution.is_chief()
 
     with strategy.scope(), _live(paths, chief) as live:

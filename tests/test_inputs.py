@@ -12,7 +12,6 @@ from medcls.inputs import (
     RandomScale,
     affine_transforms,
     build_augmenter,
-    labels_of,
     make_batches,
 )
 
@@ -66,11 +65,6 @@ def test_shuffling_is_seeded_and_differs_between_epochs():
     assert sorted(first_epoch) == list(range(10))
     assert first_epoch != second_epoch
     assert label_order(make_batches(examples(), batch_size=4, shuffle=True, seed=7)) == first_epoch
-
-
-def test_labels_of_reads_the_labels_in_order():
-    labels = labels_of(examples(5))
-    assert labels.dtype == np.int64 and labels.tolist() == [0, 1, 2, 3, 4]
 
 
 def test_no_augmenter_when_everything_is_off():

@@ -13,7 +13,7 @@ import pytest
 from medcls.manifest import build_manifest
 from medcls.roi import mask_paths_of, prepare_file
 from medcls.splitting import grouped_stratified_split
-from medcls.tfrecords import read_split, write_tfrecords
+from medcls.tfrecords import read_labels, read_split, write_tfrecords
 from tests import datagen
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +105,16 @@ def test_round_trip_keeps_labels_ids_groups_and_pixels(dataset, written, split: 
         assert np.array_equal(
             record["image"], expected
         )  # PNG is lossless and channels are not swapped
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_read_labels_gives_the_record_labels_in_order(written, split: str) -> None:
+    out, _ = written[1]
+    labels = read_labels(out, split)
+    assert labels.dtype == np.int64
+    assert labels.tolist() == [
+        record["label"] for record in read_split(out, split).as_numpy_iterator()
+    ]
 
 
 def test_output_dir_is_recreated(dataset, tmp_path: Path) -> None:
