@@ -24,7 +24,7 @@ from keras import ops
 from matplotlib.figure import Figure
 
 from medcls import metrics, tfrecords
-from medcls.models import apply_layers, layer_chain
+from medcls.models import layer_chain, split_after
 
 BATCH_SIZE = 32
 OUTCOMES = ("TP", "FN", "TN", "FP")  # positives first, each with its correct decision first
@@ -42,24 +42,15 @@ class Panel(NamedTuple):
 
 def last_spatial_layer(model: keras.Model) -> keras.layers.Layer:
     """The classifier's last top-level layer whose output is a 4-D feature map."""
-    spatial = [
-        layer
-        for layer in layer_chain(model)
-        if len(layer.output.shape) == 4
-    ]
+    spatial = [layer for layer in layer_chain(model) if len(layer.output.shape) == 4]
     if not spatial:
         raise ValueError(f"{model.name}: no layer with a spatial (4-D) output for Grad-CAM")
     return spatial[-1]
 
 
 def _split_models(model: keras.Model) -> tuple[keras.Model, keras.Model, keras.layers.Dense]:
-    """(inputs -> feature map, feature map -> input of the output layer, the output layer).
-
-    The halves call the classifier's own layers (same weights) on new inputs: asking a nested
-    functional backbone for its `output` would give its inner graph's tensor, not the classifier's.
-    """
-    layers, feature_layer = layer_chain(model), last_spatial_layer(model)
-    output_layer = layers[-1]
+    """(inputs -> feature map, feature map -> input of the output layer, the output layer)."""
+    output_layer = layer_chain(model)[-1]
     if not (
         isinstance(output_layer, keras.layers.Dense)
         and output_layer.activation is keras.activations.sigmoid
@@ -68,15 +59,8 @@ def _split_models(model: keras.Model) -> tuple[keras.Model, keras.Model, keras.l
             f"{model.name}: Grad-CAM expects a classifier ending in a sigmoid Dense layer, as "
             f"build_classifier makes; its last layer is {output_layer.name!r}"
         )
-    split = layers.index(feature_layer) + 1
-    images = keras.Input(model.input_shape[1:])
-    features = apply_layers(layers[:split], images)
-    feature_map = keras.Input(features.shape[1:])
-    return (
-        keras.Model(images, features),
-        keras.Model(feature_map, apply_layers(layers[split:-1], feature_map)),
-        output_layer,
-    )
+    to_features, to_hidden = split_after(model, last_spatial_layer(model), with_output_layer=False)
+    return to_features, to_hidden, output_layer
 
 
 def grad_cam(
@@ -116,7 +100,10 @@ def _normalised_map(features, gradients, size: tuple[int, int]) -> np.ndarray:
 
 
 def save_overlays(
-    rows: Sequence[Sequence[Panel | None]], out_png: Path, title: str, row_labels: Sequence[str] = ()
+    rows: Sequence[Sequence[Panel | None]],
+    out_png: Path,
+    title: str,
+    row_labels: Sequence[str] = (),
 ) -> None:
     """A grid of heat maps over their images; a `None` cell says "none" (e.g. no false positives)."""
     columns = max(len(row) for row in rows)
@@ -132,7 +119,9 @@ def save_overlays(
             else:
                 axis.imshow(panel.image)
                 # opacity follows the heat, so the image stays readable where there is no evidence
-                axis.imshow(panel.heatmap, cmap="jet", alpha=HEAT_ALPHA * panel.heatmap, vmin=0, vmax=1)
+                axis.imshow(
+                    panel.heatmap, cmap="jet", alpha=HEAT_ALPHA * panel.heatmap, vmin=0, vmax=1
+                )
                 axis.set_title(panel.title, fontsize=7)
     for axis in axes.flat:
         axis.set_xticks([])
@@ -140,7 +129,9 @@ def save_overlays(
         axis.spines[:].set_visible(False)
     for axis, label in zip(axes[:, 0], row_labels):
         axis.set_ylabel(label, fontsize=9)
-    figure.suptitle(f"{title}\n(evidence for each image's decision; no overlay: none found)", fontsize=9)
+    figure.suptitle(
+        f"{title}\n(evidence for each image's decision; no overlay: none found)", fontsize=9
+    )
     out_png.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out_png, dpi=100)
 
@@ -240,4 +231,3 @@ def _outcome_label(outcome: str, classes: Sequence[str]) -> str:
     actual = 1 if outcome in ("TP", "FN") else 0
     predicted = actual if outcome in ("TP", "TN") else 1 - actual
     return f"{outcome}: {classes[actual]} called {classes[predicted]}"
-

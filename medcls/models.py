@@ -82,21 +82,29 @@ def apply_layers(layers: list[keras.layers.Layer], tensor):
     return tensor
 
 
-def split_at_backbone(model: keras.Model) -> tuple[keras.Model, keras.Model]:
-    """(extractor, head): images -> backbone features, and features -> probability, built from
-    the classifier's own layers, so fitting the head fits the classifier (no weights to copy).
-
-    Lets the frozen phase run the backbone once instead of every epoch.
-    """
+def split_after(
+    model: keras.Model, layer: keras.layers.Layer, *, with_output_layer: bool = True
+) -> tuple[keras.Model, keras.Model]:
+    """(front, back): images -> `layer`'s output, and that output -> the classifier's output (or,
+    `with_output_layer=False`, the input of its output layer). Both are built from the classifier's
+    own layers, so fitting either half fits the classifier (no weights to copy); asking a nested
+    functional backbone for its `output` would give its inner graph's tensor instead."""
     layers = layer_chain(model)
-    cut = layers.index(backbone_of(model)) + 1
+    cut = layers.index(layer) + 1
+    back_layers = layers[cut:] if with_output_layer else layers[cut:-1]
     images = keras.Input(model.input_shape[1:], name="image")
     features = apply_layers(layers[:cut], images)
-    head_input = keras.Input(features.shape[1:], dtype=features.dtype, name="features")
+    features_input = keras.Input(features.shape[1:], dtype=features.dtype, name="features")
     return (
-        keras.Model(images, features, name="extractor"),
-        keras.Model(head_input, apply_layers(layers[cut:], head_input), name="head"),
+        keras.Model(images, features),
+        keras.Model(features_input, apply_layers(back_layers, features_input)),
     )
+
+
+def split_at_backbone(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """(extractor, head): images -> backbone features, and features -> probability. Lets the frozen
+    phase run the backbone once instead of every epoch."""
+    return split_after(model, backbone_of(model))
 
 
 def unfreeze_top(
