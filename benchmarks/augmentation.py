@@ -18,12 +18,12 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.common import SEED, default_models, machine, print_table, stopwatch
-from medcls import inputs
+from medcls.training import augment
 
 
 def keras_equivalents(spec: dict) -> dict[str, keras.Sequential]:
     """Label -> the stock Keras layers for the model's geometry and saturation, where it uses them."""
-    common = {"seed": SEED, "fill_mode": inputs.FILL_MODE}
+    common = {"seed": SEED, "fill_mode": augment.FILL_MODE}
     geometry = {
         "rotation": lambda degrees: keras.layers.RandomRotation(degrees / 360, **common),
         "shift": lambda part: keras.layers.RandomTranslation(part, part, **common),
@@ -36,7 +36,7 @@ def keras_equivalents(spec: dict) -> dict[str, keras.Sequential]:
         change = spec["saturation"]  # RandomSaturation's f scales saturation by f / (1 - f)
         factor = ((1 - change) / (2 - change), (1 + change) / (2 + change))
         saturation = keras.layers.RandomSaturation(
-            factor, value_range=inputs.VALUE_RANGE, seed=SEED
+            factor, value_range=augment.VALUE_RANGE, seed=SEED
         )
         equivalents["Keras layer: saturation"] = keras.Sequential([saturation])
     return equivalents
@@ -79,11 +79,11 @@ def main() -> None:
             0, 256, (args.batches * batch_size, size, size, 3), dtype=np.uint8
         )
         augmenters = {
-            f"{key} alone": inputs.build_augmenter({key: value}, SEED)
+            f"{key} alone": augment.build_augmenter({key: value}, SEED)
             for key, value in spec.items()
             if value
         }
-        augmenters["all (the train stage's augmenter)"] = inputs.build_augmenter(spec, SEED)
+        augmenters["all (the train stage's augmenter)"] = augment.build_augmenter(spec, SEED)
         augmenters |= keras_equivalents(spec)
         for label, augmenter in augmenters.items():
             images_per_second = rate(augmenter, pixels, batch_size, args.epochs)

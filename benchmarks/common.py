@@ -18,9 +18,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from medcls import config
-from medcls.losses import make_loss
-from medcls.models import build_classifier, unfreeze_top
+from medcls.model.classifier import build_classifier, unfreeze_top
+from medcls.model.losses import make_loss
+from medcls.pipeline import config
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / "shared"

@@ -8,29 +8,29 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.common import SEED, SHARED, project_params
-from medcls import config
-from medcls.manifest import build_manifest
-from medcls.splitting import grouped_stratified_split
-from medcls.tfrecords import write_tfrecords
-from tests import datagen
+from medcls.data.manifest import build_manifest
+from medcls.data.splitting import grouped_stratified_split
+from medcls.demo import synthetic
+from medcls.images.tfrecords import write_tfrecords
+from medcls.pipeline import stage
 
 BUSI_CLASSES = ["benign", "malignant"]
 
 
 def busi_source(scratch: Path, images: int) -> Path:
-    """../shared's BUSI, or as many BUSI-like generated images (tests/datagen.py, 256 x 320 px
+    """../shared's BUSI, or as many BUSI-like generated images (tests/synthetic.py, 256 x 320 px
     like ../shared's) when ../shared is absent."""
     shared = SHARED / "data" / "busi"
     if shared.is_dir():
         return shared
     print(f"{shared} not found: using generated BUSI-like images")
-    return datagen.make_busi(scratch / "busi", n_per_class=images // 2 + 2, size=256)
+    return synthetic.make_busi(scratch / "busi", n_per_class=images // 2 + 2, size=256)
 
 
 def split_rows(raw_dir: Path, layout: str, classes: list[str], images: int | None) -> pd.DataFrame:
     """The manifest of `raw_dir` (at most `images` rows, a seeded sample) with its `split` column."""
     params = project_params()
-    rows, _ = build_manifest(raw_dir, layout, classes, workers=config.workers(params))
+    rows, _ = build_manifest(raw_dir, layout, classes, workers=stage.workers(params))
     if images and images < len(rows):
         rows = rows.sample(images, random_state=SEED).sort_values("path", ignore_index=True)
     rows["split"] = grouped_stratified_split(rows, params["split"], SEED)

@@ -30,7 +30,11 @@ from benchmarks.common import (
     stopwatch,
 )
 from benchmarks.data import BUSI_CLASSES, split_rows, write_records
-from medcls import config, inputs, losses, metrics, models, tfrecords, training
+from medcls.evaluation import metrics
+from medcls.images import tfrecords
+from medcls.model import classifier, losses
+from medcls.pipeline import config, stage
+from medcls.training import augment, fit, inputs
 
 PROFILE = PROJECT / "profiles" / "offline-shared.yaml"
 BOOTSTRAP = 1000
@@ -54,7 +58,7 @@ def run_phase(records: Path, params: dict, dataset: dict, *, cache: bool, epochs
     """Phase 1 as the train stage runs it, with `cache_features` = `cache`; its timings and AUC."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(SEED)
-    training.configure_precision(dataset["train"]["mixed_precision"])
+    fit.configure_precision(dataset["train"]["mixed_precision"])
 
     def batches(split: str, **options):
         return inputs.make_batches(
@@ -64,18 +68,18 @@ def run_phase(records: Path, params: dict, dataset: dict, *, cache: bool, epochs
             **options,
         )
 
-    augmenter = inputs.build_augmenter(dataset["augment"], SEED)
+    augmenter = augment.build_augmenter(dataset["augment"], SEED)
     labels = tfrecords.read_labels(records, "train")
-    model = models.build_classifier(
+    model = classifier.build_classifier(
         dataset["backbone"], dataset["head"], dataset["image_size"], seed=SEED
     )
     timer = EpochTimer()
     with stopwatch() as elapsed:
-        training.train(
+        fit.train(
             model,
             batches("train", augmenter=augmenter, shuffle=True, seed=SEED),
             batches("val"),
-            phases=[training.Phase("frozen", epochs, params["lr"], epochs, cache_features=cache)],
+            phases=[fit.Phase("frozen", epochs, params["lr"], epochs, cache_features=cache)],
             loss=losses.make_loss(dataset["loss"]),
             class_weight=losses.class_weights(labels, dataset["class_weight"]),
             jit_compile=dataset["train"]["jit_compile"],
@@ -110,7 +114,7 @@ def main() -> None:
     print(f"{len(rows)} images: {rows['split'].value_counts().to_dict()}; {args.epochs} epochs")
     with tempfile.TemporaryDirectory() as scratch:
         records = write_records(
-            rows, raw_dir, Path(scratch) / "busi", dataset, config.workers(params)
+            rows, raw_dir, Path(scratch) / "busi", dataset, stage.workers(params)
         )
         results = {
             mode: run_phase(records, params, dataset, cache=cache, epochs=args.epochs)

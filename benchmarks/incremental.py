@@ -5,7 +5,7 @@ The experiment changes a training param only, so DVC must skip download, manifes
 
     python -m benchmarks.incremental [--lr 3e-4]
 
-Runs in a temporary git + DVC workspace (medcls.workspace) on small generated data: the synthetic
+Runs in a temporary git + DVC workspace (medcls.demo.workspace) on small generated data: the synthetic
 demo's profile (profiles/demo.yaml, scripts/demo.py's generators) with one epoch per phase. A
 stage's seconds run from its "Running stage" line in DVC's output to the next stage's line (or the
 end); "skipped" is a stage DVC reported unchanged. Needs no ../shared.
@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import PROJECT, machine, print_table
-from medcls import config
-from medcls.workspace import command_environment, create_workspace, run_in
+from medcls.demo.workspace import command_environment, create_workspace, run_in
+from medcls.pipeline import config
 from scripts.demo import generate_sources
 
 STAGE_EVENTS = (  # pattern of a DVC output line -> whether the stage it names runs

@@ -35,9 +35,10 @@ from benchmarks.common import (
     train_step_rate,
 )
 from benchmarks.data import BUSI_CLASSES, busi_source, split_rows, write_records
-from medcls import config, inputs, tfrecords, training
-from medcls.roi import mask_paths_of
-
+from medcls.images import tfrecords
+from medcls.images.decode import mask_paths_of
+from medcls.pipeline import stage
+from medcls.training import fit, inputs
 
 READERS = {  # label -> (augment, cache)
     "TFRecords, augmented, decoded every epoch": (True, False),
@@ -55,7 +56,7 @@ def reader_rate(
     batches = inputs.make_batches(
         tfrecords.read_split(tfrecord_dir, "train"),
         batch_size=dataset["train"]["batch_size"],
-        augmenter=inputs.build_augmenter(dataset["augment"], SEED) if augment else None,
+        augmenter=augment.build_augmenter(dataset["augment"], SEED) if augment else None,
         shuffle=True,
         seed=SEED,
         cache=cache,
@@ -101,7 +102,7 @@ def main() -> None:
         table = []
         for name, dataset in default_models(params).items():
             records = write_records(
-                rows, raw_dir, Path(scratch) / name, dataset, config.workers(params)
+                rows, raw_dir, Path(scratch) / name, dataset, stage.workers(params)
             )
             size = dataset["image_size"]
             rates = {
@@ -123,7 +124,7 @@ def main() -> None:
 def _model_rate(dataset: dict, steps: int) -> float:
     """The frozen-phase train step's images/s with the pipeline's own precision and XLA choice."""
     keras.backend.clear_session()
-    policy = training.configure_precision(dataset["train"]["mixed_precision"])
+    policy = fit.configure_precision(dataset["train"]["mixed_precision"])
     rate = train_step_rate(
         build_model(dataset),
         dataset,

@@ -20,7 +20,13 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from medcls.workspace import PROJECT, command_environment, create_workspace, run_in, write_pipeline
+from medcls.demo.workspace import (
+    PROJECT,
+    command_environment,
+    create_workspace,
+    run_in,
+    write_pipeline,
+)
 
 SHARED = PROJECT.parent / "shared"
 PROFILE = PROJECT / "profiles" / "offline-shared.yaml"

@@ -2,7 +2,7 @@
 
     make demo                      # or, from the project root: python -m scripts.demo
 
-Generates stand-ins for BUS_UC and Kermany's chest X-rays with tests/datagen.py (the generators the
+Generates stand-ins for BUS_UC and Kermany's chest X-rays with tests/synthetic.py (the generators the
 tests use), creates a pipeline workspace in demo/workspace with profiles/demo.yaml as its params.yaml,
 runs `dvc repro` there and commits the result. The metrics and plots are real outputs of the real
 code on fake images: they show that the pipeline works, nothing about any medical task. So that they
@@ -22,9 +22,9 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from medcls import config
-from medcls.workspace import PROJECT, command_environment, create_workspace, run_in
-from tests import datagen
+from medcls.demo import synthetic
+from medcls.demo.workspace import PROJECT, command_environment, create_workspace, run_in
+from medcls.pipeline import config
 
 PROFILE = PROJECT / "profiles" / "demo.yaml"
 DEMO_DIR = PROJECT / "demo"
@@ -32,8 +32,8 @@ MARKER = "SYNTHETIC_DEMO.txt"
 # Generator per layout: enough images for bootstrap intervals that mean something, small enough
 # for a CPU. Each writes the dataset at the path its `source` names.
 GENERATORS: dict[str, Callable[[Path], Path]] = {
-    "bus_uc": lambda root: datagen.make_bus_uc(root, n_per_class=60, size=96),
-    "kermany": lambda root: datagen.make_kermany(
+    "bus_uc": lambda root: synthetic.make_bus_uc(root, n_per_class=60, size=96),
+    "kermany": lambda root: synthetic.make_kermany(
         root, n_patients_per_class=30, images_per_patient=3, size=96
     ),
 }

@@ -1,7 +1,8 @@
 """Stage download: bring the dataset's source (Kaggle, https archive or local copy) into data/raw/<name>."""
 
-from medcls import sources
-from medcls.config import DatasetPaths, run_stage
+from medcls.data import sources
+from medcls.pipeline.paths import DatasetPaths
+from medcls.pipeline.stage import run_stage
 
 
 def download(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:

@@ -1,23 +1,25 @@
 """Stage evaluate: predictions on val and test, threshold chosen on val, metrics JSON, plots,
 Grad-CAM of a test sample and the Markdown review report."""
 
-from medcls import baseline, explain, metrics, models, plots, prediction, report
-from medcls.config import DatasetPaths, run_stage
-from medcls.reporting import write_json
+from medcls.evaluation import baseline, gradcam, metrics, plots, report, scoring
+from medcls.model import classifier
+from medcls.pipeline.outputs import write_json
+from medcls.pipeline.paths import DatasetPaths
+from medcls.pipeline.stage import run_stage
 
 
 def evaluate(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
     settings, seed = dataset["evaluate"], params["seed"]
-    model = models.load_classifier(paths.model)
-    predictions = prediction.predict_splits(model, paths.tfrecords, ["val", "test"])
-    scoring = dict(rule=settings["threshold"], n_bootstrap=settings["bootstrap"], seed=seed)
-    document = metrics.evaluate_predictions(predictions, **scoring)
+    model = classifier.load_classifier(paths.model)
+    predictions = scoring.predict_splits(model, paths.tfrecords, ["val", "test"])
+    scoring_options = dict(rule=settings["threshold"], n_bootstrap=settings["bootstrap"], seed=seed)
+    document = metrics.evaluate_predictions(predictions, **scoring_options)
     if settings["baseline"]:
         extractor = baseline.feature_extractor(dataset["backbone"], dataset["image_size"], seed=seed)
         baseline_rows, regularization = baseline.logistic_regression_predictions(
             extractor, paths.tfrecords, seed=seed
         )
-        document["baseline"] = metrics.evaluate_predictions(baseline_rows, **scoring)
+        document["baseline"] = metrics.evaluate_predictions(baseline_rows, **scoring_options)
         document["baseline"]["method"] = (
             f"frozen backbone features + logistic regression, C={regularization:g} chosen on val"
         )
@@ -43,7 +45,7 @@ def evaluate(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> Non
         paths.plots / "confusion.png", f"{name}: test, threshold {document['threshold']:.3f}",
     )
     plots.save_calibration_png(*by_split["test"], paths.plots / "calibration.png", f"{name}: test")
-    explain.save_gradcam_grid(
+    gradcam.save_gradcam_grid(
         model, predictions, paths.tfrecords, document["threshold"], paths.plots / "gradcam.png",
         classes=classes, seed=seed,
     )

@@ -1,8 +1,9 @@
 """Stage manifest: one CSV row per usable image, every unused file listed with its reason."""
 
-from medcls import manifest
-from medcls.config import DatasetPaths, run_stage, workers
-from medcls.reporting import write_json
+from medcls.data import manifest
+from medcls.pipeline.outputs import write_json
+from medcls.pipeline.paths import DatasetPaths
+from medcls.pipeline.stage import run_stage, workers
 
 
 def build(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:

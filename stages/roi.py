@@ -2,14 +2,15 @@
 
 import pandas as pd
 
-from medcls import roi
-from medcls.config import DatasetPaths, run_stage, workers
+from medcls.images import samples
+from medcls.pipeline.paths import DatasetPaths
+from medcls.pipeline.stage import run_stage, workers
 
 
 def crop(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
     # Imported here, not at the top: spawned ROI workers re-import this module as their __main__,
     # and TensorFlow would cost each of them seconds and hundreds of MiB.
-    from medcls import tfrecords
+    from medcls.images import tfrecords
 
     rows = pd.read_csv(paths.split, keep_default_na=False)
     options = dict(size=dataset["image_size"], **dataset["roi"])
@@ -22,7 +23,7 @@ def crop(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
         **options,
     )
     paths.plots.mkdir(parents=True, exist_ok=True)
-    roi.draw_roi_samples(
+    samples.draw_roi_samples(
         paths.raw, rows, paths.plots / "roi_samples.png", seed=params["seed"], **options
     )
     print(f"{name}: TFRecords written per split: {counts}")

@@ -2,9 +2,10 @@
 
 import pandas as pd
 
-from medcls import splitting
-from medcls.config import DatasetPaths, run_stage
-from medcls.reporting import write_json
+from medcls.data import splitting
+from medcls.pipeline.outputs import write_json
+from medcls.pipeline.paths import DatasetPaths
+from medcls.pipeline.stage import run_stage
 
 
 def split(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:

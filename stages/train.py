@@ -1,6 +1,6 @@
 """Stage train: two-phase transfer learning (frozen backbone, then fine-tuning) on the train TFRecords.
 
-Runs on one device, on several GPUs or on several machines (see `medcls.distribution`); the same
+Runs on one device, on several GPUs or on several machines (see `medcls.training.distribute`); the same
 command on every machine of a cluster, only the chief writes the outputs.
 """
 
@@ -10,23 +10,26 @@ import time
 import keras
 from dvclive import Live
 
-from medcls import distribution, inputs, losses, models, plots, tfrecords, training
-from medcls.config import DatasetPaths, run_stage
-from medcls.reporting import write_json
+from medcls.images import tfrecords
+from medcls.model import classifier, losses
+from medcls.pipeline.outputs import write_json
+from medcls.pipeline.paths import DatasetPaths
+from medcls.pipeline.stage import run_stage
+from medcls.training import augment, curves, distribute, fit, inputs
 
 
-def phases(params: dict, schedule: dict) -> list[training.Phase]:
+def planned_phases(params: dict, schedule: dict) -> list[fit.Phase]:
     """Phase 1 trains the head at `lr`; phase 2 unfreezes the top of the backbone at `fine_tune_lr`."""
     fine_tune = schedule["fine_tune"]
     return [
-        training.Phase(
+        fit.Phase(
             "frozen",
             schedule["epochs"],
             params["lr"],
             schedule["patience"],
             cache_features=schedule.get("cache_features", False),
         ),
-        training.Phase(
+        fit.Phase(
             "fine_tune",
             fine_tune["epochs"],
             params["fine_tune_lr"],
@@ -38,31 +41,31 @@ def phases(params: dict, schedule: dict) -> list[training.Phase]:
 
 
 def train(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
-    strategy = distribution.choose_strategy()
+    strategy = distribute.choose_strategy()
     started = time.perf_counter()
     seed, schedule = params["seed"], dataset["train"]
     keras.utils.set_random_seed(seed)
-    policy = training.configure_precision(schedule["mixed_precision"])
-    batch_size = distribution.global_batch_size(schedule["batch_size"], strategy)
+    policy = fit.configure_precision(schedule["mixed_precision"])
+    batch_size = distribute.global_batch_size(schedule["batch_size"], strategy)
 
     def batches(split: str, **options):
         records = tfrecords.read_split(paths.tfrecords, split)
         made = inputs.make_batches(records, batch_size=batch_size, cache=True, **options)
-        return distribution.shard_by_data(made)
+        return distribute.shard_by_data(made)
 
-    augmenter = inputs.build_augmenter(dataset["augment"], seed)
+    augmenter = augment.build_augmenter(dataset["augment"], seed)
     train_batches = batches("train", augmenter=augmenter, shuffle=True, seed=seed)
-    planned = phases(params, schedule)
+    planned = planned_phases(params, schedule)
     caching = any(phase.cache_features for phase in planned)
     plain_batches = batches("train", shuffle=True, seed=seed) if caching else None
     labels = tfrecords.read_labels(paths.tfrecords, "train")
-    chief = distribution.is_chief()
+    chief = distribute.is_chief()
 
     with strategy.scope(), _live(paths, chief) as live:
-        model = models.build_classifier(
+        model = classifier.build_classifier(
             dataset["backbone"], dataset["head"], dataset["image_size"], seed=seed
         )
-        summary = training.train(
+        summary = fit.train(
             model,
             train_batches,
             batches("val"),
@@ -70,14 +73,14 @@ def train(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
             loss=losses.make_loss(dataset["loss"]),
             class_weight=losses.class_weights(labels, dataset["class_weight"]),
             jit_compile=schedule["jit_compile"],
-            callbacks=[training.DVCLiveCallback(live)] if chief else [],
+            callbacks=[fit.DVCLiveCallback(live)] if chief else [],
             plain_train_ds=plain_batches,
         )
     if not chief:
         return
     paths.model.parent.mkdir(parents=True, exist_ok=True)
     model.save(paths.model)
-    plots.save_training_curves_png(
+    curves.save_training_curves_png(
         paths.dvclive / "plots" / "metrics", paths.plots / "training_curves.png"
     )
     write_json(

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from medcls.backbones import build_backbone
+from medcls.model.backbones import build_backbone
 
 
 @pytest.mark.parametrize(

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from medcls import baseline, prediction
-from medcls.metrics import roc_auc
-from medcls.manifest import build_manifest
-from medcls.splitting import grouped_stratified_split
-from medcls.tfrecords import write_tfrecords
-from tests import datagen
+from medcls.data.manifest import build_manifest
+from medcls.data.splitting import grouped_stratified_split
+from medcls.demo import synthetic
+from medcls.evaluation import baseline, scoring
+from medcls.evaluation.metrics import roc_auc
+from medcls.images.tfrecords import write_tfrecords
 
 SIZE = 32
 SMALL_CNN = {"name": "small_cnn", "filters": [8, 16]}
@@ -17,8 +17,8 @@ SMALL_CNN = {"name": "small_cnn", "filters": [8, 16]}
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
     """Synthetic ultrasound TFRecords (benign and malignant lesions differ in texture and shape)."""
-    raw = datagen.make_busi(tmp_path_factory.mktemp("busi"), n_per_class=24)
-    manifest, _ = build_manifest(raw, "busi", datagen.BUSI_CLASSES, workers=1)
+    raw = synthetic.make_busi(tmp_path_factory.mktemp("busi"), n_per_class=24)
+    manifest, _ = build_manifest(raw, "busi", synthetic.BUSI_CLASSES, workers=1)
     manifest["split"] = grouped_stratified_split(
         manifest, {"train": 0.5, "val": 0.25, "test": 0.25}, seed=0
     )
@@ -33,7 +33,7 @@ def records(tmp_path_factory):
 def test_model_outputs_keep_the_rows_of_the_split_in_order(records):
     out, manifest = records
     extractor = baseline.feature_extractor(SMALL_CNN, SIZE, seed=0)
-    rows, features = prediction.model_outputs(extractor, out, "val", batch_size=5)
+    rows, features = scoring.model_outputs(extractor, out, "val", batch_size=5)
     expected = manifest[manifest["split"] == "val"]
     assert sorted(rows["id"]) == sorted(expected["path"])
     assert dict(zip(rows["id"], rows["label"])) == dict(zip(expected["path"], expected["label"]))

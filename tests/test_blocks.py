@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from medcls.blocks import PDFBlock, Preprocess, SEBlock
+from medcls.model.blocks import PDFBlock, Preprocess, SEBlock
 
 
 def feature_map(channels: int = 16) -> np.ndarray:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from medcls import config
+from medcls.pipeline import config
+from medcls.pipeline.paths import DatasetPaths
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -105,7 +106,7 @@ def test_unknown_dataset_name_lists_the_defined_ones(tmp_path):
 
 
 def test_dataset_paths_follow_dvc_yaml():
-    paths = config.DatasetPaths("bus_uc")
+    paths = DatasetPaths("bus_uc")
     dvc_yaml = (PROJECT / "dvc.yaml").read_text()
     for path in (paths.raw, paths.manifest, paths.rejected, paths.split, paths.tfrecords,
                  paths.predictions, paths.model, paths.metrics(), paths.metrics("split")):

@@ -3,7 +3,7 @@ directory it did not make. (Its workspace builder runs in the end-to-end test's 
 
 import pytest
 
-from medcls import config
+from medcls.pipeline import config
 from scripts import demo
 
 
@@ -25,8 +25,8 @@ def test_every_demo_dataset_has_a_generator_and_a_source_outside_the_workspace(p
 
 def test_generated_sources_land_where_the_profile_points(params, tmp_path, monkeypatch):
     small = {
-        "bus_uc": lambda root: demo.datagen.make_bus_uc(root, n_per_class=3, size=32),
-        "kermany": lambda root: demo.datagen.make_kermany(root, n_patients_per_class=3, size=32),
+        "bus_uc": lambda root: demo.synthetic.make_bus_uc(root, n_per_class=3, size=32),
+        "kermany": lambda root: demo.synthetic.make_kermany(root, n_patients_per_class=3, size=32),
     }
     monkeypatch.setattr(demo, "GENERATORS", small)
     workspace = tmp_path / "workspace"

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from medcls import distribution
-from medcls.losses import make_loss
-from medcls.models import build_classifier
-from medcls.training import Phase, train
+from medcls.model.classifier import build_classifier
+from medcls.model.losses import make_loss
+from medcls.training import distribute
+from medcls.training.fit import Phase, train
 from tests.test_training import HEAD, batches
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -33,16 +33,16 @@ def task(cluster: dict, kind: str, index: int = 0) -> dict:
 @pytest.mark.parametrize(
     "tf_config, gpus, kind",
     [
-        ({}, 0, distribution.SINGLE),
-        ({}, 1, distribution.SINGLE),
-        ({}, 4, distribution.MIRRORED),
-        (task({"worker": ["host0:2222"]}, "worker"), 2, distribution.MIRRORED),
-        (task(WORKERS, "worker", 1), 0, distribution.MULTI_WORKER),
-        (task(CHIEF_AND_WORKER, "chief"), 8, distribution.MULTI_WORKER),
+        ({}, 0, distribute.SINGLE),
+        ({}, 1, distribute.SINGLE),
+        ({}, 4, distribute.MIRRORED),
+        (task({"worker": ["host0:2222"]}, "worker"), 2, distribute.MIRRORED),
+        (task(WORKERS, "worker", 1), 0, distribute.MULTI_WORKER),
+        (task(CHIEF_AND_WORKER, "chief"), 8, distribute.MULTI_WORKER),
     ],
 )
 def test_strategy_kind_follows_the_cluster_then_the_gpus(tf_config, gpus, kind):
-    assert distribution.strategy_kind(tf_config, gpus) == kind
+    assert distribute.strategy_kind(tf_config, gpus) == kind
 
 
 @pytest.mark.parametrize(
@@ -56,16 +56,16 @@ def test_strategy_kind_follows_the_cluster_then_the_gpus(tf_config, gpus, kind):
     ],
 )
 def test_only_the_chief_writes(tf_config, chief):
-    assert distribution.is_chief(tf_config) is chief
+    assert distribute.is_chief(tf_config) is chief
 
 
 def test_without_tf_config_this_process_is_the_chief(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert distribution.is_chief()
+    assert distribute.is_chief()
 
 
 def test_datasets_are_sharded_by_element():
-    ds = distribution.shard_by_data(tf.data.Dataset.range(4))
+    ds = distribute.shard_by_data(tf.data.Dataset.range(4))
     policy = ds.options().experimental_distribute.auto_shard_policy
     assert policy == tf.data.experimental.AutoShardPolicy.DATA
 
@@ -96,14 +96,14 @@ def train_on_two_cpu_replicas() -> dict:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    batch_size = distribution.global_batch_size(2, strategy)
+    batch_size = distribute.global_batch_size(2, strategy)
     assert batch_size == 4  # what tests.test_training.batches delivers
     with strategy.scope():
         model = build_classifier({"name": "small_cnn", "filters": [4, 8]}, HEAD, 16, seed=0)
         phases = train(
             model,
-            distribution.shard_by_data(batches(0)),
-            distribution.shard_by_data(batches(1)),
+            distribute.shard_by_data(batches(0)),
+            distribute.shard_by_data(batches(1)),
             phases=[
                 Phase("frozen", 1, 1e-3, 1, cache_features=True),
                 Phase("fine_tune", 1, 1e-5, 1, unfreeze_layers=1),
@@ -111,7 +111,7 @@ def train_on_two_cpu_replicas() -> dict:
             loss=make_loss({"name": "bce"}),
             class_weight={0: 1.0, 1: 1.0},
             jit_compile=False,
-            plain_train_ds=distribution.shard_by_data(batches(0)),
+            plain_train_ds=distribute.shard_by_data(batches(0)),
         )
     predictions = model.predict(batches(2), verbose=0)
     return {

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from medcls import explain
-from medcls.blocks import SEBlock
-from medcls.manifest import build_manifest
-from medcls.models import build_classifier
-from medcls.prediction import predict_splits
-from medcls.splitting import grouped_stratified_split
-from medcls.tfrecords import write_tfrecords
-from tests import datagen
+from medcls.data.manifest import build_manifest
+from medcls.data.splitting import grouped_stratified_split
+from medcls.demo import synthetic
+from medcls.evaluation import gradcam
+from medcls.evaluation.scoring import predict_splits
+from medcls.images.tfrecords import write_tfrecords
+from medcls.model.blocks import SEBlock
+from medcls.model.classifier import build_classifier
 from tests.test_models import PDF_SE_HEAD, PLAIN_HEAD, SMALL_CNN, raw_images
 
 SIZE = 32
@@ -21,7 +21,7 @@ ROI = dict(size=SIZE, use_mask=True, margin=0.1, mask_background=False, keep_asp
 
 
 def assert_valid_heatmaps(model: keras.Model, images: np.ndarray) -> np.ndarray:
-    heatmaps, probabilities = explain.grad_cam(model, images)
+    heatmaps, probabilities = gradcam.grad_cam(model, images)
     assert heatmaps.shape == images.shape[:3]
     assert np.isfinite(heatmaps).all() and heatmaps.min() >= 0 and heatmaps.max() <= 1
     expected = model.predict(images, verbose=0).reshape(-1)
@@ -35,7 +35,7 @@ def classifier() -> keras.Model:
 
 
 def test_small_cnn_with_head_blocks_is_explained_at_the_last_block(classifier):
-    assert isinstance(explain.last_spatial_layer(classifier), SEBlock)
+    assert isinstance(gradcam.last_spatial_layer(classifier), SEBlock)
     heatmaps = assert_valid_heatmaps(classifier, raw_images(SIZE))
     assert heatmaps.max() == pytest.approx(1.0)  # each map is scaled to a peak of 1
 
@@ -46,26 +46,26 @@ def test_saved_backbone_file_is_explained_at_the_backbone(tmp_path):
     backbone = keras.Model(inputs, keras.layers.MaxPooling2D()(features))
     backbone.save(tmp_path / "backbone.keras")
     model = build_classifier({"path": str(tmp_path / "backbone.keras")}, PLAIN_HEAD, SIZE, seed=0)
-    assert explain.last_spatial_layer(model).name == "backbone"
+    assert gradcam.last_spatial_layer(model).name == "backbone"
     assert_valid_heatmaps(model, raw_images(SIZE))
 
 
 def test_keras_application_backbone_is_explained_at_the_backbone():
     backbone = {"name": "efficientnetb0", "weights": "none"}
     model = build_classifier(backbone, PLAIN_HEAD, SIZE, seed=0)
-    assert explain.last_spatial_layer(model).name == "backbone"
+    assert gradcam.last_spatial_layer(model).name == "backbone"
     assert_valid_heatmaps(model, raw_images(SIZE, 2))
 
 
 def test_saturated_probability_still_gets_the_same_map(classifier):
     """The map follows the logit, so a probability of exactly 1.0 does not zero the gradient."""
     images = raw_images(SIZE)
-    before, _ = explain.grad_cam(classifier, images, threshold=0.0)
+    before, _ = gradcam.grad_cam(classifier, images, threshold=0.0)
     output = classifier.get_layer("probability")
     bias = keras.ops.convert_to_numpy(output.bias)
     try:
         output.bias.assign(bias + 60.0)
-        after, probabilities = explain.grad_cam(classifier, images, threshold=0.0)
+        after, probabilities = gradcam.grad_cam(classifier, images, threshold=0.0)
     finally:
         output.bias.assign(bias)
     assert (probabilities == 1.0).all()
@@ -75,8 +75,8 @@ def test_saturated_probability_still_gets_the_same_map(classifier):
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory, classifier):
     """TFRecords of a small BUS_UC stand-in and the classifier's val/test predictions on them."""
-    raw = datagen.make_bus_uc(tmp_path_factory.mktemp("bus_uc"), n_per_class=10, size=48)
-    manifest, _ = build_manifest(raw, "bus_uc", datagen.BUS_UC_CLASSES, workers=1)
+    raw = synthetic.make_bus_uc(tmp_path_factory.mktemp("bus_uc"), n_per_class=10, size=48)
+    manifest, _ = build_manifest(raw, "bus_uc", synthetic.BUS_UC_CLASSES, workers=1)
     manifest["split"] = grouped_stratified_split(
         manifest, {"train": 0.4, "val": 0.3, "test": 0.3}, seed=0
     )
@@ -88,8 +88,8 @@ def evaluated(tmp_path_factory, classifier):
 def test_outcome_sample_is_seeded_and_capped_per_outcome(evaluated):
     _, predictions = evaluated
     threshold = float(predictions["probability"].median())
-    sample = explain.outcome_sample(predictions, threshold, seed=3, per_outcome=2)
-    again = explain.outcome_sample(predictions.sample(frac=1, random_state=9), threshold, seed=3, per_outcome=2)
+    sample = gradcam.outcome_sample(predictions, threshold, seed=3, per_outcome=2)
+    again = gradcam.outcome_sample(predictions.sample(frac=1, random_state=9), threshold, seed=3, per_outcome=2)
     assert sample["id"].tolist() == again["id"].tolist()  # input order does not matter
     assert (sample["split"] == "test").all() and sample["outcome"].value_counts().max() <= 2
     positive = sample["probability"] >= threshold
@@ -100,8 +100,8 @@ def test_outcome_sample_is_seeded_and_capped_per_outcome(evaluated):
 def test_gradcam_grid_is_written(evaluated, classifier, tmp_path):
     records, predictions = evaluated
     out_png = tmp_path / "plots" / "gradcam.png"
-    explain.save_gradcam_grid(
-        classifier, predictions, records, 0.5, out_png, classes=datagen.BUS_UC_CLASSES, seed=0
+    gradcam.save_gradcam_grid(
+        classifier, predictions, records, 0.5, out_png, classes=synthetic.BUS_UC_CLASSES, seed=0
     )
     height, width = imread(out_png).shape[:2]
     assert height > width / 2  # four outcome rows of two panels
@@ -111,6 +111,6 @@ def test_unknown_ids_name_the_stale_predictions(evaluated, classifier, tmp_path)
     records, predictions = evaluated
     stale = predictions.assign(id=predictions["id"] + ".old")
     with pytest.raises(ValueError, match="different runs"):
-        explain.save_gradcam_grid(
+        gradcam.save_gradcam_grid(
             classifier, stale, records, 0.5, tmp_path / "g.png", classes=["a", "b"], seed=0
         )

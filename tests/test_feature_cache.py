@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from medcls.losses import make_loss
-from medcls.models import backbone_of, build_classifier, split_at_backbone
-from medcls.training import Phase, cached_features, train
-from stages.train import phases
+from medcls.model.classifier import backbone_of, build_classifier, split_at_backbone
+from medcls.model.losses import make_loss
+from medcls.training.fit import Phase, cached_features, train
+from stages.train import planned_phases
 from tests.test_training import HEAD, batches
 
 SMALL_CNN = {"name": "small_cnn", "filters": [4, 8]}
@@ -106,5 +106,5 @@ def test_only_the_frozen_phase_follows_the_cache_features_param(param, cached):
         "fine_tune": {"epochs": 1, "patience": 1, "unfreeze_layers": 1},
         **param,
     }
-    frozen, fine_tune = phases({"lr": 1e-3, "fine_tune_lr": 1e-5}, schedule)
+    frozen, fine_tune = planned_phases({"lr": 1e-3, "fine_tune_lr": 1e-5}, schedule)
     assert (frozen.cache_features, fine_tune.cache_features) == (cached, False)

@@ -1,5 +1,5 @@
 """Prediction on image files: input expansion, mask pairing and policy, pipeline-identical
-preprocessing, and the `stages.predict` command line (exit codes, JSON, skipped files)."""
+preprocessing, and the `medcls predict` command line (exit codes, JSON, skipped files)."""
 
 import json
 from pathlib import Path
@@ -9,20 +9,20 @@ import numpy as np
 import pytest
 from ruamel.yaml import YAML
 
-from medcls import config, inference
-from medcls.models import build_classifier
-from medcls.roi import prepare_file
-from medcls.workspace import PROJECT
-from stages import predict
-from tests import datagen
+from medcls import cli, predict
+from medcls.demo import synthetic
+from medcls.demo.workspace import PROJECT
+from medcls.images.roi import prepare_file
+from medcls.model.classifier import build_classifier
+from medcls.pipeline import config
 from tests.test_models import PLAIN_HEAD, SMALL_CNN
 
 SIZE = 32
 THRESHOLD = 0.5
-IMAGES = Path(datagen.BUS_UC_ROOT) / "Benign" / "images"
-MASKS = Path(datagen.BUS_UC_ROOT) / "Benign" / "masks"
+IMAGES = Path(synthetic.BUS_UC_ROOT) / "Benign" / "images"
+MASKS = Path(synthetic.BUS_UC_ROOT) / "Benign" / "masks"
 UNDECODABLE = next(
-    Path(path) for path, reason in datagen.BUS_UC_PLANTED.items() if reason == "undecodable image"
+    Path(path) for path, reason in synthetic.BUS_UC_PLANTED.items() if reason == "undecodable image"
 )
 
 
@@ -30,7 +30,7 @@ UNDECODABLE = next(
 def project(tmp_path_factory) -> Path:
     """A project directory as `dvc repro` leaves it for bus_uc (32 px, a small CNN), with raw data."""
     root = tmp_path_factory.mktemp("project")
-    datagen.make_bus_uc(root, n_per_class=6, size=48)
+    synthetic.make_bus_uc(root, n_per_class=6, size=48)
     params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
     params["datasets"]["bus_uc"]["image_size"] = SIZE
     with (root / "params.yaml").open("w") as stream:
@@ -59,24 +59,24 @@ def masks_of(images: list[str]) -> list[str]:
 
 
 def test_inputs_expand_folders_and_globs_to_sorted_images(in_project):
-    folder = inference.expand_inputs([str(IMAGES.parent.parent / "images")])
+    folder = predict.expand_inputs([str(IMAGES.parent.parent / "images")])
     assert folder and all(path.suffix == ".png" for path in folder) and folder == sorted(folder)
-    assert Path(datagen.BUS_UC_ROOT) / "Description.txt" not in folder
-    globbed = inference.expand_inputs([f"{datagen.BUS_UC_ROOT}/**/masks/*.png"])
+    assert Path(synthetic.BUS_UC_ROOT) / "Description.txt" not in folder
+    globbed = predict.expand_inputs([f"{synthetic.BUS_UC_ROOT}/**/masks/*.png"])
     assert len(globbed) == len(set(globbed)) and all(path.parent.name == "masks" for path in globbed)
-    named = inference.expand_inputs([f"{datagen.BUS_UC_ROOT}/Description.txt", "missing.png"])
-    assert named == [Path(datagen.BUS_UC_ROOT) / "Description.txt", Path("missing.png")]
-    with pytest.raises(inference.InputError, match="no image files"):
-        inference.expand_inputs(["nowhere/*.png"])
+    named = predict.expand_inputs([f"{synthetic.BUS_UC_ROOT}/Description.txt", "missing.png"])
+    assert named == [Path(synthetic.BUS_UC_ROOT) / "Description.txt", Path("missing.png")]
+    with pytest.raises(predict.InputError, match="no image files"):
+        predict.expand_inputs(["nowhere/*.png"])
 
 
 def test_masks_pair_one_per_image_in_order(in_project):
     images = [Path(image) for image in good_images(2)]
-    pairs = inference.pair_masks(images, [masks_of(good_images(1))[0], "a.png;b.png"])
+    pairs = predict.pair_masks(images, [masks_of(good_images(1))[0], "a.png;b.png"])
     assert pairs == [(MASKS / "004.png",), (Path("a.png"), Path("b.png"))]
-    assert inference.pair_masks(images, []) == [(), ()]
-    with pytest.raises(inference.InputError, match="2 images but 1 masks"):
-        inference.pair_masks(images, ["a.png"])
+    assert predict.pair_masks(images, []) == [(), ()]
+    with pytest.raises(predict.InputError, match="2 images but 1 masks"):
+        predict.pair_masks(images, ["a.png"])
 
 
 @pytest.mark.parametrize(
@@ -84,8 +84,8 @@ def test_masks_pair_one_per_image_in_order(in_project):
     [(True, False, False, "pass one --mask per image"), (True, True, True, "exclude each other")],
 )
 def test_mask_policy_refuses_silent_differences(uses_mask, has_masks, whole_image, message):
-    with pytest.raises(inference.InputError, match=message):
-        inference.mask_warning("bus_uc", uses_mask, has_masks, whole_image)
+    with pytest.raises(predict.InputError, match=message):
+        predict.mask_warning("bus_uc", uses_mask, has_masks, whole_image)
 
 
 @pytest.mark.parametrize(
@@ -98,13 +98,13 @@ def test_mask_policy_refuses_silent_differences(uses_mask, has_masks, whole_imag
     ],
 )
 def test_mask_policy_warns_about_deliberate_differences(uses_mask, has_masks, whole_image, warning):
-    result = inference.mask_warning("bus_uc", uses_mask, has_masks, whole_image)
+    result = predict.mask_warning("bus_uc", uses_mask, has_masks, whole_image)
     assert result is None if warning is None else warning in result
 
 
 def test_predictor_scores_the_pipelines_prepared_input(in_project):
     params = config.load()
-    predictor = inference.Predictor.for_dataset("bus_uc", params)
+    predictor = predict.Predictor.for_dataset("bus_uc", params)
     images = good_images()
     predictions, failures, prepared = predictor.predict_files(
         [Path(image) for image in images], [(Path(mask),) for mask in masks_of(images)]
@@ -126,7 +126,7 @@ def test_predictor_scores_the_pipelines_prepared_input(in_project):
 
 def test_cli_skips_unreadable_files_reports_them_and_exits_1(in_project, capsys):
     images = [str(UNDECODABLE), *good_images(2)]
-    status = predict.main(["--dataset", "bus_uc", "--json", *images, "--mask", *masks_of(images)])
+    status = cli.main(["predict", "--dataset", "bus_uc", "--json", *images, "--mask", *masks_of(images)])
     captured = capsys.readouterr()
     result = json.loads(captured.out)
     assert status == 1
@@ -138,7 +138,7 @@ def test_cli_skips_unreadable_files_reports_them_and_exits_1(in_project, capsys)
 
 def test_cli_prints_one_line_per_image(in_project, capsys):
     images = good_images(2)
-    assert predict.main(["--dataset", "bus_uc", *images, "--mask", *masks_of(images)]) == 0
+    assert cli.main(["predict", "--dataset", "bus_uc", *images, "--mask", *masks_of(images)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("\t")[0] for line in lines] == images
     path, probability, class_name, threshold = lines[0].split("\t")
@@ -147,11 +147,11 @@ def test_cli_prints_one_line_per_image(in_project, capsys):
 
 
 def test_cli_needs_masks_for_a_mask_dataset_unless_told_otherwise(in_project, capsys):
-    assert predict.main(["--dataset", "bus_uc", *good_images(1)]) == 2
+    assert cli.main(["predict", "--dataset", "bus_uc", *good_images(1)]) == 2
     assert "--no-mask" in capsys.readouterr().err
     explanation = in_project / "explain.png"
-    status = predict.main(
-        ["--dataset", "bus_uc", *good_images(2), "--no-mask", "--explain", str(explanation)]
+    status = cli.main(
+        ["predict", "--dataset", "bus_uc", *good_images(2), "--no-mask", "--explain", str(explanation)]
     )
     assert status == 0
     assert "warning: --no-mask" in capsys.readouterr().err
@@ -159,7 +159,7 @@ def test_cli_needs_masks_for_a_mask_dataset_unless_told_otherwise(in_project, ca
 
 
 def test_cli_names_the_missing_model_and_the_unknown_dataset(in_project, capsys):
-    assert predict.main(["--dataset", "chest_xray", "x.png"]) == 1
+    assert cli.main(["predict", "--dataset", "chest_xray", "x.png"]) == 1
     assert "run `dvc repro evaluate@chest_xray` first" in capsys.readouterr().err
-    assert predict.main(["--dataset", "nope", "x.png"]) == 1
+    assert cli.main(["predict", "--dataset", "nope", "x.png"]) == 1
     assert "datasets.nope: no such dataset" in capsys.readouterr().err

@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from medcls.inputs import (
+from medcls.training.augment import (
     RandomAffine,
     RandomChannelShift,
     RandomSaturation,
     RandomScale,
     affine_transforms,
     build_augmenter,
-    make_batches,
 )
+from medcls.training.inputs import make_batches
 
 EVERYTHING_ON = {
     "flip_horizontal": True,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from medcls.layouts import Entry, Reject, kermany_patient, parse
-from tests import datagen
+from medcls.data.layouts import Entry, Reject, kermany_patient, parse
+from medcls.demo import synthetic
 
 N = 6
 
@@ -31,41 +31,41 @@ def reasons(rejects: list[Reject]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def bus_uc(tmp_path_factory) -> Path:
-    return datagen.make_bus_uc(tmp_path_factory.mktemp("bus_uc"), n_per_class=N)
+    return synthetic.make_bus_uc(tmp_path_factory.mktemp("bus_uc"), n_per_class=N)
 
 
 @pytest.fixture(scope="module")
 def busi(tmp_path_factory) -> Path:
-    return datagen.make_busi(tmp_path_factory.mktemp("busi"), n_per_class=N)
+    return synthetic.make_busi(tmp_path_factory.mktemp("busi"), n_per_class=N)
 
 
 @pytest.fixture(scope="module")
 def kermany(tmp_path_factory) -> Path:
-    return datagen.make_kermany(tmp_path_factory.mktemp("kermany"), n_patients_per_class=N)
+    return synthetic.make_kermany(tmp_path_factory.mktemp("kermany"), n_patients_per_class=N)
 
 
 def test_bus_uc_finds_nested_root_and_skips_flat_copies(bus_uc: Path) -> None:
-    entries, rejects = parse("bus_uc", bus_uc, datagen.BUS_UC_CLASSES)
+    entries, rejects = parse("bus_uc", bus_uc, synthetic.BUS_UC_CLASSES)
     assert_every_file_accounted_for(bus_uc, entries, rejects)
     assert Counter(entry.class_name for entry in entries) == {
         "Benign": N - 1,
         "Malignant": N,
     }  # one missing mask
-    assert all(entry.path.startswith(f"{datagen.BUS_UC_ROOT}/") for entry in entries)
+    assert all(entry.path.startswith(f"{synthetic.BUS_UC_ROOT}/") for entry in entries)
     flat = [reject for reject in rejects if reject.path.split("/")[3] in ("images", "masks")]
     assert len(flat) == 4 * N - 1 and {reject.reason for reject in flat} == {"unlabelled flat copy"}
 
 
 def test_bus_uc_pairs_masks_by_stem_and_rejects_planted_files(bus_uc: Path) -> None:
-    entries, rejects = parse("bus_uc", bus_uc, datagen.BUS_UC_CLASSES)
+    entries, rejects = parse("bus_uc", bus_uc, synthetic.BUS_UC_CLASSES)
     layout_level = {
         path: reason
-        for path, reason in datagen.BUS_UC_PLANTED.items()
+        for path, reason in synthetic.BUS_UC_PLANTED.items()
         if reason != "undecodable image"
     }
     assert layout_level.items() <= reasons(rejects).items()
     pairs = {entry.path: entry.mask_paths for entry in entries}
-    assert (datagen.BUS_UC_MASK_WITH_SUFFIX,) in pairs.values()
+    assert (synthetic.BUS_UC_MASK_WITH_SUFFIX,) in pairs.values()
     for image, (mask,) in pairs.items():
         assert mask.replace("/masks/", "/images/").replace("_mask", "") == image
     assert all(entry.group == entry.path and entry.source_split == "" for entry in entries)
@@ -77,26 +77,26 @@ def test_classes_match_case_insensitively_and_keep_disk_spelling(bus_uc: Path) -
 
 
 def test_busi_merges_extra_masks_and_rejects_unselected_class(busi: Path) -> None:
-    entries, rejects = parse("busi", busi, datagen.BUSI_CLASSES)
+    entries, rejects = parse("busi", busi, synthetic.BUSI_CLASSES)
     assert_every_file_accounted_for(busi, entries, rejects)
     assert Counter(entry.class_name for entry in entries) == {"benign": N - 1, "malignant": N}
     by_path = {entry.path: entry for entry in entries}
-    assert by_path[datagen.BUSI_EXTRA_MASK_IMAGE].mask_paths == datagen.BUSI_EXTRA_MASKS
+    assert by_path[synthetic.BUSI_EXTRA_MASK_IMAGE].mask_paths == synthetic.BUSI_EXTRA_MASKS
     assert sum(len(entry.mask_paths) > 1 for entry in entries) == 1
     assert Counter(reasons(rejects).values()) == {
         "class not selected: normal": 2 * N,
         "missing mask": 1,
     }
-    assert reasons(rejects)[f"{datagen.BUSI_ROOT}/benign/benign (2).png"] == "missing mask"
+    assert reasons(rejects)[f"{synthetic.BUSI_ROOT}/benign/benign (2).png"] == "missing mask"
 
 
 def test_orphan_mask_and_nested_duplicate_copy_are_rejected(busi: Path, tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     shutil.copytree(busi, raw)
-    orphan = raw / datagen.BUSI_ROOT / "malignant" / "malignant (99)_mask.png"
-    shutil.copy(raw / datagen.BUSI_ROOT / "malignant" / "malignant (3)_mask.png", orphan)
-    shutil.copytree(raw / datagen.BUSI_ROOT, raw / datagen.BUSI_ROOT / "copy" / datagen.BUSI_ROOT)
-    entries, rejects = parse("busi", raw, datagen.BUSI_CLASSES)
+    orphan = raw / synthetic.BUSI_ROOT / "malignant" / "malignant (99)_mask.png"
+    shutil.copy(raw / synthetic.BUSI_ROOT / "malignant" / "malignant (3)_mask.png", orphan)
+    shutil.copytree(raw / synthetic.BUSI_ROOT, raw / synthetic.BUSI_ROOT / "copy" / synthetic.BUSI_ROOT)
+    entries, rejects = parse("busi", raw, synthetic.BUSI_CLASSES)
     assert_every_file_accounted_for(raw, entries, rejects)
     assert reasons(rejects)[orphan.relative_to(raw).as_posix()] == "mask without image"
     nested = [reject.reason for reject in rejects if "/copy/" in reject.path]
@@ -105,16 +105,16 @@ def test_orphan_mask_and_nested_duplicate_copy_are_rejected(busi: Path, tmp_path
 
 
 def test_kermany_reads_patients_and_source_splits(kermany: Path) -> None:
-    entries, rejects = parse("kermany", kermany, datagen.KERMANY_CLASSES)
+    entries, rejects = parse("kermany", kermany, synthetic.KERMANY_CLASSES)
     assert_every_file_accounted_for(kermany, entries, rejects)
     assert len(entries) == 2 * N * 2 + 2  # + the duplicate copy and the undecodable file
     assert reasons(rejects) == {
-        path: r for path, r in datagen.KERMANY_PLANTED.items() if r == "outside layout root"
+        path: r for path, r in synthetic.KERMANY_PLANTED.items() if r == "outside layout root"
     }
     for entry in entries:
         root, split, class_name, name = entry.path.split("/")
         assert (split, class_name, entry.mask_paths) == (entry.source_split, entry.class_name, ())
-        assert entry.group == datagen.kermany_patient_of(name)
+        assert entry.group == synthetic.kermany_patient_of(name)
     assert len({entry.group for entry in entries}) == 2 * N
 
 
@@ -136,13 +136,13 @@ def test_kermany_patient_ids(stem: str, patient: str) -> None:
 
 def test_unknown_layout_lists_known_ones(busi: Path) -> None:
     with pytest.raises(ValueError, match="unknown layout 'bogus'.*bus_uc, busi, kermany"):
-        parse("bogus", busi, datagen.BUSI_CLASSES)
+        parse("bogus", busi, synthetic.BUSI_CLASSES)
 
 
 def test_missing_structure_says_what_was_expected_and_found(busi: Path) -> None:
     with pytest.raises(
         ValueError, match=r"\{train,val,test\}.*found at the top of it: \['Dataset_BUSI_with_GT/'\]"
     ):
-        parse("kermany", busi, datagen.KERMANY_CLASSES)
+        parse("kermany", busi, synthetic.KERMANY_CLASSES)
     with pytest.raises(ValueError, match="class folders"):
         parse("busi", busi, ["benign", "cyst"])

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from medcls.losses import BinaryFocalLoss, class_weights, make_loss
+from medcls.model.losses import BinaryFocalLoss, class_weights, make_loss
 
 Y_TRUE = np.array([[1.0], [1.0], [0.0], [0.0]], dtype=np.float32)
 Y_PRED = np.array([[0.9], [0.3], [0.2], [0.6]], dtype=np.float32)

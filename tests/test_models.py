@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from medcls.blocks import PDFBlock
-from medcls.models import backbone_of, build_classifier, unfreeze_top
+from medcls.model.blocks import PDFBlock
+from medcls.model.classifier import backbone_of, build_classifier, unfreeze_top
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights"
 SMALL_CNN = {"name": "small_cnn", "filters": [4, 8]}

@@ -17,11 +17,12 @@ import pandas as pd
 import pytest
 from ruamel.yaml import YAML
 
-from medcls import metrics, tfrecords
-from medcls.roi import mask_paths_of
-from medcls.workspace import PROJECT, command_environment, create_workspace
-from medcls.workspace import run_in as run
-from tests import datagen
+from medcls.demo import synthetic
+from medcls.demo.workspace import PROJECT, command_environment, create_workspace
+from medcls.demo.workspace import run_in as run
+from medcls.evaluation import metrics
+from medcls.images import tfrecords
+from medcls.images.decode import mask_paths_of
 
 pytestmark = pytest.mark.e2e
 
@@ -72,9 +73,9 @@ def tiny_params(sources: dict[str, Path]) -> dict:
 def repo(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("pipeline")
     sources = {
-        "bus_uc": datagen.make_bus_uc(root / "sources" / "bus_uc", n_per_class=16, size=64),
-        "busi": datagen.make_busi(root / "sources" / "busi", n_per_class=16, size=64),
-        "chest_xray": datagen.make_kermany(root / "sources" / "kermany", n_patients_per_class=10, size=64),
+        "bus_uc": synthetic.make_bus_uc(root / "sources" / "bus_uc", n_per_class=16, size=64),
+        "busi": synthetic.make_busi(root / "sources" / "busi", n_per_class=16, size=64),
+        "chest_xray": synthetic.make_kermany(root / "sources" / "kermany", n_patients_per_class=10, size=64),
     }
     repo = create_workspace(root / "repo", tiny_params(sources), message="project")
     output = run(repo, "dvc", "repro")
@@ -147,7 +148,7 @@ def test_predict_on_test_images_reproduces_the_evaluation_probabilities(repo):
     images = [str(raw / image_id) for image_id in evaluated["id"]]
     mask_args = [";".join(str(raw / mask) for mask in mask_paths_of(masks[image_id])) for image_id in evaluated["id"]]
     explanation = repo.parent / "predict_explain.png"
-    command = ["python", "-m", "stages.predict", "--dataset", "bus_uc", "--json", *images,
+    command = ["python", "-m", "medcls", "predict", "--dataset", "bus_uc", "--json", *images,
                "--mask", *mask_args, "--explain", str(explanation)]
     completed = subprocess.run(command, cwd=repo, env=command_environment(), capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
@@ -165,6 +166,23 @@ def test_predict_on_test_images_reproduces_the_evaluation_probabilities(repo):
 def test_second_repro_does_nothing(repo):
     output = run(repo, "dvc", "repro")
     assert stages_run(output) == set()
+
+
+def test_editing_library_code_marks_the_stages_that_import_it_changed(repo):
+    """Code deps are whole subpackages: a function edited in medcls/data/sources.py makes every
+    download@ (and the other medcls/data stages) stale, and nothing that does not import it."""
+    sources_file = repo / "medcls/data/sources.py"
+    original = sources_file.read_text()
+    edited = original.replace("    dest = Path(dest)\n", "    dest = Path(dest).absolute()\n", 1)
+    assert edited != original
+    sources_file.write_text(edited)
+    try:
+        stale = set(json.loads(run(repo, "dvc", "status", "--json")))
+    finally:
+        sources_file.write_text(original)
+    assert {f"download@{name}" for name in DATASETS} <= stale
+    assert not any(stage.startswith(("roi@", "train@", "evaluate@")) for stage in stale), stale
+    assert json.loads(run(repo, "dvc", "status", "--json")) == {}
 
 
 def test_changing_the_roi_margin_reruns_only_roi_and_downstream(repo):

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from medcls import metrics, plots
+from medcls.evaluation import metrics, plots
+from medcls.training import curves
 
 CLASSES = ["Benign", "Malignant"]
 THRESHOLD = 0.5
@@ -109,17 +110,17 @@ def test_training_curves_from_dvclive_tsvs(tmp_path):
         metrics_dir / "val" / "auc.tsv",
         "timestamp\tstep\tauc\n1700000000\t0\t0.55\n1700000060\t1\t0.65\n",
     )
-    plots.save_training_curves_png(metrics_dir, tmp_path / "training_curves.png")
+    curves.save_training_curves_png(metrics_dir, tmp_path / "training_curves.png")
     assert_png(tmp_path / "training_curves.png")
     assert imread(tmp_path / "training_curves.png").shape[1] > 800  # two panels side by side
 
 
 def test_training_curves_need_tsvs(tmp_path):
     with pytest.raises(FileNotFoundError, match="no DVCLive .tsv files"):
-        plots.save_training_curves_png(tmp_path, tmp_path / "training_curves.png")
+        curves.save_training_curves_png(tmp_path, tmp_path / "training_curves.png")
 
 
 def test_training_curves_name_a_malformed_tsv(tmp_path):
     write_tsv(tmp_path / "train" / "loss.tsv", "step\tvalue\n0\t0.9\n")
     with pytest.raises(ValueError, match=r"loss\.tsv: expected columns step and loss"):
-        plots.save_training_curves_png(tmp_path, tmp_path / "training_curves.png")
+        curves.save_training_curves_png(tmp_path, tmp_path / "training_curves.png")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import real_data
-from medcls import config
+from medcls.pipeline import config
 
 PROJECT = Path(__file__).resolve().parents[1]
 

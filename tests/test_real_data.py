@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from medcls.layouts import parse
-from medcls.manifest import build_manifest
-from medcls.splitting import grouped_stratified_split
+from medcls.data.layouts import parse
+from medcls.data.manifest import build_manifest
+from medcls.data.splitting import grouped_stratified_split
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medcls import metrics
-from medcls.report import write_report
+from medcls.evaluation import metrics
+from medcls.evaluation.report import write_report
 
 CLASSES = ["Benign", "Malignant"]
 

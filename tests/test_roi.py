@@ -8,20 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from medcls.manifest import build_manifest
-from medcls.roi import (
-    ImageDecodeError,
-    draw_roi_samples,
-    mask_paths_of,
-    ordered_starmap,
-    prepare,
-    prepare_file,
-    prepare_file_png,
-    read_image,
-    read_masks,
-    roi_box,
-)
-from tests import datagen
+from medcls.data.manifest import build_manifest
+from medcls.demo import synthetic
+from medcls.images.decode import ImageDecodeError, mask_paths_of, read_image, read_masks
+from medcls.images.parallel import ordered_starmap
+from medcls.images.roi import prepare, prepare_file, prepare_file_png, roi_box
+from medcls.images.samples import draw_roi_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 ROI = dict(size=16, use_mask=True, margin=0.0, mask_background=False, keep_aspect=False)
@@ -48,7 +40,7 @@ def test_read_image_returns_rgb_for_colour_grey_and_alpha(tmp_path: Path) -> Non
     assert rgba.shape == (4, 6, 3) and rgba.dtype == np.uint8
 
 
-@pytest.mark.parametrize("content", [b"", datagen.GARBAGE])
+@pytest.mark.parametrize("content", [b"", synthetic.GARBAGE])
 def test_read_image_names_the_undecodable_file(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "broken.png"
     path.write_bytes(content)
@@ -101,11 +93,11 @@ def test_mask_background_blanks_pixels_outside_the_lesion() -> None:
 
 
 def test_prepare_file_reads_masks_from_the_manifest_paths(tmp_path: Path) -> None:
-    raw = datagen.make_busi(tmp_path, n_per_class=3)
-    mask_paths = datagen.BUSI_EXTRA_MASKS
-    prepared = prepare_file(raw, datagen.BUSI_EXTRA_MASK_IMAGE, mask_paths, **{**ROI, "size": 32})
+    raw = synthetic.make_busi(tmp_path, n_per_class=3)
+    mask_paths = synthetic.BUSI_EXTRA_MASKS
+    prepared = prepare_file(raw, synthetic.BUSI_EXTRA_MASK_IMAGE, mask_paths, **{**ROI, "size": 32})
     mask = read_masks([raw / path for path in mask_paths])
-    expected = prepare(read_image(raw / datagen.BUSI_EXTRA_MASK_IMAGE), mask, **{**ROI, "size": 32})
+    expected = prepare(read_image(raw / synthetic.BUSI_EXTRA_MASK_IMAGE), mask, **{**ROI, "size": 32})
     assert np.array_equal(prepared, expected)
 
 
@@ -143,8 +135,8 @@ def test_roi_stage_module_imports_no_tensorflow() -> None:
 
 
 def test_prepare_file_png_is_the_prepared_image_losslessly(tmp_path: Path) -> None:
-    raw = datagen.make_busi(tmp_path, n_per_class=3)
-    arguments = (raw, datagen.BUSI_EXTRA_MASK_IMAGE, datagen.BUSI_EXTRA_MASKS)
+    raw = synthetic.make_busi(tmp_path, n_per_class=3)
+    arguments = (raw, synthetic.BUSI_EXTRA_MASK_IMAGE, synthetic.BUSI_EXTRA_MASKS)
     png = prepare_file_png(*arguments, **ROI)
     decoded = cv2.cvtColor(
         cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
@@ -153,8 +145,8 @@ def test_prepare_file_png_is_the_prepared_image_losslessly(tmp_path: Path) -> No
 
 
 def test_draw_roi_samples_writes_a_png(tmp_path: Path) -> None:
-    raw = datagen.make_busi(tmp_path / "raw", n_per_class=4)
-    manifest, _ = build_manifest(raw, "busi", datagen.BUSI_CLASSES, workers=1)
+    raw = synthetic.make_busi(tmp_path / "raw", n_per_class=4)
+    manifest, _ = build_manifest(raw, "busi", synthetic.BUSI_CLASSES, workers=1)
     out = tmp_path / "plots" / "roi.png"
     draw_roi_samples(raw, manifest, out, per_class=3, seed=0, **{**ROI, "margin": 0.1})
     image = read_image(out)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from medcls import sources
-from medcls.sources import SourceUnavailableError, UnsafeArchiveError, fetch
+from medcls.data import sources
+from medcls.data.sources import SourceUnavailableError, UnsafeArchiveError, fetch
 
 FILES = {"data/a.txt": b"alpha", "data/sub/b.txt": b"beta"}
 

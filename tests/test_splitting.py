@@ -1,24 +1,23 @@
 """Grouped stratified split: no patient or identical image in two splits, proportions per class."""
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from medcls.manifest import build_manifest
-from medcls.splitting import grouped_stratified_split, split_counts
-from tests import datagen
+from medcls.data.manifest import build_manifest
+from medcls.data.splitting import grouped_stratified_split, split_counts
+from medcls.demo import synthetic
 
 FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 
 
 @pytest.fixture(scope="module")
 def kermany(tmp_path_factory) -> pd.DataFrame:
-    raw = datagen.make_kermany(
+    raw = synthetic.make_kermany(
         tmp_path_factory.mktemp("kermany"), n_patients_per_class=10, images_per_patient=3
     )
-    return build_manifest(raw, "kermany", datagen.KERMANY_CLASSES, workers=1)[0]
+    return build_manifest(raw, "kermany", synthetic.KERMANY_CLASSES, workers=1)[0]
 
 
 def synthetic_manifest(n_groups: int = 400, seed: int = 1) -> pd.DataFrame:
@@ -59,7 +58,7 @@ def test_no_group_or_content_in_two_splits(kermany: pd.DataFrame, column: str) -
 
 
 def test_duplicate_across_patients_links_both_patients(kermany: pd.DataFrame) -> None:
-    original, copy = datagen.KERMANY_DUPLICATE
+    original, copy = synthetic.KERMANY_DUPLICATE
     by_path = kermany.set_index("path")
     assert by_path.loc[original, "sha256"] == by_path.loc[copy, "sha256"]
     patients = by_path.loc[[original, copy], "group"].tolist()

@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medcls.manifest import build_manifest
-from medcls.roi import mask_paths_of, prepare_file
-from medcls.splitting import grouped_stratified_split
-from medcls.tfrecords import read_labels, read_split, write_tfrecords
-from tests import datagen
+from medcls.data.manifest import build_manifest
+from medcls.data.splitting import grouped_stratified_split
+from medcls.demo import synthetic
+from medcls.images.decode import mask_paths_of
+from medcls.images.roi import prepare_file
+from medcls.images.tfrecords import read_labels, read_split, write_tfrecords
 
 ROOT = Path(__file__).resolve().parents[1]
 ROI = dict(size=32, use_mask=True, margin=0.1, mask_background=False, keep_aspect=True)
@@ -23,8 +24,8 @@ PER_SHARD = 3
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
-    raw = datagen.make_busi(tmp_path_factory.mktemp("busi"), n_per_class=8)
-    manifest, _ = build_manifest(raw, "busi", datagen.BUSI_CLASSES, workers=1)
+    raw = synthetic.make_busi(tmp_path_factory.mktemp("busi"), n_per_class=8)
+    manifest, _ = build_manifest(raw, "busi", synthetic.BUSI_CLASSES, workers=1)
     manifest["split"] = grouped_stratified_split(
         manifest, {"train": 0.6, "val": 0.2, "test": 0.2}, seed=0
     )
@@ -73,7 +74,7 @@ def test_another_process_writes_identical_bytes(dataset, written, tmp_path: Path
     manifest.to_csv(tmp_path / "split.csv", index=False)
     code = (
         "import sys; from pathlib import Path; import pandas as pd; "
-        "from medcls.tfrecords import write_tfrecords; "
+        "from medcls.images.tfrecords import write_tfrecords; "
         "rows = pd.read_csv(sys.argv[1], keep_default_na=False); "
         "write_tfrecords(rows, Path(sys.argv[2]), Path(sys.argv[3]), "
         f"images_per_shard={PER_SHARD}, workers=1, **{ROI!r})"

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from medcls.inputs import make_batches
-from medcls.losses import make_loss
-from medcls.models import build_classifier
-from medcls.training import DVCLiveCallback, Phase, configure_precision, train
+from medcls.model.classifier import build_classifier
+from medcls.model.losses import make_loss
+from medcls.training.fit import DVCLiveCallback, Phase, configure_precision, train
+from medcls.training.inputs import make_batches
 
 HEAD = {"blocks": [], "pooling": "gap", "dense_units": 4, "dropout": 0.0}
 

@@ -3,7 +3,7 @@
 import pytest
 from ruamel.yaml import YAML
 
-from medcls import workspace
+from medcls.demo import workspace
 
 
 def test_workspace_holds_the_pipeline_and_params_committed(tmp_path):

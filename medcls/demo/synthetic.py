@@ -217,7 +217,7 @@ def _kermany_name(class_name: str, patient: int, image: int, number: int) -> str
 
 
 def kermany_patient_of(name: str) -> str:
-    """The patient id the datagen encoded in a file name (for assertions independent of the parser)."""
+    """The patient id the generator encoded in a file name (for assertions independent of the parser)."""
     return name.split("_")[0] if name.startswith("person") else name.rsplit("-", 1)[0]
 
 

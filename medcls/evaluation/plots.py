@@ -2,12 +2,11 @@
 
 Figures are drawn on bare `matplotlib.figure.Figure` objects, which save through the Agg canvas
 without pyplot: no display is needed, and no global figure state is left behind. Every number
-drawn comes from `medcls.metrics`, so the plots show what the metrics file reports.
+drawn comes from `medcls.evaluation.metrics`, so the plots show what the metrics file reports.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,8 +16,8 @@ from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from medcls import metrics
-from medcls.reporting import write_json
+from medcls.evaluation import metrics
+from medcls.pipeline.outputs import save_figure, write_json
 
 # Enough for a smooth curve, few enough that a committed plot file diffs in a screenful.
 MAX_CURVE_POINTS = 200
@@ -88,11 +87,6 @@ def write_curve_data(
     )
 
 
-def _save(figure: Figure, out_png: Path) -> None:
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out_png, dpi=120, bbox_inches="tight")
-
-
 def save_roc_png(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], out_png: Path, title: str) -> None:
     """ROC curves of several splits on one axis, each labelled with its AUC."""
     figure = Figure(figsize=(5, 5))
@@ -111,7 +105,7 @@ def save_roc_png(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], out_png: Pat
         title=title,
     )
     axis.legend(loc="lower right")
-    _save(figure, out_png)
+    save_figure(figure, out_png)
 
 
 def save_confusion_png(
@@ -137,7 +131,7 @@ def save_confusion_png(
         ylabel="Actual",
         title=title,
     )
-    _save(figure, out_png)
+    save_figure(figure, out_png)
 
 
 def save_calibration_png(y_true: ArrayLike, y_prob: ArrayLike, out_png: Path, title: str) -> None:
@@ -165,36 +159,4 @@ def save_calibration_png(y_true: ArrayLike, y_prob: ArrayLike, out_png: Path, ti
         title=title,
     )
     axis.legend(loc="upper left")
-    _save(figure, out_png)
-
-
-def _read_dvclive_series(metrics_dir: Path) -> dict[str, dict[str, pd.DataFrame]]:
-    """{metric: {split: frame}} from DVCLive's `<split>/<metric>.tsv` files (columns step, <metric>)."""
-    paths = sorted(metrics_dir.rglob("*.tsv"))
-    if not paths:
-        raise FileNotFoundError(
-            f"no DVCLive .tsv files under {metrics_dir}; did training log with DVCLive?"
-        )
-    series: dict[str, dict[str, pd.DataFrame]] = defaultdict(dict)
-    for path in paths:
-        frame = pd.read_csv(path, sep="\t")
-        if not {"step", path.stem} <= set(frame.columns):
-            raise ValueError(
-                f"{path}: expected columns step and {path.stem}, found {list(frame.columns)}"
-            )
-        split = path.parent.name if path.parent != metrics_dir else path.stem
-        series[path.stem][split] = frame
-    return series
-
-
-def save_training_curves_png(metrics_dir: Path, out_png: Path) -> None:
-    """One panel per logged metric (loss first), one line per split, against the training step."""
-    series = _read_dvclive_series(metrics_dir)
-    names = sorted(series, key=lambda name: (name != "loss", name))
-    figure = Figure(figsize=(5 * len(names), 4))
-    for axis, name in zip(figure.subplots(1, len(names), squeeze=False)[0], names):
-        for split, frame in sorted(series[name].items()):
-            axis.plot(frame["step"], frame[name], label=split)
-        axis.set(xlabel="step", ylabel=name, title=name)
-        axis.legend()
-    _save(figure, out_png)
+    save_figure(figure, out_png)

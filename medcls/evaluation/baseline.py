@@ -11,10 +11,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from medcls.backbones import build_backbone
-from medcls.blocks import Preprocess
-from medcls.metrics import roc_auc
-from medcls.prediction import model_outputs
+from medcls.evaluation.metrics import roc_auc
+from medcls.evaluation.scoring import model_outputs
+from medcls.model.backbones import build_backbone
+from medcls.model.blocks import Preprocess
 
 SPLITS = ("train", "val", "test")
 C_GRID = (0.001, 0.01, 0.1, 1.0)

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from medcls import tfrecords
+from medcls.images import tfrecords
 
 
 def model_outputs(

@@ -1,6 +1,6 @@
 """Classify image files with a trained model, prepared exactly as the pipeline prepared its TFRecords.
 
-Every image goes through `medcls.roi.prepare_file` with the dataset's `image_size` and `roi` params,
+Every image goes through `medcls.images.roi.prepare_file` with the dataset's `image_size` and `roi` params,
 the function the roi stage used, so a probability here equals the evaluate stage's for the same
 image and model. The decision threshold is the one the evaluate stage chose on validation.
 """
@@ -17,9 +17,12 @@ import cv2
 import keras
 import numpy as np
 
-from medcls import metrics, models
-from medcls.config import DatasetPaths, ParamsError
-from medcls.roi import MASK_SEPARATOR, prepare_file
+from medcls.evaluation import metrics
+from medcls.images.decode import MASK_SEPARATOR
+from medcls.images.roi import prepare_file
+from medcls.model import classifier
+from medcls.pipeline.config import ParamsError
+from medcls.pipeline.paths import DatasetPaths
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 BATCH_SIZE = 64
@@ -159,7 +162,7 @@ class Predictor:
                     f"{output} not found; run `dvc repro evaluate@{name}` first (from the project root)"
                 )
         return cls(
-            model=models.load_classifier(paths.model),
+            model=classifier.load_classifier(paths.model),
             classes=dataset["classes"],
             threshold=float(json.loads(paths.metrics().read_text())["threshold"]),
             image_size=dataset["image_size"],

@@ -1,6 +1,8 @@
-"""Classify image files with a dataset's trained model (not a DVC stage; run from the project root).
+"""The `medcls` command: classify image files with a dataset's trained model (run from the project
+root, where params.yaml, models/ and metrics/ are).
 
-    python -m stages.predict --dataset bus_uc scans/*.png --mask masks/*.png [--json] [--explain OUT.png]
+    medcls predict --dataset bus_uc scans/*.png --mask masks/*.png [--json] [--explain OUT.png]
+    python -m medcls predict ...        (the same, without installing the package)
 
 Exit status: 0 when every image was classified, 1 when any was skipped (reported on stderr) or the
 model is missing, 2 for unusable arguments.
@@ -10,12 +12,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from medcls import config, inference
+from medcls import predict
+from medcls.pipeline import config
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m stages.predict",
+    command = argparse.ArgumentParser(prog="medcls", description="Use the pipeline's trained models.")
+    commands = command.add_subparsers(dest="command", required=True)
+    parser = commands.add_parser(
+        "predict",
+        help="classify image files",
         description="Classify images with models/<dataset>/model.keras at the threshold in "
         "metrics/<dataset>.json, preprocessed exactly as the pipeline does.",
     )
@@ -37,21 +43,21 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--explain", type=Path, metavar="OUT.png", help="write Grad-CAM overlays of the images"
     )
-    return parser.parse_args(argv)
+    return command.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     try:
-        predictor = inference.Predictor.for_dataset(arguments.dataset, config.load())
-        warning = inference.mask_warning(
+        predictor = predict.Predictor.for_dataset(arguments.dataset, config.load())
+        warning = predict.mask_warning(
             arguments.dataset, predictor.uses_mask, bool(arguments.mask), arguments.no_mask
         )
-        images = inference.expand_inputs(arguments.images)
-        masks = inference.pair_masks(images, arguments.mask if predictor.uses_mask else [])
-    except (inference.InputError, config.ParamsError, FileNotFoundError) as error:
+        images = predict.expand_inputs(arguments.images)
+        masks = predict.pair_masks(images, arguments.mask if predictor.uses_mask else [])
+    except (predict.InputError, config.ParamsError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2 if isinstance(error, inference.InputError) else 1
+        return 2 if isinstance(error, predict.InputError) else 1
     if warning:
         print(warning, file=sys.stderr)
 
@@ -59,18 +65,18 @@ def main(argv: list[str] | None = None) -> int:
     for failure in failures:
         print(f"skipped {failure.path}: {failure.error}", file=sys.stderr)
     if arguments.json:
-        print(inference.as_json(arguments.dataset, predictor, predictions, failures))
+        print(predict.as_json(arguments.dataset, predictor, predictions, failures))
     else:
-        for line in inference.format_lines(predictions, predictor.threshold):
+        for line in predict.format_lines(predictions, predictor.threshold):
             print(line)
     if arguments.explain and predictions:
-        from medcls import explain  # matplotlib and Grad-CAM only when asked for
+        from medcls.evaluation import gradcam  # matplotlib and Grad-CAM only when asked for
 
         titles = [
             f"{prediction.path.name}\n{prediction.class_name}, p = {prediction.probability:.3f}"
             for prediction in predictions
         ]
-        explain.save_image_overlays(
+        gradcam.save_image_overlays(
             predictor.model, prepared, titles, predictor.threshold, arguments.explain
         )
         print(f"Grad-CAM overlays written to {arguments.explain}", file=sys.stderr)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-PROJECT = Path(__file__).resolve().parents[1]
-PIPELINE_FILES = ("dvc.yaml", "medcls", "stages")
+PROJECT = Path(__file__).resolve().parents[2]
+PIPELINE_FILES = ("dvc.yaml", ".dvcignore", "medcls", "stages")
 
 
 class WorkspaceCommandError(RuntimeError):

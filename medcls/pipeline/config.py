@@ -7,9 +7,7 @@ params are therefore read with ruamel's YAML 1.2 loader, the same one DVC uses.
 from __future__ import annotations
 
 import math
-import os
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -251,82 +249,3 @@ def load(path: Path = PARAMS_FILE) -> dict:
     params = YAML(typ="safe", pure=True).load(path.read_text())
     validate(params)
     return params
-
-
-def workers(params: Mapping) -> int:
-    """Worker processes to use: the `workers` param, where 0 means every available core."""
-    return params["workers"] or len(os.sched_getaffinity(0))
-
-
-@dataclass(frozen=True)
-class DatasetPaths:
-    """Every file a stage reads or writes for one dataset; mirrors the paths in dvc.yaml."""
-
-    name: str
-
-    @property
-    def raw(self) -> Path:
-        return Path("data/raw") / self.name
-
-    @property
-    def manifest(self) -> Path:
-        return Path("data/manifest") / f"{self.name}.csv"
-
-    @property
-    def rejected(self) -> Path:
-        return Path("data/manifest") / f"{self.name}_rejected.csv"
-
-    @property
-    def split(self) -> Path:
-        return Path("data/split") / f"{self.name}.csv"
-
-    @property
-    def tfrecords(self) -> Path:
-        return Path("data/tfrecords") / self.name
-
-    @property
-    def predictions(self) -> Path:
-        return Path("data/predictions") / f"{self.name}.csv"
-
-    @property
-    def model(self) -> Path:
-        return Path("models") / self.name / "model.keras"
-
-    @property
-    def dvclive(self) -> Path:
-        return Path("dvclive") / self.name
-
-    @property
-    def plots(self) -> Path:
-        return Path("plots") / self.name
-
-    @property
-    def report(self) -> Path:
-        return Path("reports") / f"{self.name}.md"
-
-    def metrics(self, stage: str | None = None) -> Path:
-        """`metrics/<name>.json` for the model; `metrics/<name>_<stage>.json` for data stages."""
-        return Path("metrics") / (f"{self.name}_{stage}.json" if stage else f"{self.name}.json")
-
-
-StageFunction = Callable[[str, dict, dict, DatasetPaths], None]
-
-
-def run_stage(stage: StageFunction) -> None:
-    """Entry point shared by every stage: `python -m stages.<stage> <dataset>`.
-
-    Params are validated before any work; a params or input problem ends with a one-line
-    message and exit status 1 instead of a traceback.
-    """
-    if len(sys.argv) != 2:
-        sys.exit(f"usage: python -m {stage.__module__} <dataset>")
-    name = sys.argv[1]
-    try:
-        params = load()
-        if name not in params["datasets"]:
-            raise ParamsError(
-                f"datasets.{name}: no such dataset; defined: {', '.join(params['datasets'])}"
-            )
-        stage(name, params, params["datasets"][name], DatasetPaths(name))
-    except (ParamsError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from medcls.models import split_at_backbone, unfreeze_top
+from medcls.model.classifier import split_at_backbone, unfreeze_top
 
 PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator, Mapping
 
 import keras
 
-from medcls import losses  # noqa: F401  (registers BinaryFocalLoss for loading compiled models)
-from medcls.backbones import BACKBONE_NAME, build_backbone
-from medcls.blocks import PDFBlock, Preprocess, SEBlock
+from medcls.model import losses  # noqa: F401  (registers BinaryFocalLoss for loading compiled models)
+from medcls.model.backbones import BACKBONE_NAME, build_backbone
+from medcls.model.blocks import PDFBlock, Preprocess, SEBlock
 
 HEAD_BLOCKS = {"pdf": PDFBlock, "se": SEBlock}
 POOLING = {"gap": keras.layers.GlobalAveragePooling2D, "flatten": keras.layers.Flatten}

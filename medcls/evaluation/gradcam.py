@@ -23,8 +23,9 @@ import tensorflow as tf
 from keras import ops
 from matplotlib.figure import Figure
 
-from medcls import metrics, tfrecords
-from medcls.models import layer_chain, split_after
+from medcls.evaluation import metrics
+from medcls.images import tfrecords
+from medcls.model.classifier import layer_chain, split_after
 
 BATCH_SIZE = 32
 OUTCOMES = ("TP", "FN", "TN", "FP")  # positives first, each with its correct decision first

@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from medcls.roi import mask_paths_of, ordered_starmap, prepare_file_png
+from medcls.images.decode import mask_paths_of
+from medcls.images.parallel import ordered_starmap
+from medcls.images.roi import prepare_file_png
 
 _FEATURES = {
     "image": tf.io.FixedLenFeature([], tf.string),

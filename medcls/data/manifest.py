@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medcls.layouts import Entry, parse
-from medcls.roi import MASK_SEPARATOR, ImageDecodeError, ordered_starmap, read_image, read_masks
+from medcls.data.layouts import Entry, parse
+from medcls.images.decode import MASK_SEPARATOR, ImageDecodeError, read_image, read_masks
+from medcls.images.parallel import ordered_starmap
 
 MANIFEST_COLUMNS = [
     "path",

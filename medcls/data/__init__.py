@@ -1,0 +1,1 @@
+"""Download, manifest and split: from a raw dataset folder to labelled, split tables."""

@@ -1,0 +1,1 @@
+"""Image preparation for the roi stage and prediction: decoding, ROI crops, TFRecord shards."""

@@ -1,0 +1,1 @@
+"""The classifier: backbones, head blocks, losses, and their assembly."""

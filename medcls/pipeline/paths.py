@@ -1,0 +1,55 @@
+"""Where each stage reads and writes, per dataset: the one Python mirror of the paths in dvc.yaml."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DatasetPaths:
+    """Every file a stage reads or writes for one dataset; mirrors the paths in dvc.yaml."""
+
+    name: str
+
+    @property
+    def raw(self) -> Path:
+        return Path("data/raw") / self.name
+
+    @property
+    def manifest(self) -> Path:
+        return Path("data/manifest") / f"{self.name}.csv"
+
+    @property
+    def rejected(self) -> Path:
+        return Path("data/manifest") / f"{self.name}_rejected.csv"
+
+    @property
+    def split(self) -> Path:
+        return Path("data/split") / f"{self.name}.csv"
+
+    @property
+    def tfrecords(self) -> Path:
+        return Path("data/tfrecords") / self.name
+
+    @property
+    def predictions(self) -> Path:
+        return Path("data/predictions") / f"{self.name}.csv"
+
+    @property
+    def model(self) -> Path:
+        return Path("models") / self.name / "model.keras"
+
+    @property
+    def dvclive(self) -> Path:
+        return Path("dvclive") / self.name
+
+    @property
+    def plots(self) -> Path:
+        return Path("plots") / self.name
+
+    @property
+    def report(self) -> Path:
+        return Path("reports") / f"{self.name}.md"
+
+    def metrics(self, stage: str | None = None) -> Path:
+        """`metrics/<name>.json` for the model; `metrics/<name>_<stage>.json` for data stages."""
+        return Path("metrics") / (f"{self.name}_{stage}.json" if stage else f"{self.name}.json")

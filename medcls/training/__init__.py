@@ -1,0 +1,1 @@
+"""The train stage's library: input pipelines, augmentation, training phases, distribution."""
