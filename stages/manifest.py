@@ -11,9 +11,11 @@ def build(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
         paths.raw, dataset["layout"], dataset["classes"], workers=workers(params)
     )
     paths.manifest.parent.mkdir(parents=True, exist_ok=True)
-    rows.to_csv(paths.manifest, index=False)
     rejected.to_csv(paths.rejected, index=False)
     write_json(paths.metrics("manifest"), manifest.summarize(rows, rejected))
+    paths.manifest.unlink(missing_ok=True)  # never leave an older manifest beside these rejects
+    manifest.check_both_classes(rows, dataset["classes"], paths.rejected)
+    rows.to_csv(paths.manifest, index=False)
     print(f"{name}: {len(rows)} images, {len(rejected)} rejected (see {paths.rejected})")
 
 

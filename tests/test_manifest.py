@@ -8,7 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from medcls.data.manifest import MANIFEST_COLUMNS, build_manifest, pixel_sha256, summarize
+from medcls.data.manifest import (
+    MANIFEST_COLUMNS,
+    MASK_OF_REJECTED_IMAGE,
+    build_manifest,
+    pixel_sha256,
+    summarize,
+)
 from medcls.demo import synthetic
 from medcls.images.decode import read_image, read_masks
 
@@ -33,7 +39,11 @@ def test_bus_uc_manifest_columns_counts_and_rejects(tmp_path: Path) -> None:
         ("Malignant", 1): N,
     }
     assert synthetic.BUS_UC_PLANTED.items() <= dict(zip(rejected["path"], rejected["reason"])).items()
-    assert set(rejected["reason"]) == {"unlabelled flat copy", *synthetic.BUS_UC_PLANTED.values()}
+    assert set(rejected["reason"]) == {
+        "unlabelled flat copy",
+        MASK_OF_REJECTED_IMAGE,
+        *synthetic.BUS_UC_PLANTED.values(),
+    }
     assert (manifest[["width", "height"]] == (80, 64)).all().all()
     assert (manifest["source_split"] == "").all() and (manifest["group"] == manifest["path"]).all()
 
@@ -92,9 +102,10 @@ def test_summarize_counts_images_and_reasons(busi: Path) -> None:
     assert summary == {
         "images": 2 * N - 2,
         "per_class": {"benign": N - 1, "malignant": N - 1},
-        "rejected": 2 * N + 2,
+        "rejected": 2 * N + 3,
         "rejected_by_reason": {
             "class not selected: normal": 2 * N,
+            MASK_OF_REJECTED_IMAGE: 1,
             "missing mask": 1,
             "undecodable image": 1,
         },

@@ -21,6 +21,10 @@ _MASK_SUFFIX = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)
 _KERMANY_PATIENT = re.compile(r"person\d+(?=_)|(?:NORMAL\d+-)?IM-\d+(?=-)")
 
 
+class DatasetError(ValueError):
+    """The raw folder cannot make the requested two-class dataset; the message says what to check."""
+
+
 @dataclass(frozen=True)
 class Entry:
     """One usable image; paths are POSIX and relative to the raw dataset dir."""
@@ -166,6 +170,11 @@ def parse(layout: str, raw_dir: Path, classes: Sequence[str]) -> tuple[list[Entr
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; known layouts: {', '.join(sorted(LAYOUTS))}")
     spec, wanted = LAYOUTS[layout], frozenset(name.lower() for name in classes)
+    if len(wanted) != len(classes):
+        raise DatasetError(
+            f"classes {list(classes)} name the same class twice (class folders are matched "
+            "case-insensitively): name two different class folders"
+        )
     root = _find_root(spec, raw_dir, wanted)
     items: dict[str, _Item] = {}
     rejects: list[Reject] = []
@@ -204,7 +213,7 @@ def _find_root(spec: _Layout, raw_dir: Path, classes: frozenset[str]) -> Path:
         if raw_dir.is_dir()
         else []
     )
-    raise ValueError(
+    raise DatasetError(
         f"no folder under {raw_dir} has the expected layout {spec.structure} with class folders "
         f"{sorted(classes)}; found at the top of it: {top[:20] or 'nothing'}. "
         "Check the dataset's `layout`, `classes` and `source` params."

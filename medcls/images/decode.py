@@ -1,5 +1,10 @@
 """Decode image and mask files into arrays, the same way for every stage and for prediction.
 
+8-bit files decode exactly as they are stored. Files of any other depth (16-bit PNG or TIFF holding
+10- to 16-bit data, float TIFF) keep their depth when decoded and are mapped to 8 bits by one rule,
+`to_uint8`: the image's own darkest pixel becomes 0 and its brightest 255. Masks are read raw: any
+non-zero pixel is lesion, whatever the depth (0/1, 0/255 or 0/65535 masks alike).
+
 Runs in worker processes: it must never import TensorFlow.
 """
 
@@ -12,10 +17,16 @@ import cv2
 import numpy as np
 
 MASK_SEPARATOR = ";"
+# Any depth, colour or grey as stored, alpha dropped; unlike IMREAD_UNCHANGED, EXIF rotation applies.
+_DECODE_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
 
 
 class ImageDecodeError(ValueError):
     """A file that should be an image could not be decoded."""
+
+
+class MaskMismatchError(ValueError):
+    """A lesion mask that does not cover its image pixel for pixel, so its box would be meaningless."""
 
 
 def mask_paths_of(cell: object) -> tuple[str, ...]:
@@ -23,20 +34,59 @@ def mask_paths_of(cell: object) -> tuple[str, ...]:
     return tuple(cell.split(MASK_SEPARATOR)) if isinstance(cell, str) and cell else ()
 
 
+def _decode(path: Path) -> np.ndarray:
+    """The stored pixels at their own depth: (H, W) grey or (H, W, 3) BGR."""
+    try:
+        pixels = cv2.imdecode(np.fromfile(path, np.uint8), _DECODE_FLAGS)
+    except cv2.error:  # raised for empty files instead of returning None
+        pixels = None
+    if pixels is None:
+        raise ImageDecodeError(f"cannot decode image {path}")
+    return pixels
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """8-bit pixels unchanged; any other depth stretched linearly so that the image's minimum is 0
+    and its maximum 255 (over all channels, so colours keep their balance; a flat image is 0).
+
+    Keeping only the high byte of a 16-bit file holding 12-bit data would leave it nearly black.
+    """
+    if pixels.dtype == np.uint8:
+        return pixels
+    values = pixels.astype(np.float64)
+    low, high = values.min(), values.max()
+    if high == low:
+        return np.zeros(pixels.shape, np.uint8)
+    return np.rint((values - low) * (255.0 / (high - low))).astype(np.uint8)
+
+
 def read_image(path: Path) -> np.ndarray:
     """Decode any image file to RGB uint8 (grey expanded, alpha dropped) so every source looks alike."""
-    try:
-        bgr = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error:  # raised for empty files instead of returning None
-        bgr = None
-    if bgr is None:
-        raise ImageDecodeError(f"cannot decode image {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    pixels = to_uint8(_decode(path))
+    code = cv2.COLOR_GRAY2RGB if pixels.ndim == 2 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(pixels, code)
 
 
 def read_masks(paths: Sequence[Path]) -> np.ndarray:
-    """OR all masks of one image: datasets store each extra lesion in its own mask file."""
-    masks = [read_image(path).any(axis=2) for path in paths]
+    """OR all masks of one image (datasets store each extra lesion in its own mask file); any
+    non-zero pixel of any channel is lesion."""
+    masks = [_decode(path) != 0 for path in paths]
+    masks = [mask.any(axis=2) if mask.ndim == 3 else mask for mask in masks]
     if len({mask.shape for mask in masks}) > 1:
-        raise ValueError(f"masks differ in size: {', '.join(map(str, paths))}")
+        raise MaskMismatchError(f"masks differ in size: {', '.join(map(str, paths))}")
     return np.logical_or.reduce(masks)
+
+
+def check_mask_fits(mask: np.ndarray, image: np.ndarray) -> None:
+    """The one rule for masks, applied by the manifest and by prediction alike: a mask must have
+    its image's height and width, else its lesion box would lie elsewhere, or outside the image."""
+    if mask.shape != image.shape[:2]:
+        raise MaskMismatchError(
+            f"the mask is {_size(mask)} pixels but the image is {_size(image)}: "
+            "a lesion mask must have its image's size"
+        )
+
+
+def _size(pixels: np.ndarray) -> str:
+    return f"{pixels.shape[1]}x{pixels.shape[0]}"
+

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from medcls.images.decode import read_image, read_masks
+from medcls.images.decode import check_mask_fits, read_image, read_masks
 
 
 def roi_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int]:
@@ -63,6 +63,7 @@ def prepare(
 ) -> np.ndarray:
     """Turn a decoded image (and its lesion mask, if any) into the (size, size, 3) uint8 model input."""
     if use_mask and mask is not None:
+        check_mask_fits(mask, image)
         if mask_background:
             image = image * mask[..., None].astype(np.uint8)
         x0, y0, x1, y1 = roi_box(mask, margin)
