@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import os
 import stat
 import sys
 import tarfile
@@ -256,3 +257,50 @@ def test_kaggle_failure_explains_the_offline_fix(
 def test_bad_kaggle_handle_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="kaggle:<owner>/<dataset>"):
         fetch("kaggle:just-a-name", tmp_path / "ds")
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> Path:
+    for name, content in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(content)
+    return root
+
+
+def test_fingerprint_of_a_local_folder_changes_with_its_files_only(tmp_path: Path) -> None:
+    source = write_tree(tmp_path / "source", FILES)
+    first = sources.fingerprint(str(source))
+    assert first["files"] == 2 and first["bytes"] == len(b"alpha") + len(b"beta")
+    assert sources.fingerprint(str(source)) == first
+    (source / "data/c.txt").write_bytes(b"gamma")
+    added = sources.fingerprint(str(source))
+    assert added["files"] == 3 and added["listing_sha256"] != first["listing_sha256"]
+    (source / "data/c.txt").unlink()
+    assert sources.fingerprint(str(source)) == first
+    modified = (source / "data/a.txt").stat().st_mtime_ns + 10**9
+    (source / "data/a.txt").write_bytes(b"ALPHA")  # same size, another modification time
+    os.utime(source / "data/a.txt", ns=(modified, modified))
+    assert sources.fingerprint(str(source))["listing_sha256"] != first["listing_sha256"]
+
+
+def test_fingerprint_follows_links_as_the_copy_does(tmp_path: Path) -> None:
+    real = write_tree(tmp_path / "real", FILES)
+    (tmp_path / "source").mkdir()
+    (tmp_path / "source" / "linked").symlink_to(real, target_is_directory=True)
+    assert sources.fingerprint(str(tmp_path / "source"))["files"] == 2
+    fetch(str(tmp_path / "source"), tmp_path / "raw")
+    assert len(tree(tmp_path / "raw")) == 2
+
+
+def test_fingerprint_of_a_local_archive_and_of_remote_sources(tmp_path: Path) -> None:
+    archive = make_zip(tmp_path / "data.zip", FILES)
+    assert sources.fingerprint(str(archive))["files"] == 1
+    for remote in ("kaggle:owner/set/versions/3", f"https://example.org/a.zip#sha256={'0' * 64}"):
+        assert sources.fingerprint(remote) == {"source": remote}  # pinned: nothing to look at
+    with pytest.raises(FileNotFoundError, match="does not exist; accepted sources"):
+        sources.fingerprint(str(tmp_path / "gone"))
+
+
+def test_only_an_unpinned_kaggle_source_is_warned_about() -> None:
+    assert "/versions/<N>" in sources.unpinned_kaggle_warning("kaggle:owner/set")
+    assert sources.unpinned_kaggle_warning("kaggle:owner/set/versions/2") is None
+    assert sources.unpinned_kaggle_warning("/data/set.zip") is None

@@ -3,12 +3,17 @@
 The result is built beside `dest` and only renamed into place once complete, so an interrupted or
 failed fetch never leaves a half-filled `dest` that a later DVC run would trust. Archives are extracted
 only after every member is checked to stay inside the destination (no zip-slip, no escaping links).
+
+`fingerprint` says, without fetching, when a source's content may have changed: a pinned Kaggle
+version and a checksummed URL cannot change under the same `source` string, a local folder or
+archive can, so its files' names, sizes and modification times are listed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import os
 import posixpath
 import re
 import shutil
@@ -64,6 +69,51 @@ def _materialise(source: str, target: Path, *, dataset: str) -> None:
             _extract(archive, target)
     else:
         _from_local(Path(source).expanduser(), target)
+
+
+def fingerprint(source: str) -> dict:
+    """What identifies the content of `source`: the string itself for Kaggle and https sources, and
+    for a local folder or archive also a digest of every file's relative path, size and mtime.
+
+    Stat data, not content hashes, keep this cheap enough to run before every `dvc repro`; a touched
+    but unchanged file only costs a download whose identical result leaves later stages cached.
+    """
+    if source.startswith(("kaggle:", "https://")):
+        return {"source": source}
+    path = Path(source).expanduser()
+    if path.is_dir():
+        files = sorted(
+            (Path(folder, name).relative_to(path).as_posix(), Path(folder, name))
+            for folder, _, names in os.walk(path, followlinks=True)  # as the copy follows links
+            for name in names
+        )
+    elif path.is_file():
+        files = [(path.name, path)]
+    else:
+        raise _missing(path)
+    listing = hashlib.sha256()
+    total = 0
+    for name, file in files:
+        status = file.stat()
+        total += status.st_size
+        listing.update(f"{name}\t{status.st_size}\t{status.st_mtime_ns}\n".encode())
+    return {"source": source, "files": len(files), "bytes": total, "listing_sha256": listing.hexdigest()}
+
+
+def unpinned_kaggle_warning(source: str) -> str | None:
+    """A Kaggle handle without `/versions/N` means "latest at the first download": say so."""
+    if source.startswith("kaggle:") and "/versions/" not in source:
+        return (
+            f"warning: {source!r} is not pinned: it is downloaded once (the latest version then) "
+            "and not checked again; append '/versions/<N>' to fix the version in params.yaml"
+        )
+    return None
+
+
+def _missing(path: Path) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"dataset source {str(path)!r} does not exist; accepted sources: {ACCEPTED_SOURCES}"
+    )
 
 
 def _unavailable(source: str, dataset: str, error: BaseException) -> SourceUnavailableError:
@@ -127,9 +177,7 @@ def _from_local(path: Path, target: Path) -> None:
     elif path.is_file():
         _extract(path, target)
     else:
-        raise FileNotFoundError(
-            f"dataset source {str(path)!r} does not exist; accepted sources: {ACCEPTED_SOURCES}"
-        )
+        raise _missing(path)
 
 
 def _extract(archive: Path, target: Path) -> None:

@@ -11,6 +11,10 @@ class DatasetPaths:
     name: str
 
     @property
+    def source_fingerprint(self) -> Path:
+        return Path("data/sources") / f"{self.name}.json"
+
+    @property
     def raw(self) -> Path:
         return Path("data/raw") / self.name
 
