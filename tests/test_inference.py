@@ -4,6 +4,7 @@ preprocessing, and the `medcls predict` command line (exit codes, JSON, skipped 
 import json
 from pathlib import Path
 
+import cv2
 import keras
 import numpy as np
 import pytest
@@ -163,3 +164,20 @@ def test_cli_names_the_missing_model_and_the_unknown_dataset(in_project, capsys)
     assert "run `dvc repro evaluate@chest_xray` first" in capsys.readouterr().err
     assert cli.main(["predict", "--dataset", "nope", "x.png"]) == 1
     assert "datasets.nope: no such dataset" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scale", [2.0, 0.5])
+def test_cli_skips_an_image_whose_mask_has_another_size(in_project, capsys, scale):
+    """The manifest's rule: a mask twice or half the image's size is refused, never silently used."""
+    image, mask = good_images(1)[0], masks_of(good_images(1))[0]
+    resized = in_project / f"resized_mask_{scale}.png"
+    pixels = cv2.imread(mask, cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(resized), cv2.resize(pixels, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST))
+    assert cli.main(["predict", "--dataset", "bus_uc", image, "--mask", str(resized)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    height, width = pixels.shape
+    assert captured.err == (
+        f"skipped {image}: the mask is {round(width * scale)}x{round(height * scale)} pixels but "
+        f"the image is {width}x{height}: a lesion mask must have its image's size\n"
+    )

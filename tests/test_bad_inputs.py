@@ -1,0 +1,237 @@
+"""Bad input, planted in files generated here: every case ends in a named reject or in a one-line
+error, no raw file goes unaccounted, and nothing is written outside the destination.
+
+One planted BUSI-layout set holds every kind of bad file the manifest meets; the archive, params
+and prediction cases each get their own small input.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from medcls.data import sources
+from medcls.data.layouts import DatasetError
+from medcls.data.manifest import (
+    CONFLICTING_LABELS,
+    MASK_OF_REJECTED_IMAGE,
+    build_manifest,
+    check_both_classes,
+)
+from medcls.demo import synthetic
+from medcls.images.decode import MaskMismatchError, read_image, read_masks, to_uint8
+from medcls.images.roi import prepare, prepare_file
+
+ROOT = synthetic.BUSI_ROOT
+N = 6
+SIZE = 32
+ROI = dict(use_mask=True, margin=0.1, mask_background=False, keep_aspect=True)
+
+
+def busi_name(class_name: str, number: int, suffix: str = "") -> str:
+    return f"{ROOT}/{class_name}/{class_name} ({number}){suffix}.png"
+
+
+def write_png(path: Path, pixels: np.ndarray) -> None:
+    path.write_bytes(cv2.imencode(".png", pixels)[1].tobytes())
+
+
+def twelve_bit_image(height: int, width: int) -> np.ndarray:
+    """A 16-bit grey image holding 12-bit data (0..4095), as X-ray and some ultrasound exports do."""
+    return np.tile(np.linspace(0, 4095, width), (height, 1)).astype(np.uint16)
+
+
+def plant(raw: Path) -> dict[str, str]:
+    """Spoil a generated BUSI set; return the reject reason expected for every file."""
+    benign, malignant = raw / ROOT / "benign", raw / ROOT / "malignant"
+    image_shape = read_image(benign / "benign (3).png").shape[:2]
+    write_png(benign / "benign (3)_mask.png", np.full((2 * image_shape[0], 2 * image_shape[1]), 255, np.uint8))
+    write_png(benign / "benign (4)_mask.png", np.zeros(image_shape, np.uint8))
+    (benign / "benign (5)_mask.png").write_bytes(synthetic.GARBAGE)
+    write_png(benign / "benign (99)_mask.png", np.full(image_shape, 255, np.uint8))
+    (raw / ROOT / "notes.txt").write_text("scanner export\n")
+    for suffix in ("", "_mask"):  # the same picture, filed as benign and as malignant
+        shutil.copy(benign / f"benign (6){suffix}.png", malignant / f"malignant (5){suffix}.png")
+    twelve_bit = twelve_bit_image(*image_shape)
+    write_png(malignant / "malignant (6).png", twelve_bit)
+    lesion = np.zeros(image_shape, np.uint16)
+    lesion[4:12, 8:20] = 1
+    write_png(malignant / "malignant (6)_mask.png", lesion)
+    expected = {path: reason for path, reason in synthetic.BUSI_PLANTED.items()}
+    expected |= {
+        busi_name("benign", 3): "mask size differs from image",
+        busi_name("benign", 3, "_mask"): MASK_OF_REJECTED_IMAGE,
+        busi_name("benign", 4): "empty mask",
+        busi_name("benign", 4, "_mask"): MASK_OF_REJECTED_IMAGE,
+        busi_name("benign", 5): "undecodable mask",
+        busi_name("benign", 5, "_mask"): MASK_OF_REJECTED_IMAGE,
+        busi_name("benign", 99, "_mask"): "mask without image",
+        f"{ROOT}/notes.txt": "not an image",
+        busi_name("benign", 6): CONFLICTING_LABELS,
+        busi_name("benign", 6, "_mask"): MASK_OF_REJECTED_IMAGE,
+        busi_name("malignant", 5): CONFLICTING_LABELS,
+        busi_name("malignant", 5, "_mask"): MASK_OF_REJECTED_IMAGE,
+        busi_name("malignant", 1, "_mask"): MASK_OF_REJECTED_IMAGE,  # its image is undecodable
+    }
+    for number in range(1, N + 1):
+        for suffix in ("", "_mask"):
+            expected[busi_name("normal", number, suffix)] = "class not selected: normal"
+    return expected
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    raw = synthetic.make_busi(tmp_path_factory.mktemp("planted"), n_per_class=N, size=32)
+    return raw, plant(raw)
+
+
+@pytest.fixture(scope="module")
+def built(planted) -> tuple[pd.DataFrame, pd.DataFrame]:
+    raw, _ = planted
+    return build_manifest(raw, "busi", synthetic.BUSI_CLASSES, workers=1)
+
+
+def test_every_planted_file_gets_its_exact_reason(planted, built) -> None:
+    _, expected = planted
+    _, rejected = built
+    assert dict(zip(rejected["path"], rejected["reason"])) == expected
+
+
+def test_every_raw_file_is_in_exactly_one_of_manifest_and_rejects(planted, built) -> None:
+    raw, _ = planted
+    manifest, rejected = built
+    on_disk = sorted(path.relative_to(raw).as_posix() for path in raw.rglob("*") if path.is_file())
+    masks = [mask for cell in manifest["mask_paths"] for mask in cell.split(";")]
+    accounted = [*manifest["path"], *masks, *rejected["path"]]
+    assert sorted(accounted) == on_disk  # sorted lists, not sets: a file listed twice fails too
+
+
+def test_high_bit_depth_image_and_mask_are_used_at_full_range(planted, built) -> None:
+    raw, _ = planted
+    manifest, _ = built
+    row = manifest.set_index("path").loc[busi_name("malignant", 6)]
+    assert row["mask_paths"] == busi_name("malignant", 6, "_mask")  # a 0/1 mask is not empty
+    crop = prepare_file(raw, row.name, [row["mask_paths"]], size=SIZE, **ROI)
+    # The lesion's columns 8..19 of a 0..4095 ramp over 40 columns reach 131 of 255 (the ramp's
+    # own range mapped to 0..255); the high byte alone (IMREAD_COLOR) would give at most 8.
+    assert crop.max() == 131
+
+
+def test_the_depth_rule_maps_the_images_own_range_to_0_255(tmp_path: Path) -> None:
+    path = tmp_path / "twelve_bit.png"
+    write_png(path, twelve_bit_image(4, 16))
+    image = read_image(path)
+    assert image.dtype == np.uint8 and image.min() == 0 and image.max() == 255
+    assert (to_uint8(np.full((2, 2), 700, np.uint16)) == 0).all()  # flat: no range to stretch
+    mask = tmp_path / "mask.png"
+    write_png(mask, np.array([[0, 0], [0, 65535]], np.uint16))
+    assert read_masks([mask]).tolist() == [[False, False], [False, True]]
+
+
+def test_a_class_without_usable_images_stops_the_manifest(planted, tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    shutil.copytree(planted[0], raw)
+    for image in (raw / ROOT / "malignant").glob("malignant ([0-9]).png"):
+        image.write_bytes(synthetic.GARBAGE)
+    manifest, rejected = build_manifest(raw, "busi", synthetic.BUSI_CLASSES, workers=1)
+    assert set(rejected.set_index("path").loc[busi_name("malignant", 2), ["reason"]]) == {
+        "undecodable image"
+    }
+    with pytest.raises(DatasetError) as error:
+        check_both_classes(manifest, synthetic.BUSI_CLASSES, Path("data/manifest/busi_rejected.csv"))
+    assert str(error.value) == (
+        "no usable images of class 'malignant' (of ['benign', 'malignant']): see the reasons in "
+        "data/manifest/busi_rejected.csv, and check the dataset's source, layout and classes"
+    )
+
+
+def test_classes_naming_one_folder_twice_are_refused(planted) -> None:
+    with pytest.raises(DatasetError) as error:
+        build_manifest(planted[0], "busi", ["benign", "Benign"], workers=1)
+    assert str(error.value) == (
+        "classes ['benign', 'Benign'] name the same class twice (class folders are matched "
+        "case-insensitively): name two different class folders"
+    )
+
+
+@pytest.mark.parametrize("factor", [2, 0.5])
+def test_a_mask_of_another_size_is_refused_with_both_sizes(factor: float) -> None:
+    image = np.full((40, 60, 3), 100, np.uint8)
+    mask = np.zeros((int(40 * factor), int(60 * factor)), bool)
+    mask[-8:, -8:] = True  # for the larger mask, a lesion box outside the image
+    with pytest.raises(MaskMismatchError) as error:
+        prepare(image, mask, size=SIZE, **{**ROI, "mask_background": True})
+    width, height = int(60 * factor), int(40 * factor)
+    assert str(error.value) == (
+        f"the mask is {width}x{height} pixels but the image is 60x40: "
+        "a lesion mask must have its image's size"
+    )
+
+
+def test_prediction_skips_an_image_whose_mask_has_another_size(planted) -> None:
+    from medcls.predict import Predictor  # imports TensorFlow
+
+    raw, _ = planted
+    predictor = Predictor(model=None, classes=synthetic.BUSI_CLASSES, threshold=0.5, image_size=SIZE, roi=ROI)
+    image = raw / busi_name("benign", 3)
+    predictions, failures, _ = predictor.predict_files([image], [(raw / busi_name("benign", 3, "_mask"),)])
+    assert predictions == [] and [failure.path for failure in failures] == [image]
+    assert failures[0].error.startswith("the mask is 80x64 pixels but the image is 40x32")
+
+
+def member_escaping(kind: str) -> tarfile.TarInfo:
+    names = {"parent": ("../escaped.txt", tarfile.REGTYPE, ""), "absolute": ("/tmp/escaped.txt", tarfile.REGTYPE, ""),
+             "symlink": ("data/link", tarfile.SYMTYPE, "../../escaped.txt"),
+             "hardlink": ("data/link", tarfile.LNKTYPE, "../escaped.txt")}
+    name, kind_code, link = names[kind]
+    member = tarfile.TarInfo(name)
+    member.type, member.linkname = kind_code, link
+    return member
+
+
+@pytest.mark.parametrize("kind", ["parent", "absolute", "symlink", "hardlink"])
+def test_an_unsafe_archive_member_refuses_the_whole_archive(tmp_path: Path, kind: str) -> None:
+    archive = tmp_path / "source" / "data.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tarred:
+        tarred.addfile(tarfile.TarInfo("data/ok.txt"), io.BytesIO(b""))
+        tarred.addfile(member_escaping(kind), io.BytesIO(b""))
+    before = set(tmp_path.rglob("*"))
+    with pytest.raises(sources.UnsafeArchiveError, match="refusing to extract") as error:
+        sources.fetch(str(archive), tmp_path / "work" / "raw")
+    assert "\n" not in str(error.value)
+    assert set(tmp_path.rglob("*")) - before == {tmp_path / "work"}  # the destination's parent only
+
+
+def test_a_zip_symlink_leading_outside_is_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        link = zipfile.ZipInfo("data/link")
+        link.external_attr = 0o120777 << 16
+        zipped.writestr(link, "../../outside")
+    with pytest.raises(sources.UnsafeArchiveError, match="links outside the destination"):
+        sources.fetch(str(archive), tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("missing-folder", "dataset source .*missing-folder' does not exist; accepted sources"),
+        ("kaggle:not a handle", "bad Kaggle source"),
+        ("https://example.org/data.zip", "has no valid checksum"),
+    ],
+)
+def test_unusable_sources_are_named_in_one_line(tmp_path: Path, source: str, message: str) -> None:
+    source = str(tmp_path / source) if source == "missing-folder" else source
+    with pytest.raises((FileNotFoundError, ValueError), match=message) as error:
+        sources.fetch(source, tmp_path / "raw")
+    assert "\n" not in str(error.value) and not (tmp_path / "raw").exists()
