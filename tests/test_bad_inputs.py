@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import shutil
+import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -17,6 +19,8 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
+from ruamel.yaml import YAML
 
 from medcls.data import sources
 from medcls.data.layouts import DatasetError
@@ -27,6 +31,7 @@ from medcls.data.manifest import (
     check_both_classes,
 )
 from medcls.demo import synthetic
+from medcls.demo.workspace import PROJECT, command_environment, write_pipeline
 from medcls.images.decode import MaskMismatchError, read_image, read_masks, to_uint8
 from medcls.images.roi import prepare, prepare_file
 
@@ -136,6 +141,16 @@ def test_the_depth_rule_maps_the_images_own_range_to_0_255(tmp_path: Path) -> No
     assert read_masks([mask]).tolist() == [[False, False], [False, True]]
 
 
+def test_a_jpeg_keeps_its_exif_rotation(tmp_path: Path) -> None:
+    """Reading any depth must not drop what IMREAD_COLOR did: turning the picture upright."""
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    picture = Image.fromarray(pixels)
+    exif = picture.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    picture.save(tmp_path / "rotated.jpeg", exif=exif.tobytes())
+    assert read_image(tmp_path / "rotated.jpeg").shape == (40, 20, 3)
+
+
 def test_a_class_without_usable_images_stops_the_manifest(planted, tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     shutil.copytree(planted[0], raw)
@@ -235,3 +250,58 @@ def test_unusable_sources_are_named_in_one_line(tmp_path: Path, source: str, mes
     with pytest.raises((FileNotFoundError, ValueError), match=message) as error:
         sources.fetch(source, tmp_path / "raw")
     assert "\n" not in str(error.value) and not (tmp_path / "raw").exists()
+
+
+def stage_workspace(root: Path, source: Path) -> Path:
+    """A folder holding the pipeline code and params with one dataset, `busi`, read from `source`."""
+    params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
+    dataset = params["datasets"]["bus_uc"] | {"layout": "busi", "classes": synthetic.BUSI_CLASSES}
+    params["datasets"] = {"busi": dataset | {"source": str(source)}}
+    params["workers"] = 1
+    write_pipeline(root / "workspace", params)
+    return root / "workspace"
+
+
+def run_stage_module(workspace: Path, stage: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}", "busi"],
+        cwd=workspace,
+        env=command_environment(),
+        capture_output=True,
+        text=True,
+    )
+
+
+def files_under(root: Path) -> set[Path]:
+    return {path for path in root.rglob("*") if path.is_file() and "__pycache__" not in path.parts}
+
+
+def test_stages_on_the_planted_set_write_inside_their_workspace_only(planted, tmp_path: Path) -> None:
+    raw, expected = planted
+    workspace = stage_workspace(tmp_path, raw)
+    before = files_under(tmp_path)
+    for stage in ("source", "download", "manifest"):
+        completed = run_stage_module(workspace, stage)
+        assert completed.returncode == 0, completed.stderr
+    written = {path.relative_to(workspace).as_posix() for path in files_under(tmp_path) - before}
+    assert {name for name in written if not name.startswith("data/raw/")} == {
+        "data/sources/busi.json",
+        "data/manifest/busi.csv",
+        "data/manifest/busi_rejected.csv",
+        "metrics/busi_manifest.json",
+    }
+    rejected = pd.read_csv(workspace / "data/manifest/busi_rejected.csv")
+    assert dict(zip(rejected["path"], rejected["reason"])) == expected
+
+
+def test_a_missing_local_source_is_one_error_line_and_writes_nothing(tmp_path: Path) -> None:
+    workspace = stage_workspace(tmp_path, tmp_path / "no such folder")
+    before = files_under(tmp_path)
+    for stage in ("source", "download"):
+        completed = run_stage_module(workspace, stage)
+        assert completed.returncode == 1
+        assert completed.stderr == (
+            f"error: dataset source '{tmp_path / 'no such folder'}' does not exist; accepted "
+            f"sources: {sources.ACCEPTED_SOURCES}\n"
+        )
+    assert files_under(tmp_path) == before
