@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from medcls.data.layouts import parse
-from medcls.data.manifest import build_manifest
+from medcls.data.manifest import CONFLICTING_LABELS, MASK_OF_REJECTED_IMAGE, build_manifest
 from medcls.data.splitting import grouped_stratified_split
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -35,14 +35,25 @@ def kermany() -> pd.DataFrame:
 
 def test_busi_counts_and_normal_rejected(busi) -> None:
     manifest, rejected = busi
-    assert manifest["class_name"].value_counts().to_dict() == {"benign": 437, "malignant": 210}
-    assert rejected["reason"].value_counts().to_dict() == {"class not selected: normal": 2 * 133}
+    assert manifest["class_name"].value_counts().to_dict() == {"benign": 436, "malignant": 209}
+    assert rejected["reason"].value_counts().to_dict() == {
+        "class not selected: normal": 2 * 133,
+        CONFLICTING_LABELS: 2,
+        MASK_OF_REJECTED_IMAGE: 2,
+    }
+
+
+def test_busi_image_filed_as_benign_and_malignant_is_rejected(busi) -> None:
+    _, rejected = busi
+    reasons = rejected.set_index("path")["reason"]
+    for path in ("benign/benign (433).png", "malignant/malignant (145).png"):
+        assert reasons[f"Dataset_BUSI_with_GT/{path}"] == CONFLICTING_LABELS
 
 
 def test_busi_extra_masks_are_merged(busi) -> None:
     manifest, _ = busi
     n_masks = manifest.set_index("path")["mask_paths"].str.split(";").str.len()
-    assert n_masks.sum() == 647 + 18 and (n_masks > 1).sum() == 17
+    assert n_masks.sum() == 645 + 18 and (n_masks > 1).sum() == 17
     assert n_masks["Dataset_BUSI_with_GT/benign/benign (195).png"] == 3
 
 
