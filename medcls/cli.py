@@ -1,19 +1,20 @@
-"""The `medcls` command: classify image files with a dataset's trained model (run from the project
-root, where params.yaml, models/ and metrics/ are).
+"""The `medcls` command, run from the project root (where params.yaml, models/ and metrics/ are):
+classify image files with a dataset's trained model, or compare the committed predictions with
+those of a git revision.
 
     medcls predict --dataset bus_uc scans/*.png --mask masks/*.png [--json] [--explain OUT.png]
-    python -m medcls predict ...        (the same, without installing the package)
+    medcls compare main [--resamples 2000] [--seed 0]
+    python -m medcls ...        (the same, without installing the package)
 
-Exit status: 0 when every image was classified, 1 when any was skipped (reported on stderr) or the
-model is missing, 2 for unusable arguments.
+Exit status of predict: 0 when every image was classified, 1 when any was skipped (reported on
+stderr) or the model is missing, 2 for unusable arguments. compare: 0, or 2 for an unknown revision.
+Each command imports its own dependencies: `compare` runs without TensorFlow (in the pull-request
+workflow, beside DVC).
 """
 
 import argparse
 import sys
 from pathlib import Path
-
-from medcls import predict
-from medcls.pipeline import config
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -43,11 +44,43 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--explain", type=Path, metavar="OUT.png", help="write Grad-CAM overlays of the images"
     )
+    compare = commands.add_parser(
+        "compare",
+        help="compare the committed predictions with a git revision's (no TensorFlow needed)",
+        description="Pair data/predictions/<dataset>.csv of the working tree with the same file at "
+        "REVISION on the images both hold, and print a Markdown table: AUC difference with its "
+        "paired bootstrap interval, sensitivity and specificity at each side's threshold, "
+        "McNemar's test on the decisions.",
+    )
+    compare.add_argument("revision", help="git revision to compare with (branch, tag, commit)")
+    compare.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    compare.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     return command.parse_args(argv)
+
+
+def run_compare(arguments: argparse.Namespace) -> int:
+    from medcls.evaluation import revisions
+
+    try:
+        table = revisions.compare_revision(
+            arguments.revision, n_resamples=arguments.resamples, seed=arguments.seed
+        )
+    except revisions.RevisionError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(table, end="")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
+    return run_compare(arguments) if arguments.command == "compare" else run_predict(arguments)
+
+
+def run_predict(arguments: argparse.Namespace) -> int:
+    from medcls import predict  # TensorFlow: only for this command
+    from medcls.pipeline import config
+
     try:
         predictor = predict.Predictor.for_dataset(arguments.dataset, config.load())
         warning = predict.mask_warning(

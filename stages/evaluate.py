@@ -1,7 +1,8 @@
-"""Stage evaluate: predictions on val and test, threshold chosen on val, metrics JSON, plots,
-Grad-CAM of a test sample and the Markdown review report."""
+"""Stage evaluate: predictions on val and test, threshold chosen on val, metrics JSON (with the
+paired model-vs-baseline AUC difference), plots, Grad-CAM of a test sample and the Markdown review
+report."""
 
-from medcls.evaluation import baseline, gradcam, metrics, plots, report, scoring
+from medcls.evaluation import baseline, compare, gradcam, metrics, plots, report, scoring
 from medcls.model import classifier
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
@@ -28,9 +29,13 @@ def evaluate(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> Non
             on="id",
             validate="one_to_one",
         )
+        document["versus_baseline"] = compare.versus_baseline(
+            predictions, ["test"], n_resamples=settings["bootstrap"], seed=seed
+        )
     metrics.validate_metrics(document)
     paths.predictions.parent.mkdir(parents=True, exist_ok=True)
-    predictions.to_csv(paths.predictions, index=False)
+    committed = [column for column in scoring.COMMITTED_COLUMNS if column in predictions]
+    predictions[committed].to_csv(paths.predictions, index=False)
     write_json(paths.metrics(), document)
 
     by_split = {

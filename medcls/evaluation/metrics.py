@@ -209,14 +209,14 @@ def binary_metrics(y_true: ArrayLike, y_prob: ArrayLike, threshold: float) -> di
 # --- bootstrap -------------------------------------------------------------------------------
 
 
-def _resample_counts(rng: np.random.Generator, n_rows: int, n_resamples: int) -> np.ndarray:
+def resample_counts(rng: np.random.Generator, n_rows: int, n_resamples: int) -> np.ndarray:
     """(resamples, rows) matrix: how often each row is drawn, with replacement, in each resample."""
     draws = rng.integers(0, n_rows, size=(n_resamples, n_rows))
     flat = draws + n_rows * np.arange(n_resamples)[:, None]
     return np.bincount(flat.ravel(), minlength=n_resamples * n_rows).reshape(n_resamples, n_rows)
 
 
-def _weighted_aucs(weights: np.ndarray, y_true: np.ndarray, y_prob: np.ndarray) -> np.ndarray:
+def weighted_aucs(weights: np.ndarray, y_true: np.ndarray, y_prob: np.ndarray) -> np.ndarray:
     """ROC AUC of every resample at once (Mann-Whitney with ties counted half).
 
     Resamples holding one class have no AUC and are left out.
@@ -233,7 +233,7 @@ def _weighted_aucs(weights: np.ndarray, y_true: np.ndarray, y_prob: np.ndarray) 
     return wins[pairs > 0] / pairs[pairs > 0]
 
 
-def _percentile_interval(values: np.ndarray, level: float) -> list[float | None]:
+def percentile_interval(values: np.ndarray, level: float) -> list[float | None]:
     if values.size == 0:
         return [None, None]
     tail = 100 * (1 - level) / 2
@@ -256,11 +256,11 @@ def bootstrap_ci(
     "ci95" name for any `level`. An interval with no usable resample is [None, None].
     """
     y_true, y_prob = checked_arrays(y_true, y_prob)
-    weights = _resample_counts(np.random.default_rng(seed), y_true.size, n_resamples)
+    weights = resample_counts(np.random.default_rng(seed), y_true.size, n_resamples)
     correct = predict_positive(y_prob, threshold) == (y_true == 1)
     return {
-        "auc_ci95": _percentile_interval(_weighted_aucs(weights, y_true, y_prob), level),
-        "accuracy_ci95": _percentile_interval(weights @ correct / y_true.size, level),
+        "auc_ci95": percentile_interval(weighted_aucs(weights, y_true, y_prob), level),
+        "accuracy_ci95": percentile_interval(weights @ correct / y_true.size, level),
     }
 
 
@@ -340,10 +340,12 @@ def _is_number_pair(value: object) -> bool:
     return isinstance(value, list) and len(value) == 2 and all(map(_is_number, value))
 
 
-def _interval_problems(where: str, split: Mapping) -> list[str]:
+def _interval_problems(
+    where: str, split: Mapping, metrics: tuple[str, ...] = ("auc", "accuracy")
+) -> list[str]:
     """Bootstrap intervals that are reversed, or miss (or lack) their point estimate."""
     problems = []
-    for metric in ("auc", "accuracy"):
+    for metric in metrics:
         interval, point = split.get(f"{metric}_ci95"), split.get(metric)
         if not _is_number_pair(interval):
             continue  # null intervals, and malformed ones the schema reports
@@ -357,6 +359,29 @@ def _interval_problems(where: str, split: Mapping) -> list[str]:
     return problems
 
 
+def _paired_problems(document: Mapping) -> list[str]:
+    """Paired model-vs-baseline differences that disagree with the two AUCs or their interval."""
+    problems = []
+    pairs = document.get("versus_baseline")
+    for split, pair in pairs.items() if isinstance(pairs, Mapping) else ():
+        if not isinstance(pair, Mapping):
+            continue  # the schema reports it
+        where = f"versus_baseline.{split}"
+        problems += _interval_problems(where, pair, ("auc_difference",))
+        try:
+            model, baseline = document[split]["auc"], document["baseline"][split]["auc"]
+        except (KeyError, TypeError):
+            problems.append(f"{where}: no model and baseline AUC on {split!r} to compare")
+            continue
+        expected = None if None in (model, baseline) else model - baseline
+        if not _agree(pair.get("auc_difference"), expected):
+            problems.append(
+                f"{where}.auc_difference: {pair.get('auc_difference')!r} disagrees with "
+                f"{expected!r}, the model's AUC minus the baseline's"
+            )
+    return problems
+
+
 def validate_metrics(document: dict) -> None:
     """Refuse a metrics document that breaks the schema or contradicts itself; list all problems."""
     schema = json.loads(SCHEMA_PATH.read_text())
@@ -367,5 +392,6 @@ def validate_metrics(document: dict) -> None:
     problems += _non_finite_paths(document)
     for where, split in _split_objects(document):
         problems += _count_problems(where, split) + _interval_problems(where, split)
+    problems += _paired_problems(document)
     if problems:
         raise ValueError("invalid metrics document:\n  " + "\n  ".join(problems))

@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from medcls.evaluation.compare import auc_verdict, difference_text
+
 SPLITS = ("val", "test")
 # (row label, metric key, key of its 95 % interval or None)
 METRIC_ROWS = (
@@ -65,6 +67,25 @@ def metrics_table(document: Mapping) -> list[str]:
     return _table(header, [threshold_row, *rows])
 
 
+def baseline_comparison(document: Mapping) -> list[str]:
+    """One sentence per split: does the model beat the baseline on the same images, how surely."""
+    lines = []
+    for split, pair in document.get("versus_baseline", {}).items():
+        verdict = auc_verdict(
+            pair["auc_difference_ci95"],
+            better="the model beats the baseline",
+            worse="the baseline beats the model",
+            same="no evidence of a difference",
+        )
+        lines.append(
+            f"- {split}: AUC {_number(document[split]['auc'])} vs "
+            f"{_number(document['baseline'][split]['auc'])}, model − baseline "
+            f"{difference_text(pair['auc_difference'], pair['auc_difference_ci95'])}: "
+            f"**{verdict}** (95 % interval, {pair['method']})."
+        )
+    return lines
+
+
 def confusion_table(split: Mapping, classes: Sequence[str]) -> list[str]:
     """Rows actual, columns predicted, negative class first."""
     negative, positive = classes
@@ -101,6 +122,8 @@ def write_report(
     ]
     if "baseline" in document:
         lines += [f"Baseline: {document['baseline']['method']}, with its own threshold.", ""]
+    if "versus_baseline" in document:
+        lines += ["## Model vs baseline", "", *baseline_comparison(document), ""]
     lines += [
         f"## Confusion matrix (test, threshold {document['threshold']:.3f})",
         "",

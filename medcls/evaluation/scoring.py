@@ -9,6 +9,10 @@ import pandas as pd
 
 from medcls.images import tfrecords
 
+# The predictions file is kept in git for commit-to-commit comparisons: image ids, labels and
+# probabilities only (no patient/group ids), so it stays small.
+COMMITTED_COLUMNS = ["id", "split", "label", "probability", "baseline_probability"]
+
 
 def model_outputs(
     model: keras.Model, tfrecord_dir: Path, split: str, batch_size: int = 64
