@@ -8,15 +8,21 @@ is counted twice and nothing disappears silently.
 
 from __future__ import annotations
 
+import csv
+import io
+import posixpath
 import re
-from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+import pandas as pd
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 SOURCE_SPLITS = ("train", "val", "test")
 OUTSIDE_ROOT = "outside layout root"
+MASK_OF_REJECTED_IMAGE = "mask of a rejected image"
 _MASK_SUFFIX = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)
 _KERMANY_PATIENT = re.compile(r"person\d+(?=_)|(?:NORMAL\d+-)?IM-\d+(?=-)")
 
@@ -165,8 +171,19 @@ LAYOUTS: dict[str, _Layout] = {
 }
 
 
-def parse(layout: str, raw_dir: Path, classes: Sequence[str]) -> tuple[list[Entry], list[Reject]]:
-    """Parse `raw_dir` with the named layout into entries and rejects, both sorted by path."""
+def parse(
+    layout: str | Mapping, raw_dir: Path, classes: Sequence[str]
+) -> tuple[list[Entry], list[Reject]]:
+    """Parse `raw_dir` with the named layout (or `{csv: {...}}`) into entries and rejects, both
+    sorted by path."""
+    if isinstance(layout, Mapping):
+        settings = dict(layout["csv"])
+        # YAML reads `label_values: {0: 0}` with an int key; table cells are text
+        settings["label_values"] = {
+            str(key): value for key, value in settings["label_values"].items()
+        }
+        entries, rejects = parse_table(raw_dir, TableLayout(**settings), classes)
+        return sorted(entries, key=lambda e: e.path), sorted(rejects, key=lambda r: r.path)
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; known layouts: {', '.join(sorted(LAYOUTS))}")
     spec, wanted = LAYOUTS[layout], frozenset(name.lower() for name in classes)
@@ -254,3 +271,177 @@ def _unpaired(items: dict[str, _Item]) -> list[Entry]:
 def _entry(path: str, item: _Item, mask_paths: tuple[str, ...]) -> Entry:
     """Layouts without patient ids use the image's own path as its group."""
     return Entry(path, mask_paths, item.class_name, item.group or path, item.source_split)
+
+
+# --- layout `csv`: a folder of images plus a table ------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """The `layout: {csv: {...}}` params: how to read a table of one row per image.
+
+    `image_column` holds a file name (or an id, completed by `image_extension`) relative to
+    `image_folder`; `label_values` maps the table's label values to 0 and 1 (other values are
+    rejected). Masks come from `mask_column` (relative to `mask_folder`) or, without it, from
+    `mask_folder` under the image's own name. The group (patient) is `group_column`, or the first
+    match of `group_pattern` in the image's file name (its first capture group if it has one).
+    """
+
+    table: str
+    image_column: str
+    label_column: str
+    label_values: Mapping[str, int]
+    image_folder: str = ""
+    image_extension: str = ""
+    mask_column: str | None = None
+    mask_folder: str | None = None
+    group_column: str | None = None
+    group_pattern: str | None = None
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Every cell as text; the delimiter (`;`, `,` or tab) and a UTF-8 BOM are detected, and a
+    table that is not UTF-8 is read as Windows-1252 (spreadsheet exports)."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace")
+    header = text.splitlines()[0] if text.strip() else ""
+    try:
+        delimiter = csv.Sniffer().sniff(header, delimiters=";,\t").delimiter
+    except csv.Error:
+        delimiter = ","  # a one-column header has no delimiter to find
+    table = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False)
+    return table.rename(columns=str.strip).apply(lambda column: column.str.strip())
+
+
+def _check_spec(spec: TableLayout) -> None:
+    """Params a schema cannot check: both classes mapped, one group source, a valid pattern."""
+    if sorted(set(spec.label_values.values())) != [0, 1]:
+        raise DatasetError(
+            f"layout.csv.label_values must map table values to both 0 and 1; got {dict(spec.label_values)}"
+        )
+    if spec.group_column is not None and spec.group_pattern is not None:
+        raise DatasetError("layout.csv: give group_column or group_pattern, not both")
+    if spec.group_pattern is not None:
+        try:
+            re.compile(spec.group_pattern)
+        except re.error as error:
+            raise DatasetError(
+                f"layout.csv.group_pattern {spec.group_pattern!r}: {error}"
+            ) from None
+
+
+def _check_columns(table: pd.DataFrame, spec: TableLayout) -> None:
+    wanted = [spec.image_column, spec.label_column, spec.mask_column, spec.group_column]
+    missing = [column for column in wanted if column is not None and column not in table]
+    if missing:
+        raise DatasetError(
+            f"{spec.table}: no column {', '.join(map(repr, missing))}; its columns are "
+            f"{list(table.columns)}. Check the dataset's `layout.csv` params."
+        )
+
+
+def _image_path(spec: TableLayout, cell: str) -> str:
+    name = (
+        cell
+        if not spec.image_extension or cell.lower().endswith(spec.image_extension.lower())
+        else cell + spec.image_extension
+    )
+    return posixpath.normpath(posixpath.join(spec.image_folder, name))
+
+
+def _mask_path(spec: TableLayout, row: Mapping[str, str], image: str) -> str | None:
+    """The row's mask file (relative to the raw folder), None when the layout has no masks."""
+    if spec.mask_column is not None:
+        cell = row[spec.mask_column]
+        return posixpath.normpath(posixpath.join(spec.mask_folder or "", cell)) if cell else ""
+    if spec.mask_folder is not None:
+        return posixpath.normpath(
+            posixpath.join(spec.mask_folder, posixpath.relpath(image, spec.image_folder or "."))
+        )
+    return None
+
+
+def _group(spec: TableLayout, row: Mapping[str, str], image: str) -> str | None:
+    """The row's group; "" for the image's own path (no group param); None when the pattern fails."""
+    if spec.group_column is not None:
+        return row[spec.group_column] or None
+    if spec.group_pattern is not None:
+        match = re.search(spec.group_pattern, posixpath.basename(image))
+        return (match.group(1) if match.re.groups else match.group(0)) if match else None
+    return ""
+
+
+def parse_table(
+    raw_dir: Path, spec: TableLayout, classes: Sequence[str]
+) -> tuple[list[Entry], list[Reject]]:
+    """One entry per usable table row; every other row and every unlisted file is a reject."""
+    _check_spec(spec)
+    table_path = posixpath.normpath(spec.table)
+    if not (raw_dir / table_path).is_file():
+        raise DatasetError(
+            f"no table {table_path} in {raw_dir}; check the `layout.csv.table` param"
+        )
+    table = read_table(raw_dir / table_path)
+    _check_columns(table, spec)
+    table_name = posixpath.basename(table_path)
+    on_disk = {
+        path.relative_to(raw_dir).as_posix() for path in raw_dir.rglob("*") if path.is_file()
+    }
+    listed = Counter(_image_path(spec, cell) for cell in table[spec.image_column] if cell)
+    entries, rejects, accounted = [], [Reject(table_path, "label table")], {table_path}
+    for row in table.to_dict("records"):
+        if not row[spec.image_column]:
+            continue  # a row without a file name names nothing to account for
+        image = _image_path(spec, row[spec.image_column])
+        mask = _mask_path(spec, row, image)
+        if image in accounted:
+            continue  # listed twice: rejected once below
+        accounted.add(image)
+        if mask:
+            accounted.add(mask)
+        reason = _row_problem(spec, row, image, mask, listed[image], on_disk, table_name)
+        if reason:  # a listed but missing image is a reject too, though no file has its path
+            rejects.append(Reject(image, reason))
+            if mask and mask in on_disk:
+                rejects.append(Reject(mask, MASK_OF_REJECTED_IMAGE))
+            continue
+        label = spec.label_values[row[spec.label_column]]
+        group = _group(spec, row, image)
+        entries.append(Entry(image, (mask,) if mask else (), classes[label], group or image))
+    rejects += [
+        Reject(
+            path,
+            f"not listed in {table_name}"
+            if PurePosixPath(path).suffix.lower() in IMAGE_SUFFIXES
+            else "not an image",
+        )
+        for path in sorted(on_disk - accounted)
+    ]
+    return entries, rejects
+
+
+def _row_problem(
+    spec: TableLayout,
+    row: Mapping[str, str],
+    image: str,
+    mask: str | None,
+    times_listed: int,
+    on_disk: set[str],
+    table_name: str,
+) -> str | None:
+    """Why a listed row cannot become an entry, or None."""
+    value = row[spec.label_column]
+    if times_listed > 1:
+        return f"listed {times_listed} times in {table_name}"
+    if value not in spec.label_values:
+        return f"class not selected: {value}" if value else f"no label in {table_name}"
+    if image not in on_disk:
+        return f"listed in {table_name} but missing"
+    if mask is not None and mask not in on_disk:
+        return "missing mask"
+    if _group(spec, row, image) is None:
+        return f"no group: {spec.group_column or 'group_pattern ' + repr(spec.group_pattern)}"
+    return None

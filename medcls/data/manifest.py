@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medcls.data.layouts import DatasetError, Entry, parse
+from medcls.data.layouts import MASK_OF_REJECTED_IMAGE, DatasetError, Entry, parse
 from medcls.images.decode import (
     MASK_SEPARATOR,
     ImageDecodeError,
@@ -42,7 +42,6 @@ MANIFEST_COLUMNS = [
     "source_split",
 ]
 REJECTED_COLUMNS = ["path", "reason"]
-MASK_OF_REJECTED_IMAGE = "mask of a rejected image"
 # The source contradicts itself; neither label can be trusted, and keeping one copy per class
 # would put the same pixels on both sides of the decision.
 CONFLICTING_LABELS = "identical pixels filed under both classes"
@@ -82,7 +81,10 @@ def _inspect(raw_dir: Path, entry: Entry) -> _Decoded | str:
 
 
 def build_manifest(
-    raw_dir: Path, layout: str, classes: Sequence[str], workers: int = os.cpu_count() or 1
+    raw_dir: Path,
+    layout: str | Mapping,
+    classes: Sequence[str],
+    workers: int = os.cpu_count() or 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (manifest, rejected), both sorted by path; label = index of the class in `classes`.
 

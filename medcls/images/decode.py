@@ -2,8 +2,9 @@
 
 8-bit files decode exactly as they are stored. Files of any other depth (16-bit PNG or TIFF holding
 10- to 16-bit data, float TIFF) keep their depth when decoded and are mapped to 8 bits by one rule,
-`to_uint8`: the image's own darkest pixel becomes 0 and its brightest 255. Masks are read raw: any
-non-zero pixel is lesion, whatever the depth (0/1, 0/255 or 0/65535 masks alike).
+`to_uint8`: the image's own darkest pixel becomes 0 and its brightest 255. Masks are read raw, at
+their depth: for a clean mask any non-zero pixel is lesion (0/1, 0/255 or 0/65535 masks alike);
+colour and JPEG-compressed masks are decided by `medcls.images.masks.lesion_pixels`.
 
 Runs in worker processes: it must never import TensorFlow.
 """
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from medcls.images.masks import lesion_pixels
 
 MASK_SEPARATOR = ";"
 # Any depth, colour or grey as stored, alpha dropped; unlike IMREAD_UNCHANGED, EXIF rotation applies.
@@ -68,10 +71,9 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def read_masks(paths: Sequence[Path]) -> np.ndarray:
-    """OR all masks of one image (datasets store each extra lesion in its own mask file); any
-    non-zero pixel of any channel is lesion."""
-    masks = [_decode(path) != 0 for path in paths]
-    masks = [mask.any(axis=2) if mask.ndim == 3 else mask for mask in masks]
+    """OR all masks of one image (datasets store each extra lesion in its own mask file). Each is
+    read raw, at its own depth, and its lesion pixels decided by `lesion_pixels`."""
+    masks = [lesion_pixels(_decode(path)) for path in paths]
     if len({mask.shape for mask in masks}) > 1:
         raise MaskMismatchError(f"masks differ in size: {', '.join(map(str, paths))}")
     return np.logical_or.reduce(masks)

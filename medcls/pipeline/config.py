@@ -102,9 +102,27 @@ FINE_TUNE = OneOf(
     "{epochs, patience, unfreeze_fraction: 0..1} or {epochs, patience, unfreeze_layers: N}",
 )
 
+CSV_LAYOUT = {
+    "table": str,
+    "image_column": str,
+    "label_column": str,
+    "label_values": MapOf(Range(int, 0, 1)),
+    Optional("image_folder"): str,
+    Optional("image_extension"): str,
+    Optional("mask_column"): str,
+    Optional("mask_folder"): str,
+    Optional("group_column"): str,
+    Optional("group_pattern"): str,
+}
+
 DATASET = {
     "source": str,
-    "layout": {"bus_uc", "busi", "kermany"},
+    "layout": OneOf(
+        ({"bus_uc", "busi", "kermany"}, {"csv": CSV_LAYOUT}),
+        "one of ['bus_uc', 'busi', 'kermany'] or {csv: {table, image_column, label_column, "
+        "label_values: {<value>: 0 or 1}, image_folder, image_extension, mask_column, "
+        "mask_folder, group_column, group_pattern}}",
+    ),
     "classes": ListOf(str, length=2),
     "image_size": Range(int, 16),
     "images_per_shard": PositiveInt,
