@@ -155,19 +155,23 @@ def test_a_comma_table_with_id_extension_mask_and_group_columns(tmp_path):
     assert reasons["scans/c4.png"] == "no label in table.csv"
 
 
+def minimal_layout(label_values: dict) -> dict:
+    """A table `t.csv` with a file column `f` and a label column `y`, no masks, no groups."""
+    return {
+        "csv": {
+            "table": "t.csv",
+            "image_column": "f",
+            "label_column": "y",
+            "label_values": label_values,
+        }
+    }
+
+
 def test_label_values_written_as_yaml_ints_match_table_text(tmp_path):
     write_png(tmp_path / "a.png", ultrasound(0))
     write_png(tmp_path / "b.png", ultrasound(1))
-    write_table(tmp_path / "t.csv", [["file", "y"], ["a.png", "0"], ["b.png", "1"]], ",", bom=False)
-    layout = {
-        "csv": {
-            "table": "t.csv",
-            "image_column": "file",
-            "label_column": "y",
-            "label_values": {0: 0, 1: 1},
-        }
-    }
-    entries, _ = parse(layout, tmp_path, CLASSES)
+    write_table(tmp_path / "t.csv", [["f", "y"], ["a.png", "0"], ["b.png", "1"]], ",", bom=False)
+    entries, _ = parse(minimal_layout({0: 0, 1: 1}), tmp_path, CLASSES)
     assert [(e.class_name, e.group, e.mask_paths) for e in entries] == [
         ("Benign", "a.png", ()),
         ("Malignant", "b.png", ()),
@@ -177,18 +181,9 @@ def test_label_values_written_as_yaml_ints_match_table_text(tmp_path):
 def test_an_image_listed_twice_is_rejected_not_counted_twice(tmp_path):
     write_png(tmp_path / "a.png", ultrasound(0))
     write_table(tmp_path / "t.csv", [["f", "y"], ["a.png", "0"], ["a.png", "1"]], ";", bom=False)
-    layout = {
-        "csv": {
-            "table": "t.csv",
-            "image_column": "f",
-            "label_column": "y",
-            "label_values": {"0": 0, "1": 1},
-        }
-    }
-    entries, rejects = parse(layout, tmp_path, CLASSES)
-    assert (
-        entries == [] and {r.path: r.reason for r in rejects}["a.png"] == "listed 2 times in t.csv"
-    )
+    entries, rejects = parse(minimal_layout({"0": 0, "1": 1}), tmp_path, CLASSES)
+    assert entries == []
+    assert {r.path: r.reason for r in rejects}["a.png"] == "listed 2 times in t.csv"
 
 
 @pytest.mark.parametrize(

@@ -353,7 +353,8 @@ def _image_path(spec: TableLayout, cell: str) -> str:
 
 
 def _mask_path(spec: TableLayout, row: Mapping[str, str], image: str) -> str | None:
-    """The row's mask file (relative to the raw folder), None when the layout has no masks."""
+    """The row's mask file (relative to the raw folder); "" when its mask cell is empty, None when
+    the layout has no masks."""
     if spec.mask_column is not None:
         cell = row[spec.mask_column]
         return posixpath.normpath(posixpath.join(spec.mask_folder or "", cell)) if cell else ""
@@ -365,13 +366,14 @@ def _mask_path(spec: TableLayout, row: Mapping[str, str], image: str) -> str | N
 
 
 def _group(spec: TableLayout, row: Mapping[str, str], image: str) -> str | None:
-    """The row's group; "" for the image's own path (no group param); None when the pattern fails."""
+    """The row's group (without a group param, the image's own path); None when the group column
+    is empty or the pattern does not match."""
     if spec.group_column is not None:
         return row[spec.group_column] or None
     if spec.group_pattern is not None:
         match = re.search(spec.group_pattern, posixpath.basename(image))
         return (match.group(1) if match.re.groups else match.group(0)) if match else None
-    return ""
+    return image
 
 
 def parse_table(
@@ -409,8 +411,9 @@ def parse_table(
                 rejects.append(Reject(mask, MASK_OF_REJECTED_IMAGE))
             continue
         label = spec.label_values[row[spec.label_column]]
-        group = _group(spec, row, image)
-        entries.append(Entry(image, (mask,) if mask else (), classes[label], group or image))
+        entries.append(
+            Entry(image, (mask,) if mask else (), classes[label], _group(spec, row, image))
+        )
     rejects += [
         Reject(
             path,
