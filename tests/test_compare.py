@@ -260,6 +260,14 @@ def test_unrelated_changes_are_no_evidence_of_a_change(repo, capsys):
     assert table_rows(capsys.readouterr().out)["busi"][-1] == "no evidence of a change"
 
 
+def test_a_side_without_a_threshold_is_named_not_compared(repo, capsys):
+    (repo / "metrics/busi.json").write_text("{}")
+    assert cli.main(["compare", "HEAD", "--resamples", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "busi: not compared: no threshold in metrics/busi.json (working tree)" in out
+    assert "No predictions to compare." in out
+
+
 def test_an_unknown_revision_is_a_one_line_error(repo, capsys):
     assert cli.main(["compare", "no-such-branch"]) == 2
     assert "unknown git revision 'no-such-branch'" in capsys.readouterr().err

@@ -26,7 +26,7 @@ from medcls.evaluation.compare import (
 )
 from medcls.pipeline.paths import DatasetPaths
 
-PREDICTIONS_DIR = Path("data/predictions")
+PREDICTIONS_DIR = DatasetPaths("").predictions.parent  # data/predictions, as paths.py has it
 # Splits whose images neither side chose anything on (val picks thresholds and weights);
 # out-of-fold predictions join here once they exist.
 COMPARED_SPLITS = ("test",)
@@ -80,7 +80,8 @@ def dataset_names(revision: str) -> list[str]:
 
 
 def read_side(name: str, revision: str | None) -> Side | str:
-    """The side of dataset `name`, or why it has none ("no predictions", "no threshold")."""
+    """The side of dataset `name` in the working tree (revision None) or at `revision`, or why
+    it has none (no predictions file, no threshold)."""
     paths = DatasetPaths(name)
     csv_text, metrics_text = (
         _file_at(revision, paths.predictions),
@@ -90,8 +91,11 @@ def read_side(name: str, revision: str | None) -> Side | str:
         return f"no {paths.predictions}"
     if metrics_text is None:
         return f"no {paths.metrics()} (its threshold)"
+    threshold = json.loads(metrics_text).get("threshold")
+    if threshold is None:
+        return f"no threshold in {paths.metrics()}"
     predictions = pd.read_csv(io.StringIO(csv_text), dtype={"id": str, "split": str})
-    return Side(predictions, float(json.loads(metrics_text)["threshold"]))
+    return Side(predictions, float(threshold))
 
 
 def paired_rows(new: Side, old: Side, split: str) -> tuple[pd.DataFrame, int, int]:
