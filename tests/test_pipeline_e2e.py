@@ -199,6 +199,10 @@ def test_changing_the_roi_margin_reruns_only_roi_and_downstream(repo):
     changed = json.loads(run(repo, "dvc", "metrics", "diff", "HEAD~1", "HEAD", "--json"))
     assert "test.auc" in changed["metrics/bus_uc.json"] or "test.accuracy" in changed["metrics/bus_uc.json"]
     assert "metrics/chest_xray.json" not in changed
+    assert run(repo, "git", "ls-files", "data/predictions").split() == [f"data/predictions/{name}.csv" for name in DATASETS]
+    compared = run(repo, "python", "-m", "medcls", "compare", "HEAD~1", "--resamples", "50")
+    assert re.search(r"^\| bus_uc \| test \| \d+ \|", compared, re.MULTILINE)
+    assert re.search(r"^\| chest_xray \| test \| .*\| identical predictions \|$", compared, re.MULTILINE)
 
 
 def test_exp_run_with_a_new_learning_rate_reruns_only_training_and_evaluation(repo):
