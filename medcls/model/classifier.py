@@ -1,6 +1,6 @@
 """The classifier: raw pixels -> backbone preprocessing -> backbone -> head -> P(positive).
 
-Importing this module registers the custom layers and losses; `load_classifier` reloads a saved one.
+Importing this module registers the custom layers; `load_classifier` reloads a saved classifier.
 """
 
 import math
@@ -8,7 +8,6 @@ from collections.abc import Iterator, Mapping
 
 import keras
 
-from medcls.model import losses  # noqa: F401  (registers BinaryFocalLoss for loading compiled models)
 from medcls.model.backbones import BACKBONE_NAME, build_backbone
 from medcls.model.blocks import PDFBlock, Preprocess, SEBlock
 
@@ -60,8 +59,10 @@ def _pooling(name: str) -> keras.layers.Layer:
 
 
 def load_classifier(path) -> keras.Model:
-    """A classifier saved with `model.save`, its custom layers and focal loss registered."""
-    return keras.models.load_model(path)
+    """A classifier saved with `model.save`, for inference: without its training configuration, so a
+    model compiled with a loss this code no longer defines (the former `medcls>BinaryFocalLoss`) still
+    loads."""
+    return keras.models.load_model(path, compile=False)
 
 
 def backbone_of(model: keras.Model) -> keras.Model:
