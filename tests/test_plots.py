@@ -93,6 +93,44 @@ def test_figures_are_written(tmp_path, split):
         assert_png(tmp_path / name)
 
 
+@pytest.fixture
+def drawn(monkeypatch) -> list:
+    """The figures the plot functions save, kept to be inspected instead of written."""
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda figure, path: figures.append(figure))
+    return figures
+
+
+def test_roc_figure_draws_the_curve_data_with_the_reported_auc(drawn, split):
+    test = (split[0][:300], split[1][:300])
+    plots.save_roc_png({"val": split, "test": test}, Path("roc.png"), "ROC")
+    (axis,) = drawn[0].axes
+    for line, data in zip(axis.get_lines(), (split, test)):
+        points = plots.roc_points(*data)
+        np.testing.assert_array_equal(line.get_xydata(), np.c_[points["fpr"], points["tpr"]])
+    labels = [text.get_text() for text in axis.get_legend().get_texts()]
+    aucs = [metrics.roc_auc(*data) for data in (split, test)]
+    assert labels == [f"val (AUC = {aucs[0]:.2f})", f"test (AUC = {aucs[1]:.2f})", "chance"]
+
+
+def cell_texts(figure) -> list[str]:
+    (axis,) = figure.axes
+    return [text.get_text() for text in axis.texts]
+
+
+def test_confusion_figure_shows_counts_and_row_shares(drawn):
+    plots.save_confusion_png(40, 10, 45, 5, CLASSES, Path("confusion.png"), "Confusion")
+    plots.save_confusion_png(0, 0, 3, 2, CLASSES, Path("no_positives.png"), "One class predicted")
+    plots.save_confusion_png(0, 2, 3, 0, CLASSES, Path("one_class.png"), "One class actual")
+    # rows actual (Benign: tn 45, fp 10; Malignant: fn 5, tp 40), columns predicted
+    assert cell_texts(drawn[0]) == ["45\n81.8%", "10\n18.2%", "5\n11.1%", "40\n88.9%"]
+    assert cell_texts(drawn[1]) == ["3\n100.0%", "0\n0.0%", "2\n100.0%", "0\n0.0%"]
+    assert cell_texts(drawn[2]) == ["3\n60.0%", "2\n40.0%", "0", "0"]  # no actual positives
+    (axis,) = drawn[0].axes
+    assert [label.get_text() for label in axis.get_xticklabels()] == CLASSES
+    assert (axis.get_xlabel(), axis.get_ylabel()) == ("Predicted", "Actual")
+
+
 def write_tsv(path: Path, rows: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(rows)
@@ -101,13 +139,13 @@ def write_tsv(path: Path, rows: str) -> None:
 def test_training_curves_from_dvclive_tsvs(tmp_path):
     metrics_dir = tmp_path / "dvclive" / "plots" / "metrics"
     write_tsv(metrics_dir / "train" / "loss.tsv", "step\tloss\n0\t0.9\n1\t0.6\n2\t0.5\n")
-    write_tsv(metrics_dir / "val" / "loss.tsv", "step\tloss\n0\t1.0\n1\t0.8\n2\t0.7\n")
+    write_tsv(metrics_dir / "eval" / "loss.tsv", "step\tloss\n0\t1.0\n1\t0.8\n2\t0.7\n")
     write_tsv(
         metrics_dir / "train" / "auc.tsv",
         "timestamp\tstep\tauc\n1700000000\t0\t0.6\n1700000060\t1\t0.7\n",
     )
     write_tsv(
-        metrics_dir / "val" / "auc.tsv",
+        metrics_dir / "eval" / "auc.tsv",
         "timestamp\tstep\tauc\n1700000000\t0\t0.55\n1700000060\t1\t0.65\n",
     )
     curves.save_training_curves_png(metrics_dir, tmp_path / "training_curves.png")

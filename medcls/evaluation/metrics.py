@@ -18,7 +18,12 @@ import jsonschema
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    confusion_matrix,
+    roc_auc_score,
+)
 
 SCHEMA_PATH = Path(__file__).with_name("metrics_schema.json")
 RULE_FORMS = '"youden", a fixed probability in [0, 1], or {"min_sensitivity": p} with p in [0, 1]'
@@ -189,19 +194,15 @@ def binary_metrics(y_true: ArrayLike, y_prob: ArrayLike, threshold: float) -> di
     pr_auc is the average precision (None without positives); brier and ece use all rows.
     """
     y_true, y_prob = checked_arrays(y_true, y_prob)
-    predicted, actual = predict_positive(y_prob, threshold), y_true == 1
-    counts = {
-        "tp": int(np.sum(predicted & actual)),
-        "fp": int(np.sum(predicted & ~actual)),
-        "tn": int(np.sum(~predicted & ~actual)),
-        "fn": int(np.sum(~predicted & actual)),
-    }
+    predicted = predict_positive(y_prob, threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(y_true, predicted, labels=[0, 1]).ravel().tolist()
+    counts = {"tp": tp, "fp": fp, "tn": tn, "fn": fn}
     return {
         **counts,
         **rates_from_counts(**counts),
         "auc": roc_auc(y_true, y_prob),
-        "pr_auc": float(average_precision_score(y_true, y_prob)) if actual.any() else None,
-        "brier": float(np.mean((y_prob - y_true) ** 2)),
+        "pr_auc": float(average_precision_score(y_true, y_prob)) if tp + fn else None,
+        "brier": float(brier_score_loss(y_true, y_prob, labels=[0, 1])),
         "ece": expected_calibration_error(y_true, y_prob),
     }
 

@@ -2,7 +2,8 @@
 
 Figures are drawn on bare `matplotlib.figure.Figure` objects, which save through the Agg canvas
 without pyplot: no display is needed, and no global figure state is left behind. Every number
-drawn comes from `medcls.evaluation.metrics`, so the plots show what the metrics file reports.
+drawn comes from `medcls.evaluation.metrics` or the sklearn curves it uses, so the plots show what
+the metrics file reports.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
-from sklearn.metrics import precision_recall_curve, roc_curve
+from sklearn.metrics import (
+    ConfusionMatrixDisplay,
+    RocCurveDisplay,
+    precision_recall_curve,
+    roc_curve,
+)
 
 from medcls.evaluation import metrics
 from medcls.pipeline.outputs import save_figure, write_json
@@ -68,7 +74,9 @@ def write_curve_data(
     """roc.json, precision_recall.json, calibration.json and confusion.csv for one split.
 
     Formats follow DVC's `simple` and `confusion` templates; confusion.csv has one row per
-    example with class names, so the rendered matrix is labelled.
+    example with class names, so the rendered matrix is labelled. Written here, not by dvclive's
+    `log_sklearn_plot`, whose roc.json holds an `Infinity` threshold (not JSON) and every point, and
+    whose precision-recall data drops the curve's closing point.
     """
     if len(class_names) != 2:
         raise ValueError(f"need [negative, positive] class names; got {list(class_names)}")
@@ -88,49 +96,42 @@ def write_curve_data(
 
 
 def save_roc_png(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], out_png: Path, title: str) -> None:
-    """ROC curves of several splits on one axis, each labelled with its AUC."""
+    """ROC curves of several splits on one axis, each labelled with its AUC (two decimals)."""
     figure = Figure(figsize=(5, 5))
     axis = figure.subplots()
-    for split, (y_true, y_prob) in curves.items():
-        points, auc = roc_points(y_true, y_prob), metrics.roc_auc(y_true, y_prob)
-        label = f"{split} (AUC {auc:.3f})" if auc is not None else f"{split} (one class, no AUC)"
-        axis.plot(points["fpr"], points["tpr"], label=label)
-    axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    for position, (split, (y_true, y_prob)) in enumerate(curves.items()):
+        RocCurveDisplay.from_predictions(
+            *_two_class_arrays(y_true, y_prob),
+            name=split,
+            ax=axis,
+            plot_chance_level=position == len(curves) - 1,
+            chance_level_kw={"label": "chance", "color": "grey"},
+        )
     axis.set(
         xlabel="False positive rate (1 - specificity)",
         ylabel="True positive rate (sensitivity)",
-        xlim=(0, 1),
-        ylim=(0, 1),
-        aspect="equal",
         title=title,
     )
-    axis.legend(loc="lower right")
     save_figure(figure, out_png)
 
 
 def save_confusion_png(
     tp: int, fp: int, tn: int, fn: int, class_names: Sequence[str], out_png: Path, title: str
 ) -> None:
-    """2x2 matrix, rows actual and columns predicted (negative first), with counts and row shares."""
+    """2x2 matrix, rows actual and columns predicted (negative first), shaded by row share, with
+    counts and row shares."""
     counts = np.array([[tn, fp], [fn, tp]])
     totals = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
     figure = Figure(figsize=(4.5, 4))
     axis = figure.subplots()
-    axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    for (row, column), count in np.ndenumerate(counts):
-        share = f"\n{shares[row, column]:.1%}" if totals[row, 0] else ""
-        colour = "white" if shares[row, column] > 0.5 else "black"
-        axis.text(column, row, f"{count}{share}", ha="center", va="center", color=colour)
-    axis.set(
-        xticks=[0, 1],
-        yticks=[0, 1],
-        xticklabels=class_names,
-        yticklabels=class_names,
-        xlabel="Predicted",
-        ylabel="Actual",
-        title=title,
+    display = ConfusionMatrixDisplay(shares, display_labels=class_names).plot(
+        ax=axis, cmap="Blues", colorbar=False, values_format=".1%", im_kw={"vmin": 0, "vmax": 1}
     )
+    for (row, column), text in np.ndenumerate(display.text_):
+        share = f"\n{text.get_text()}" if totals[row, 0] else ""
+        text.set_text(f"{counts[row, column]}{share}")
+    axis.set(xlabel="Predicted", ylabel="Actual", title=title)
     save_figure(figure, out_png)
 
 
