@@ -9,6 +9,7 @@ import time
 
 import keras
 from dvclive import Live
+from dvclive.keras import DVCLiveCallback
 
 from medcls.images import tfrecords
 from medcls.model import classifier, losses
@@ -73,7 +74,7 @@ def train(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
             loss=losses.make_loss(dataset["loss"]),
             class_weight=losses.class_weights(labels, dataset["class_weight"]),
             jit_compile=schedule["jit_compile"],
-            callbacks=[fit.DVCLiveCallback(live)] if chief else [],
+            callbacks=[DVCLiveCallback(live=live)] if chief else [],
             plain_train_ds=plain_batches,
         )
     if not chief:
@@ -96,7 +97,8 @@ def train(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
 
 
 def _live(paths: DatasetPaths, chief: bool) -> contextlib.AbstractContextManager:
-    """DVCLive on the chief; nothing on the other workers of a cluster."""
+    """DVCLive on the chief; nothing on the other workers of a cluster. Used as a context manager, so
+    the callback's `end()` after each phase's `fit` is deferred to the end of training."""
     if not chief:
         return contextlib.nullcontext()
     return Live(str(paths.dvclive), dvcyaml=None, report=None)

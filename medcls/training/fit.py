@@ -159,24 +159,6 @@ def _learning_rate_used(model: keras.Model) -> float:
     return float(str(np.float32(keras.ops.convert_to_numpy(model.optimizer.learning_rate))))
 
 
-class DVCLiveCallback(keras.callbacks.Callback):
-    """Logs every epoch's metrics to a dvclive `Live` as train/<name> and val/<name>, one step per
-    epoch (dvclive's own Keras callback targets tf.keras, not Keras 3)."""
-
-    def __init__(self, live) -> None:
-        super().__init__()
-        self.live = live
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        for name, value in (logs or {}).items():
-            self.live.log_metric(_metric_path(name), float(value))
-        self.live.next_step()
-
-
-def _metric_path(name: str) -> str:
-    return f"val/{name.removeprefix('val_')}" if name.startswith("val_") else f"train/{name}"
-
-
 def configure_precision(mode: str) -> str:
     """Set Keras' global dtype policy and return its name; "auto" picks mixed_float16 when a GPU is
     visible (its tensor cores make it ~2x faster) and float32 on a CPU (where float16 is slower)."""
