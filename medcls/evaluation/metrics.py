@@ -202,7 +202,7 @@ def binary_metrics(y_true: ArrayLike, y_prob: ArrayLike, threshold: float) -> di
         **rates_from_counts(**counts),
         "auc": roc_auc(y_true, y_prob),
         "pr_auc": float(average_precision_score(y_true, y_prob)) if tp + fn else None,
-        "brier": float(brier_score_loss(y_true, y_prob, labels=[0, 1])),
+        "brier": float(brier_score_loss(y_true, y_prob)),
         "ece": expected_calibration_error(y_true, y_prob),
     }
 
