@@ -1,14 +1,17 @@
 # Quick-start commands: `make repro` (set up, run the pipeline), `make test`, and `make demo`
-# (the pipeline offline on synthetic data, in demo/).
+# (the pipeline offline on synthetic data, in demo/). `make lock` refreshes requirements.lock.
 VENV ?= .venv
 STAMP := $(VENV)/.installed
+LOCK_HEADER := \# Exact versions the tests pass with (CPython 3.11, Linux x86-64): everything that\n\# `pip install .[dev]` installs. Used by `make` and CI. Refresh from pyproject.toml's ranges: make lock
 
-.PHONY: repro test demo
+.PHONY: repro test demo lock
 
-$(STAMP): requirements.txt requirements-dev.txt
+# The locked versions, then the project itself (editable, with the locked setuptools: `medcls` on PATH).
+$(STAMP): requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet -r requirements.lock
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 repro: $(STAMP)
@@ -19,3 +22,7 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" python -m scripts.demo
+
+# The newest versions within pyproject.toml's ranges, resolved in a throw-away virtual environment.
+lock:
+	venv=$$(mktemp -d) && python3 -m venv $$venv && $$venv/bin/pip install --quiet ".[dev]" && { printf '$(LOCK_HEADER)\n'; $$venv/bin/pip freeze --all --exclude pip --exclude medcls; } > requirements.lock; status=$$?; rm -rf $$venv; exit $$status

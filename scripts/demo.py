@@ -2,7 +2,7 @@
 
     make demo                      # or, from the project root: python -m scripts.demo
 
-Generates stand-ins for BUS_UC and Kermany's chest X-rays with tests/synthetic.py (the generators the
+Generates stand-ins for BUS_UC and Kermany's chest X-rays with medcls/demo/synthetic.py (the generators the
 tests use), creates a pipeline workspace in demo/workspace with profiles/demo.yaml as its params.yaml,
 runs `dvc repro` there and commits the result. The metrics and plots are real outputs of the real
 code on fake images: they show that the pipeline works, nothing about any medical task. So that they
