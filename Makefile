@@ -2,7 +2,7 @@
 # (the pipeline offline on synthetic data, in demo/). `make lock` refreshes requirements.lock.
 VENV ?= .venv
 STAMP := $(VENV)/.installed
-LOCK_HEADER := \# Exact versions the tests pass with (CPython 3.11, Linux x86-64): everything that\n\# `pip install .[dev]` installs. Used by `make` and CI. Refresh from pyproject.toml's ranges: make lock
+LOCK_HEADER := \# Exact versions the tests pass with (CPython 3.11, Linux x86-64): everything that\n\# `pip install .[dev]` installs. Used by `make` and CI. Refresh from the ranges in pyproject.toml: make lock
 
 .PHONY: repro test demo lock
 
