@@ -18,10 +18,11 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.common import SEED, default_models, machine, print_table, stopwatch
+from medcls.pipeline.config import AugmentParams
 from medcls.training import augment
 
 
-def keras_equivalents(spec: dict) -> dict[str, keras.Sequential]:
+def keras_equivalents(spec: AugmentParams) -> dict[str, keras.Sequential]:
     """Label -> the stock Keras layers for the model's geometry and saturation, where it uses them."""
     common = {"seed": SEED, "fill_mode": augment.FILL_MODE}
     geometry = {
@@ -30,10 +31,10 @@ def keras_equivalents(spec: dict) -> dict[str, keras.Sequential]:
         "shear": lambda part: keras.layers.RandomShear(part, part, **common),
         "zoom": lambda part: keras.layers.RandomZoom(part, part, **common),
     }
-    chain = [make(spec[key]) for key, make in geometry.items() if spec.get(key)]
+    chain = [make(getattr(spec, key)) for key, make in geometry.items() if getattr(spec, key)]
     equivalents = {"Keras layers: geometry chained": keras.Sequential(chain)} if chain else {}
-    if spec.get("saturation"):
-        change = spec["saturation"]  # RandomSaturation's f scales saturation by f / (1 - f)
+    if spec.saturation:
+        change = spec.saturation  # RandomSaturation's f scales saturation by f / (1 - f)
         factor = ((1 - change) / (2 - change), (1 + change) / (2 + change))
         saturation = keras.layers.RandomSaturation(
             factor, value_range=augment.VALUE_RANGE, seed=SEED
@@ -70,17 +71,13 @@ def main() -> None:
     print(f"machine: {machine()}")
     table = []
     for name, dataset in default_models().items():
-        spec, size, batch_size = (
-            dataset["augment"],
-            dataset["image_size"],
-            dataset["train"]["batch_size"],
-        )
+        spec, size, batch_size = dataset.augment, dataset.image_size, dataset.train.batch_size
         pixels = np.random.default_rng(SEED).integers(
             0, 256, (args.batches * batch_size, size, size, 3), dtype=np.uint8
         )
         augmenters = {
-            f"{key} alone": augment.build_augmenter({key: value}, SEED)
-            for key, value in spec.items()
+            f"{key} alone": augment.build_augmenter(AugmentParams(**{key: value}), SEED)
+            for key, value in spec.model_dump().items()
             if value
         }
         augmenters["all (the train stage's augmenter)"] = augment.build_augmenter(spec, SEED)

@@ -6,7 +6,6 @@ preparation lives in `benchmarks.data`.
 
 from __future__ import annotations
 
-import copy
 import os
 import platform
 import sys
@@ -36,42 +35,48 @@ def skip_unless_shared(*parts: str) -> Path:
     return path
 
 
-def project_params() -> dict:
+def project_params() -> config.Params:
     return config.load(PROJECT / "params.yaml")
 
 
-def default_models(params: dict | None = None) -> dict[str, dict]:
+def default_models(params: config.Params | None = None) -> dict[str, config.DatasetParams]:
     """The project's datasets with their backbones' weights set to none: the models' cost without
     downloading ImageNet weights (the architecture, not the weights, sets the speed)."""
-    datasets = copy.deepcopy((params or project_params())["datasets"])
-    for dataset in datasets.values():
-        if "weights" in dataset["backbone"]:
-            dataset["backbone"]["weights"] = "none"
-    return datasets
+    datasets = (params or project_params()).datasets
+    return {
+        name: dataset.model_copy(update={"backbone": _without_weights(dataset.backbone)})
+        for name, dataset in datasets.items()
+    }
 
 
-def build_model(dataset: dict, unfreeze_fraction: float = 0.0) -> keras.Model:
+def _without_weights(backbone: config.Backbone) -> config.Backbone:
+    if isinstance(backbone, config.ApplicationBackbone):
+        return backbone.model_copy(update={"weights": "none"})
+    return backbone
+
+
+def build_model(dataset: config.DatasetParams, unfreeze_fraction: float = 0.0) -> keras.Model:
     """The dataset's classifier as the train stage builds it: backbone frozen (phase 1), or with
     the top `unfreeze_fraction` of it trainable (phase 2; 1.0 is training from scratch)."""
-    model = build_classifier(dataset["backbone"], dataset["head"], dataset["image_size"], seed=SEED)
+    model = build_classifier(dataset.backbone, dataset.head, dataset.image_size, seed=SEED)
     if unfreeze_fraction:
         unfreeze_top(model, fraction=unfreeze_fraction)
     return model
 
 
 def train_step_rate(
-    model: keras.Model, dataset: dict, *, batch_size: int, steps: int, jit_compile
+    model: keras.Model, dataset: config.DatasetParams, *, batch_size: int, steps: int, jit_compile
 ) -> float:
     """Images per second of `train_on_batch` on random pixels, after one untimed step (tracing
     and compilation). `train_on_batch` returns the loss as a number, so every timed step has
     finished on the device when the clock stops."""
     rng = np.random.default_rng(SEED)
-    size = dataset["image_size"]
+    size = dataset.image_size
     images = rng.uniform(0, 255, (batch_size, size, size, 3)).astype("float32")
     labels = rng.integers(0, 2, (batch_size, 1)).astype("float32")
     model.compile(
         optimizer=keras.optimizers.Adam(1e-4),
-        loss=make_loss(dataset["loss"]),
+        loss=make_loss(dataset.loss),
         jit_compile=jit_compile,
     )
     model.train_on_batch(images, labels)

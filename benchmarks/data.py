@@ -13,6 +13,7 @@ from medcls.data.splitting import grouped_stratified_split
 from medcls.demo import synthetic
 from medcls.images.tfrecords import write_tfrecords
 from medcls.pipeline import stage
+from medcls.pipeline.config import DatasetParams
 
 BUSI_CLASSES = ["benign", "malignant"]
 
@@ -33,21 +34,21 @@ def split_rows(raw_dir: Path, layout: str, classes: list[str], images: int | Non
     rows, _ = build_manifest(raw_dir, layout, classes, workers=stage.workers(params))
     if images and images < len(rows):
         rows = rows.sample(images, random_state=SEED).sort_values("path", ignore_index=True)
-    rows["split"] = grouped_stratified_split(rows, params["split"], SEED)
+    rows["split"] = grouped_stratified_split(rows, params.split.model_dump(), SEED)
     return rows
 
 
 def write_records(
-    rows: pd.DataFrame, raw_dir: Path, out_dir: Path, dataset: dict, workers: int
+    rows: pd.DataFrame, raw_dir: Path, out_dir: Path, dataset: DatasetParams, workers: int
 ) -> Path:
     """The rows as TFRecords prepared with `dataset`'s image size and ROI params; `out_dir`."""
     write_tfrecords(
         rows,
         raw_dir,
         out_dir,
-        images_per_shard=dataset["images_per_shard"],
+        images_per_shard=dataset.images_per_shard,
         workers=workers,
-        size=dataset["image_size"],
-        **dataset["roi"],
+        size=dataset.image_size,
+        **dataset.roi.model_dump(),
     )
     return out_dir

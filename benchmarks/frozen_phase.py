@@ -54,24 +54,31 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self.started)
 
 
-def run_phase(records: Path, params: dict, dataset: dict, *, cache: bool, epochs: int) -> dict:
+def run_phase(
+    records: Path,
+    params: config.Params,
+    dataset: config.DatasetParams,
+    *,
+    cache: bool,
+    epochs: int,
+) -> dict:
     """Phase 1 as the train stage runs it, with `cache_features` = `cache`; its timings and AUC."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(SEED)
-    fit.configure_precision(dataset["train"]["mixed_precision"])
+    fit.configure_precision(dataset.train.mixed_precision)
 
     def batches(split: str, **options):
         return inputs.make_batches(
             tfrecords.read_split(records, split),
-            batch_size=dataset["train"]["batch_size"],
+            batch_size=dataset.train.batch_size,
             cache=True,
             **options,
         )
 
-    augmenter = augment.build_augmenter(dataset["augment"], SEED)
+    augmenter = augment.build_augmenter(dataset.augment, SEED)
     labels = tfrecords.read_labels(records, "train")
     model = classifier.build_classifier(
-        dataset["backbone"], dataset["head"], dataset["image_size"], seed=SEED
+        dataset.backbone, dataset.head, dataset.image_size, seed=SEED
     )
     timer = EpochTimer()
     with stopwatch() as elapsed:
@@ -79,10 +86,10 @@ def run_phase(records: Path, params: dict, dataset: dict, *, cache: bool, epochs
             model,
             batches("train", augmenter=augmenter, shuffle=True, seed=SEED),
             batches("val"),
-            phases=[fit.Phase("frozen", epochs, params["lr"], epochs, cache_features=cache)],
-            loss=losses.make_loss(dataset["loss"]),
-            class_weight=losses.class_weights(labels, dataset["class_weight"]),
-            jit_compile=dataset["train"]["jit_compile"],
+            phases=[fit.Phase("frozen", epochs, params.lr, epochs, cache_features=cache)],
+            loss=losses.make_loss(dataset.loss),
+            class_weight=losses.class_weights(labels, dataset.class_weight),
+            jit_compile=dataset.train.jit_compile,
             callbacks=[timer],
             plain_train_ds=batches("train", shuffle=True, seed=SEED) if cache else None,
         )
@@ -108,8 +115,9 @@ def main() -> None:
     weights = skip_unless_shared("weights", "efficientnet_lite0_imagenet_notop.keras")
     print(f"machine: {machine()}")
     params = config.load(PROFILE)
-    dataset = params["datasets"]["busi"]
-    dataset["backbone"]["path"] = str(weights)
+    busi = params.datasets["busi"]
+    backbone = busi.backbone.model_copy(update={"path": str(weights)})
+    dataset = busi.model_copy(update={"backbone": backbone})
     rows = split_rows(raw_dir, "busi", BUSI_CLASSES, args.images)
     print(f"{len(rows)} images: {rows['split'].value_counts().to_dict()}; {args.epochs} epochs")
     with tempfile.TemporaryDirectory() as scratch:

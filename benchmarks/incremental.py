@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ruamel.yaml import YAML
+
 from benchmarks.common import PROJECT, machine, print_table
 from medcls.demo.workspace import command_environment, create_workspace, run_in
 from medcls.pipeline import config
@@ -65,7 +67,7 @@ def timed_stages(workspace: Path, *command: str) -> tuple[dict[str, float | None
 
 def demo_params(epochs: int) -> dict:
     """The demo profile with `epochs` per training phase."""
-    params = config.load(PROJECT / "profiles" / "demo.yaml")
+    params = YAML(typ="safe", pure=True).load((PROJECT / "profiles" / "demo.yaml").read_text())
     for dataset in params["datasets"].values():
         dataset["train"]["epochs"] = epochs
         dataset["train"]["fine_tune"]["epochs"] = epochs
@@ -81,7 +83,7 @@ def main() -> None:
     params = demo_params(args.epochs)
     with tempfile.TemporaryDirectory() as scratch:
         workspace = Path(scratch) / "workspace"
-        generate_sources(params, workspace)
+        generate_sources(config.validate(params), workspace)
         create_workspace(workspace, params, message="benchmark workspace")
         first, first_total = timed_stages(workspace, "dvc", "repro")
         run_in(workspace, "git", "add", "-A")

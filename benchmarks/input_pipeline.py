@@ -38,6 +38,7 @@ from benchmarks.data import BUSI_CLASSES, busi_source, split_rows, write_records
 from medcls.images import tfrecords
 from medcls.images.decode import mask_paths_of
 from medcls.pipeline import stage
+from medcls.pipeline.config import DatasetParams
 from medcls.training import fit, inputs
 
 READERS = {  # label -> (augment, cache)
@@ -49,14 +50,14 @@ READERS = {  # label -> (augment, cache)
 
 
 def reader_rate(
-    tfrecord_dir: Path, dataset: dict, *, epochs: int, augment: bool, cache: bool
+    tfrecord_dir: Path, dataset: DatasetParams, *, epochs: int, augment: bool, cache: bool
 ) -> float:
     """Images/s of the train stage's input over `epochs` epochs, after one untimed epoch (which
     traces the augmenter and, with `cache`, fills the cache as the train stage's first epoch does)."""
     batches = inputs.make_batches(
         tfrecords.read_split(tfrecord_dir, "train"),
-        batch_size=dataset["train"]["batch_size"],
-        augmenter=augment.build_augmenter(dataset["augment"], SEED) if augment else None,
+        batch_size=dataset.train.batch_size,
+        augmenter=augment.build_augmenter(dataset.augment, SEED) if augment else None,
         shuffle=True,
         seed=SEED,
         cache=cache,
@@ -104,7 +105,7 @@ def main() -> None:
             records = write_records(
                 rows, raw_dir, Path(scratch) / name, dataset, stage.workers(params)
             )
-            size = dataset["image_size"]
+            size = dataset.image_size
             rates = {
                 label: reader_rate(records, dataset, epochs=args.epochs, augment=aug, cache=cache)
                 for label, (aug, cache) in READERS.items()
@@ -121,18 +122,18 @@ def main() -> None:
     )
 
 
-def _model_rate(dataset: dict, steps: int) -> float:
+def _model_rate(dataset: DatasetParams, steps: int) -> float:
     """The frozen-phase train step's images/s with the pipeline's own precision and XLA choice."""
     keras.backend.clear_session()
-    policy = fit.configure_precision(dataset["train"]["mixed_precision"])
+    policy = fit.configure_precision(dataset.train.mixed_precision)
     rate = train_step_rate(
         build_model(dataset),
         dataset,
-        batch_size=dataset["train"]["batch_size"],
+        batch_size=dataset.train.batch_size,
         steps=steps,
-        jit_compile=dataset["train"]["jit_compile"],
+        jit_compile=dataset.train.jit_compile,
     )
-    print(f"model step measured with {policy}, jit_compile={dataset['train']['jit_compile']}")
+    print(f"model step measured with {policy}, jit_compile={dataset.train.jit_compile}")
     return rate
 
 

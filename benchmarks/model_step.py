@@ -27,20 +27,27 @@ from benchmarks.common import (
     print_table,
     train_step_rate,
 )
+from medcls.pipeline.config import DatasetParams
 
 POLICIES = ("float32", "mixed_float16")
 JIT = (False, True)
 
 
 def measure(
-    dataset: dict, policy: str, jit_compile: bool, *, batch_size: int, steps: int, unfreeze: float
+    dataset: DatasetParams,
+    policy: str,
+    jit_compile: bool,
+    *,
+    batch_size: int,
+    steps: int,
+    unfreeze: float,
 ):
     """(images/s, output dtype) of one model under one precision policy and XLA choice."""
     keras.backend.clear_session()
     keras.mixed_precision.set_global_policy(policy)
     try:
         model = build_model(dataset, unfreeze)
-        size = dataset["image_size"]
+        size = dataset.image_size
         output = model(np.zeros((1, size, size, 3), "float32"), training=False)
         dtype = keras.backend.standardize_dtype(output.dtype)
         if dtype != "float32":
@@ -72,12 +79,12 @@ def main() -> None:
     rows = []
     for name, policy, jit_compile in itertools.product(args.models, args.policies, JIT):
         dataset = models[name]
-        batch_size = args.batch_size or dataset["train"]["batch_size"]
+        batch_size = args.batch_size or dataset.train.batch_size
         rate, dtype = measure(
             dataset, policy, jit_compile, batch_size=batch_size, steps=args.steps,
             unfreeze=args.unfreeze,
         )
-        rows.append([name, dataset["image_size"], batch_size, policy, jit_compile, rate, dtype])
+        rows.append([name, dataset.image_size, batch_size, policy, jit_compile, rate, dtype])
         print(f"{name} {policy} jit_compile={jit_compile}: {rate:.3g} images/s", flush=True)
     print_table(
         ["model", "px", "batch", "precision", "jit_compile", "images/s", "output dtype"], rows

@@ -105,7 +105,7 @@ def measure(name: str, raw_dir: Path, dataset: dict, limit: int | None, repeats:
     cores = len(os.sched_getaffinity(0))
     rows = split_rows(raw_dir, dataset["layout"], dataset["classes"], limit)
     sizes = (len(rows) // 2, len(rows))
-    params = project_params() | {"datasets": {name: dataset}}
+    params = project_params().model_dump() | {"datasets": {name: dataset}}
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         workspace = Path(scratch)
@@ -141,7 +141,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="at most this many images per dataset")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (best kept)")
     args = parser.parse_args()
-    params = project_params()
+    params = project_params().model_dump()  # plain values, written as the workspace's params.yaml
     print(f"machine: {machine()}")
     table = []
     for name, (raw_dir, dataset) in datasets(params).items():

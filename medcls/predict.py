@@ -21,7 +21,7 @@ from medcls.evaluation import metrics
 from medcls.images.decode import MASK_SEPARATOR
 from medcls.images.roi import prepare_file
 from medcls.model import classifier
-from medcls.pipeline.config import ParamsError
+from medcls.pipeline.config import Params, RoiParams
 from medcls.pipeline.paths import DatasetPaths
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
@@ -146,16 +146,12 @@ class Predictor:
     classes: Sequence[str]
     threshold: float
     image_size: int
-    roi: dict
+    roi: RoiParams
 
     @classmethod
-    def for_dataset(cls, name: str, params: dict) -> Predictor:
+    def for_dataset(cls, name: str, params: Params) -> Predictor:
         """The model and threshold the pipeline wrote for dataset `name` (run from the project root)."""
-        if name not in params["datasets"]:
-            raise ParamsError(
-                f"datasets.{name}: no such dataset; defined: {', '.join(params['datasets'])}"
-            )
-        dataset, paths = params["datasets"][name], DatasetPaths(name)
+        dataset, paths = params.dataset(name), DatasetPaths(name)
         for output in (paths.model, paths.metrics()):
             if not output.is_file():
                 raise FileNotFoundError(
@@ -163,21 +159,21 @@ class Predictor:
                 )
         return cls(
             model=classifier.load_classifier(paths.model),
-            classes=dataset["classes"],
+            classes=dataset.classes,
             threshold=float(json.loads(paths.metrics().read_text())["threshold"]),
-            image_size=dataset["image_size"],
-            roi=dataset["roi"],
+            image_size=dataset.image_size,
+            roi=dataset.roi,
         )
 
     @property
     def uses_mask(self) -> bool:
-        return self.roi["use_mask"]
+        return self.roi.use_mask
 
     def prepare(self, image: Path, masks: tuple[Path, ...]) -> np.ndarray:
         """The (size, size, 3) uint8 model input; an image without masks is used whole."""
-        return prepare_file(
-            Path(), str(image), [str(mask) for mask in masks], size=self.image_size, **self.roi
-        )
+        masks_given = [str(mask) for mask in masks]
+        options = self.roi.model_dump()
+        return prepare_file(Path(), str(image), masks_given, size=self.image_size, **options)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """P(positive) for a stack of prepared uint8 images, computed as the evaluate stage does."""

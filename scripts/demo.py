@@ -56,14 +56,14 @@ def clear_previous_demo(demo_dir: Path) -> None:
     shutil.rmtree(demo_dir)
 
 
-def generate_sources(params: dict, workspace: Path) -> None:
+def generate_sources(params: config.Params, workspace: Path) -> None:
     """Write each dataset's synthetic images where its `source` (relative to the workspace) points."""
-    for name, dataset in params["datasets"].items():
-        if dataset["layout"] not in GENERATORS:
+    for name, dataset in params.datasets.items():
+        if not isinstance(dataset.layout, str) or dataset.layout not in GENERATORS:
             raise config.ParamsError(
                 f"datasets.{name}.layout: the demo generates {sorted(GENERATORS)} only"
             )
-        GENERATORS[dataset["layout"]]((workspace / dataset["source"]).resolve())
+        GENERATORS[dataset.layout]((workspace / dataset.source).resolve())
 
 
 def summary(workspace: Path, names: list[str]) -> str:
@@ -92,7 +92,7 @@ def run_demo(demo_dir: Path) -> Path:
     subprocess.run(["dvc", "repro"], cwd=workspace, env=command_environment(), check=True)
     run_in(workspace, "git", "add", "-A")
     run_in(workspace, "git", "commit", "-qm", "synthetic demo: first run")
-    print(summary(workspace, list(params["datasets"])))
+    print(summary(workspace, list(params.datasets)))
     return workspace
 
 

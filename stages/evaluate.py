@@ -4,19 +4,20 @@ report."""
 
 from medcls.evaluation import baseline, compare, gradcam, metrics, plots, report, scoring
 from medcls.model import classifier
+from medcls.pipeline.config import DatasetParams, Params
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage
 
 
-def evaluate(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
-    settings, seed = dataset["evaluate"], params["seed"]
+def evaluate(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
+    settings, seed = dataset.evaluate, params.seed
     model = classifier.load_classifier(paths.model)
     predictions = scoring.predict_splits(model, paths.tfrecords, ["val", "test"])
-    scoring_options = dict(rule=settings["threshold"], n_bootstrap=settings["bootstrap"], seed=seed)
+    scoring_options = dict(rule=settings.threshold, n_bootstrap=settings.bootstrap, seed=seed)
     document = metrics.evaluate_predictions(predictions, **scoring_options)
-    if settings["baseline"]:
-        extractor = baseline.feature_extractor(dataset["backbone"], dataset["image_size"], seed=seed)
+    if settings.baseline:
+        extractor = baseline.feature_extractor(dataset.backbone, dataset.image_size, seed=seed)
         baseline_rows, regularization = baseline.logistic_regression_predictions(
             extractor, paths.tfrecords, seed=seed
         )
@@ -30,7 +31,7 @@ def evaluate(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> Non
             validate="one_to_one",
         )
         document["versus_baseline"] = compare.versus_baseline(
-            predictions, ["test"], n_resamples=settings["bootstrap"], seed=seed
+            predictions, ["test"], n_resamples=settings.bootstrap, seed=seed
         )
     metrics.validate_metrics(document)
     paths.predictions.parent.mkdir(parents=True, exist_ok=True)
@@ -42,7 +43,7 @@ def evaluate(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> Non
         split: (rows["label"].to_numpy(), rows["probability"].to_numpy())
         for split, rows in predictions.groupby("split")
     }
-    test, classes = document["test"], dataset["classes"]
+    test, classes = document["test"], dataset.classes
     plots.write_curve_data(*by_split["test"], document["threshold"], paths.plots, classes)
     plots.save_roc_png(by_split, paths.plots / "roc.png", f"{name}: ROC")
     plots.save_confusion_png(

@@ -1,20 +1,21 @@
 """Stage manifest: one CSV row per usable image, every unused file listed with its reason."""
 
 from medcls.data import manifest
+from medcls.pipeline.config import DatasetParams, Params, layout_spec
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage, workers
 
 
-def build(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
+def build(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
     rows, rejected = manifest.build_manifest(
-        paths.raw, dataset["layout"], dataset["classes"], workers=workers(params)
+        paths.raw, layout_spec(dataset.layout), dataset.classes, workers=workers(params)
     )
     paths.manifest.parent.mkdir(parents=True, exist_ok=True)
     rejected.to_csv(paths.rejected, index=False)
     write_json(paths.metrics("manifest"), manifest.summarize(rows, rejected))
     paths.manifest.unlink(missing_ok=True)  # never leave an older manifest beside these rejects
-    manifest.check_both_classes(rows, dataset["classes"], paths.rejected)
+    manifest.check_both_classes(rows, dataset.classes, paths.rejected)
     rows.to_csv(paths.manifest, index=False)
     print(f"{name}: {len(rows)} images, {len(rejected)} rejected (see {paths.rejected})")
 

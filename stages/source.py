@@ -9,12 +9,13 @@ import json
 import sys
 
 from medcls.data import sources
+from medcls.pipeline.config import DatasetParams, Params
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage
 
 
-def record(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
-    source = dataset["source"]
+def record(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
+    source = dataset.source
     if warning := sources.unpinned_kaggle_warning(source):
         print(warning, file=sys.stderr)
     try:

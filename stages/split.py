@@ -3,14 +3,15 @@
 import pandas as pd
 
 from medcls.data import splitting
+from medcls.pipeline.config import DatasetParams, Params
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage
 
 
-def split(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
+def split(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
     rows = pd.read_csv(paths.manifest, keep_default_na=False)
-    rows["split"] = splitting.grouped_stratified_split(rows, params["split"], params["seed"])
+    rows["split"] = splitting.grouped_stratified_split(rows, params.split.model_dump(), params.seed)
     paths.split.parent.mkdir(parents=True, exist_ok=True)
     rows.to_csv(paths.split, index=False)
     write_json(paths.metrics("split"), splitting.split_counts(rows))

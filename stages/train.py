@@ -13,50 +13,51 @@ from dvclive.keras import DVCLiveCallback
 
 from medcls.images import tfrecords
 from medcls.model import classifier, losses
+from medcls.pipeline.config import DatasetParams, Params, TrainParams
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage
 from medcls.training import augment, curves, distribute, fit, inputs
 
 
-def planned_phases(params: dict, schedule: dict) -> list[fit.Phase]:
+def planned_phases(schedule: TrainParams, lr: float, fine_tune_lr: float) -> list[fit.Phase]:
     """Phase 1 trains the head at `lr`; phase 2 unfreezes the top of the backbone at `fine_tune_lr`."""
-    fine_tune = schedule["fine_tune"]
+    fine_tune = schedule.fine_tune
+    unfreeze = fine_tune.model_dump(include={"unfreeze_fraction", "unfreeze_layers"})
     return [
         fit.Phase(
             "frozen",
-            schedule["epochs"],
-            params["lr"],
-            schedule["patience"],
-            cache_features=schedule.get("cache_features", False),
+            schedule.epochs,
+            lr,
+            schedule.patience,
+            cache_features=schedule.cache_features,
         ),
         fit.Phase(
             "fine_tune",
-            fine_tune["epochs"],
-            params["fine_tune_lr"],
-            fine_tune["patience"],
-            unfreeze_fraction=fine_tune.get("unfreeze_fraction"),
-            unfreeze_layers=fine_tune.get("unfreeze_layers"),
+            fine_tune.epochs,
+            fine_tune_lr,
+            fine_tune.patience,
+            **unfreeze,  # the one of unfreeze_fraction and unfreeze_layers that the params give
         ),
     ]
 
 
-def train(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
+def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
     strategy = distribute.choose_strategy()
     started = time.perf_counter()
-    seed, schedule = params["seed"], dataset["train"]
+    seed, schedule = params.seed, dataset.train
     keras.utils.set_random_seed(seed)
-    policy = fit.configure_precision(schedule["mixed_precision"])
-    batch_size = distribute.global_batch_size(schedule["batch_size"], strategy)
+    policy = fit.configure_precision(schedule.mixed_precision)
+    batch_size = distribute.global_batch_size(schedule.batch_size, strategy)
 
     def batches(split: str, **options):
         records = tfrecords.read_split(paths.tfrecords, split)
         made = inputs.make_batches(records, batch_size=batch_size, cache=True, **options)
         return distribute.shard_by_data(made)
 
-    augmenter = augment.build_augmenter(dataset["augment"], seed)
+    augmenter = augment.build_augmenter(dataset.augment, seed)
     train_batches = batches("train", augmenter=augmenter, shuffle=True, seed=seed)
-    planned = planned_phases(params, schedule)
+    planned = planned_phases(schedule, params.lr, params.fine_tune_lr)
     caching = any(phase.cache_features for phase in planned)
     plain_batches = batches("train", shuffle=True, seed=seed) if caching else None
     labels = tfrecords.read_labels(paths.tfrecords, "train")
@@ -64,16 +65,16 @@ def train(name: str, params: dict, dataset: dict, paths: DatasetPaths) -> None:
 
     with strategy.scope(), _live(paths, chief) as live:
         model = classifier.build_classifier(
-            dataset["backbone"], dataset["head"], dataset["image_size"], seed=seed
+            dataset.backbone, dataset.head, dataset.image_size, seed=seed
         )
         summary = fit.train(
             model,
             train_batches,
             batches("val"),
             phases=planned,
-            loss=losses.make_loss(dataset["loss"]),
-            class_weight=losses.class_weights(labels, dataset["class_weight"]),
-            jit_compile=schedule["jit_compile"],
+            loss=losses.make_loss(dataset.loss),
+            class_weight=losses.class_weights(labels, dataset.class_weight),
+            jit_compile=schedule.jit_compile,
             callbacks=[DVCLiveCallback(live=live)] if chief else [],
             plain_train_ds=plain_batches,
         )

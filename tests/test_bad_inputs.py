@@ -34,6 +34,7 @@ from medcls.demo import synthetic
 from medcls.demo.workspace import PROJECT, command_environment, write_pipeline
 from medcls.images.decode import MaskMismatchError, read_image, read_masks, to_uint8
 from medcls.images.roi import prepare, prepare_file
+from medcls.pipeline.config import RoiParams
 
 ROOT = synthetic.BUSI_ROOT
 N = 6
@@ -195,7 +196,9 @@ def test_prediction_skips_an_image_whose_mask_has_another_size(planted) -> None:
     from medcls.predict import Predictor  # imports TensorFlow
 
     raw, _ = planted
-    predictor = Predictor(model=None, classes=synthetic.BUSI_CLASSES, threshold=0.5, image_size=SIZE, roi=ROI)
+    predictor = Predictor(
+        model=None, classes=synthetic.BUSI_CLASSES, threshold=0.5, image_size=SIZE, roi=RoiParams(**ROI)
+    )
     image = raw / busi_name("benign", 3)
     predictions, failures, _ = predictor.predict_files([image], [(raw / busi_name("benign", 3, "_mask"),)])
     assert predictions == [] and [failure.path for failure in failures] == [image]

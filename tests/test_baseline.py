@@ -9,9 +9,10 @@ from medcls.demo import synthetic
 from medcls.evaluation import baseline, scoring
 from medcls.evaluation.metrics import roc_auc
 from medcls.images.tfrecords import write_tfrecords
+from medcls.pipeline.config import SmallCnnBackbone
 
 SIZE = 32
-SMALL_CNN = {"name": "small_cnn", "filters": [8, 16]}
+SMALL_CNN = SmallCnnBackbone(filters=[8, 16])
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from ruamel.yaml import YAML
 
 from medcls.data.layouts import MASK_OF_REJECTED_IMAGE, DatasetError, parse
 from medcls.data.manifest import build_manifest
@@ -248,11 +249,20 @@ def test_the_real_bus_uclm_table():
     }
 
 
-def test_params_accept_the_csv_layout_and_name_a_wrong_one():
-    params = config.load(PROJECT / "params.yaml")
+def test_params_accept_the_csv_layout_and_name_a_wrong_one(uclm_like):
+    params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
     params["datasets"]["bus_uc"]["layout"] = {"csv": dict(UCLM_LIKE)}
-    config.validate(params)
+    layout = config.validate(params).datasets["bus_uc"].layout
+    # what the manifest stage passes on parses as the plain mapping does
+    assert parse(config.layout_spec(layout), uclm_like, CLASSES) == parse(
+        {"csv": UCLM_LIKE}, uclm_like, CLASSES
+    )
     params["datasets"]["bus_uc"]["layout"]["csv"]["label_values"] = {"Benign": 2}
+    with pytest.raises(
+        config.ParamsError, match=r"datasets\.bus_uc\.layout\.csv\.label_values\.Benign: 2 is outside \[0, 1\]"
+    ):
+        config.validate(params)
+    params["datasets"]["bus_uc"]["layout"] = {"cvs": dict(UCLM_LIKE)}
     with pytest.raises(
         config.ParamsError, match=r"datasets\.bus_uc\.layout: expected one of .*\{csv: \{table"
     ):

@@ -8,19 +8,19 @@ from scripts import demo
 
 
 @pytest.fixture(scope="module")
-def params() -> dict:
+def params() -> config.Params:
     return config.load(demo.PROFILE)
 
 
 def test_demo_profile_validates_and_is_labelled_synthetic(params):
-    assert params["datasets"] and all(name.startswith("demo_") for name in params["datasets"])
+    assert params.datasets and all(name.startswith("demo_") for name in params.datasets)
     assert demo.PROFILE.read_text().startswith("# SYNTHETIC DEMO PROFILE")
 
 
 def test_every_demo_dataset_has_a_generator_and_a_source_outside_the_workspace(params):
-    for dataset in params["datasets"].values():
-        assert dataset["layout"] in demo.GENERATORS
-        assert dataset["source"].startswith("../")  # the workspace must start out empty
+    for dataset in params.datasets.values():
+        assert dataset.layout in demo.GENERATORS
+        assert dataset.source.startswith("../")  # the workspace must start out empty
 
 
 def test_generated_sources_land_where_the_profile_points(params, tmp_path, monkeypatch):
@@ -31,8 +31,8 @@ def test_generated_sources_land_where_the_profile_points(params, tmp_path, monke
     monkeypatch.setattr(demo, "GENERATORS", small)
     workspace = tmp_path / "workspace"
     demo.generate_sources(params, workspace)
-    for dataset in params["datasets"].values():
-        assert any((workspace / dataset["source"]).resolve().iterdir())
+    for dataset in params.datasets.values():
+        assert any((workspace / dataset.source).resolve().iterdir())
     assert not workspace.exists()  # create_workspace needs it new
 
 

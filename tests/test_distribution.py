@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from medcls.model.classifier import build_classifier
 from medcls.model.losses import make_loss
+from medcls.pipeline.config import BceLoss, SmallCnnBackbone
 from medcls.training import distribute
 from medcls.training.fit import Phase, train
 from tests.test_training import HEAD, batches
@@ -99,7 +100,7 @@ def train_on_two_cpu_replicas() -> dict:
     batch_size = distribute.global_batch_size(2, strategy)
     assert batch_size == 4  # what tests.test_training.batches delivers
     with strategy.scope():
-        model = build_classifier({"name": "small_cnn", "filters": [4, 8]}, HEAD, 16, seed=0)
+        model = build_classifier(SmallCnnBackbone(filters=[4, 8]), HEAD, 16, seed=0)
         phases = train(
             model,
             distribute.shard_by_data(batches(0)),
@@ -108,7 +109,7 @@ def train_on_two_cpu_replicas() -> dict:
                 Phase("frozen", 1, 1e-3, 1, cache_features=True),
                 Phase("fine_tune", 1, 1e-5, 1, unfreeze_layers=1),
             ],
-            loss=make_loss({"name": "bce"}),
+            loss=make_loss(BceLoss()),
             class_weight={0: 1.0, 1: 1.0},
             jit_compile=False,
             plain_train_ds=distribute.shard_by_data(batches(0)),

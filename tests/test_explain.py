@@ -14,6 +14,7 @@ from medcls.evaluation.scoring import predict_splits
 from medcls.images.tfrecords import write_tfrecords
 from medcls.model.blocks import SEBlock
 from medcls.model.classifier import build_classifier
+from medcls.pipeline.config import ApplicationBackbone, SavedBackbone
 from tests.test_models import PDF_SE_HEAD, PLAIN_HEAD, SMALL_CNN, raw_images
 
 SIZE = 32
@@ -45,13 +46,15 @@ def test_saved_backbone_file_is_explained_at_the_backbone(tmp_path):
     features = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
     backbone = keras.Model(inputs, keras.layers.MaxPooling2D()(features))
     backbone.save(tmp_path / "backbone.keras")
-    model = build_classifier({"path": str(tmp_path / "backbone.keras")}, PLAIN_HEAD, SIZE, seed=0)
+    model = build_classifier(
+        SavedBackbone(path=str(tmp_path / "backbone.keras")), PLAIN_HEAD, SIZE, seed=0
+    )
     assert gradcam.last_spatial_layer(model).name == "backbone"
     assert_valid_heatmaps(model, raw_images(SIZE))
 
 
 def test_keras_application_backbone_is_explained_at_the_backbone():
-    backbone = {"name": "efficientnetb0", "weights": "none"}
+    backbone = ApplicationBackbone(name="efficientnetb0", weights="none")
     model = build_classifier(backbone, PLAIN_HEAD, SIZE, seed=0)
     assert gradcam.last_spatial_layer(model).name == "backbone"
     assert_valid_heatmaps(model, raw_images(SIZE, 2))

@@ -7,18 +7,21 @@ import tensorflow as tf
 
 from medcls.model.classifier import backbone_of, build_classifier, split_at_backbone
 from medcls.model.losses import make_loss
+from medcls.pipeline.config import BceLoss, HeadParams, SmallCnnBackbone, TrainParams
 from medcls.training.fit import Phase, cached_features, train
 from stages.train import planned_phases
 from tests.test_training import HEAD, batches
 
-SMALL_CNN = {"name": "small_cnn", "filters": [4, 8]}
-PDF_SE_HEAD = {
-    **HEAD,
-    "blocks": [
-        {"pdf": {"filters": 4, "kernel_sizes": [1, 3], "dilation_rates": [1, 2]}},
-        {"se": {"ratio": 2}},
-    ],
-}
+SMALL_CNN = SmallCnnBackbone(filters=[4, 8])
+PDF_SE_HEAD = HeadParams.model_validate(
+    {
+        **HEAD.model_dump(),
+        "blocks": [
+            {"pdf": {"filters": 4, "kernel_sizes": [1, 3], "dilation_rates": [1, 2]}},
+            {"se": {"ratio": 2}},
+        ],
+    }
+)
 
 
 def unreadable() -> tf.data.Dataset:
@@ -42,7 +45,7 @@ def fit_frozen(model: keras.Model, *, cache: bool, train_ds, plain_train_ds) -> 
         train_ds,
         batches(1),
         phases=[Phase("frozen", epochs=2, learning_rate=1e-2, patience=2, cache_features=cache)],
-        loss=make_loss({"name": "bce"}),
+        loss=make_loss(BceLoss()),
         class_weight=None,
         jit_compile=False,
         plain_train_ds=plain_train_ds,
@@ -100,11 +103,18 @@ def test_a_phase_that_unfreezes_cannot_cache():
     [({}, False), ({"cache_features": False}, False), ({"cache_features": True}, True)],
 )
 def test_only_the_frozen_phase_follows_the_cache_features_param(param, cached):
-    schedule = {
-        "epochs": 3,
-        "patience": 1,
-        "fine_tune": {"epochs": 1, "patience": 1, "unfreeze_layers": 1},
-        **param,
-    }
-    frozen, fine_tune = planned_phases({"lr": 1e-3, "fine_tune_lr": 1e-5}, schedule)
+    schedule = TrainParams.model_validate(
+        {
+            "batch_size": 4,
+            "epochs": 3,
+            "patience": 1,
+            "fine_tune": {"epochs": 1, "patience": 1, "unfreeze_layers": 1},
+            "mixed_precision": "float32",
+            "jit_compile": False,
+            **param,
+        }
+    )
+    frozen, fine_tune = planned_phases(schedule, lr=1e-3, fine_tune_lr=1e-5)
     assert (frozen.cache_features, fine_tune.cache_features) == (cached, False)
+    assert (frozen.learning_rate, fine_tune.learning_rate) == (1e-3, 1e-5)
+    assert (fine_tune.unfreeze_layers, fine_tune.unfreeze_fraction) == (1, None)

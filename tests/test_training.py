@@ -10,11 +10,12 @@ from dvclive.keras import DVCLiveCallback
 
 from medcls.model.classifier import build_classifier
 from medcls.model.losses import make_loss
+from medcls.pipeline.config import BceLoss, FocalLoss, HeadParams, SmallCnnBackbone
 from medcls.training import curves
 from medcls.training.fit import Phase, configure_precision, train
 from medcls.training.inputs import make_batches
 
-HEAD = {"blocks": [], "pooling": "gap", "dense_units": 4, "dropout": 0.0}
+HEAD = HeadParams(blocks=[], pooling="gap", dense_units=4, dropout=0.0)
 
 
 class PhaseRecorder(keras.callbacks.Callback):
@@ -44,7 +45,7 @@ def batches(seed: int) -> tf.data.Dataset:
 
 
 def test_two_phases_use_their_learning_rates_and_continue_the_epochs(tmp_path):
-    model = build_classifier({"name": "small_cnn", "filters": [4, 8]}, HEAD, 16, seed=0)
+    model = build_classifier(SmallCnnBackbone(filters=[4, 8]), HEAD, 16, seed=0)
     recorder = PhaseRecorder()
     phases = [
         Phase("frozen", epochs=1, learning_rate=1e-3, patience=1),
@@ -57,7 +58,7 @@ def test_two_phases_use_their_learning_rates_and_continue_the_epochs(tmp_path):
             batches(0),
             batches(1),
             phases=phases,
-            loss=make_loss({"name": "focal", "alpha": 0.5, "gamma": 2.0}),
+            loss=make_loss(FocalLoss(alpha=0.5, gamma=2.0)),
             class_weight={0: 1.0, 1: 1.0},
             jit_compile=False,
             callbacks=[recorder, DVCLiveCallback(live=live)],
@@ -116,14 +117,14 @@ def separable_batches(seed: int) -> tf.data.Dataset:
 
 def train_phases(*phases: Phase) -> tuple[keras.Model, dict, list]:
     """Train a small CNN through `phases`; also return the weights each phase ended with."""
-    model = build_classifier({"name": "small_cnn", "filters": [4, 8]}, HEAD, 16, seed=0)
+    model = build_classifier(SmallCnnBackbone(filters=[4, 8]), HEAD, 16, seed=0)
     recorder = WeightRecorder()
     summaries = train(
         model,
         separable_batches(0),
         separable_batches(1),
         phases=phases,
-        loss=make_loss({"name": "bce"}),
+        loss=make_loss(BceLoss()),
         class_weight=None,
         jit_compile=False,
         callbacks=[recorder],
@@ -173,7 +174,3 @@ def test_auto_precision_is_mixed_only_with_a_gpu(restore_policy):
     expected = "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
     assert configure_precision("auto") == expected
 
-
-def test_unknown_precision_policy_is_an_error(restore_policy):
-    with pytest.raises(ValueError, match="unknown mode 'float64'"):
-        configure_precision("float64")

@@ -30,14 +30,6 @@ def linked_units(manifest: pd.DataFrame) -> pd.Series:
     return pd.Series(connected_components(graph, directed=False)[1][:n_rows], index=manifest.index)
 
 
-def _check_fractions(fractions: Mapping[str, float]) -> None:
-    shares = list(fractions.values())
-    if any(share < 0 for share in shares) or not np.isclose(sum(shares), 1.0):
-        raise ValueError(
-            f"split fractions must be non-negative and sum to 1, got {dict(fractions)}"
-        )
-
-
 def _dealing_order(
     manifest: pd.DataFrame, units: pd.Series, sizes: pd.Series, seed: int
 ) -> pd.Index:
@@ -54,8 +46,10 @@ def _dealing_order(
 def grouped_stratified_split(
     manifest: pd.DataFrame, fractions: Mapping[str, float], seed: int
 ) -> pd.Series:
-    """Split name per manifest row (aligned to its index): no group or content shared across splits."""
-    _check_fractions(fractions)
+    """Split name per manifest row (aligned to its index): no group or content shared across splits.
+
+    `fractions` ({split name: share}) are non-negative and sum to 1, as the params schema ensures.
+    """
     names = [name for name, share in fractions.items() if share > 0]
     units = linked_units(manifest)
     per_unit = pd.crosstab(units, manifest["label"])

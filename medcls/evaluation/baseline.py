@@ -2,7 +2,6 @@
 the frozen, pretrained backbone, fitted on the train split and scored on val and test like the model.
 """
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import keras
@@ -15,12 +14,13 @@ from medcls.evaluation.metrics import roc_auc
 from medcls.evaluation.scoring import model_outputs
 from medcls.model.backbones import build_backbone
 from medcls.model.blocks import Preprocess
+from medcls.pipeline.config import Backbone
 
 SPLITS = ("train", "val", "test")
 C_GRID = (0.001, 0.01, 0.1, 1.0)
 
 
-def feature_extractor(backbone_spec: Mapping, image_size: int, *, seed: int) -> keras.Model:
+def feature_extractor(backbone_spec: Backbone, image_size: int, *, seed: int) -> keras.Model:
     """Raw images -> the backbone's own preprocessing -> backbone -> global average pooling.
 
     The seed fixes the weights of a backbone without pretrained ones (`small_cnn`, `weights: none`).

@@ -25,13 +25,12 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from medcls.pipeline.config import MinSensitivity, ThresholdRule
+
 SCHEMA_PATH = Path(__file__).with_name("metrics_schema.json")
-RULE_FORMS = '"youden", a fixed probability in [0, 1], or {"min_sensitivity": p} with p in [0, 1]'
 COUNT_KEYS = ("tp", "fp", "tn", "fn")
 # Metrics written with unrounded floats agree with their recomputation far tighter than this.
 TOLERANCE = 1e-9
-
-ThresholdRule = str | float | Mapping[str, float]
 
 
 def checked_arrays(y_true: ArrayLike, y_prob: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -57,33 +56,15 @@ def predict_positive(y_prob: np.ndarray, threshold: float) -> np.ndarray:
 # --- threshold choice ------------------------------------------------------------------------
 
 
-def _parse_rule(rule: ThresholdRule) -> tuple[str, float | None]:
-    """(kind, value) for a threshold rule, so choosing and naming it read the rule the same way."""
-    if isinstance(rule, str) and rule == "youden":
-        return "youden", None
-    if (
-        isinstance(rule, Mapping)
-        and set(rule) == {"min_sensitivity"}
-        and _is_probability(rule["min_sensitivity"])
-    ):
-        return "min_sensitivity", float(rule["min_sensitivity"])
-    if _is_probability(rule):
-        return "fixed", float(rule)
-    raise ValueError(f"invalid threshold rule {rule!r}; use {RULE_FORMS}")
-
-
 def _is_number(value: object) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
-def _is_probability(value: object) -> bool:
-    return _is_number(value) and 0 <= value <= 1
-
-
 def rule_name(rule: ThresholdRule) -> str:
     """Short label for the metrics file: "youden", "fixed" or "min_sensitivity=0.95"."""
-    kind, value = _parse_rule(rule)
-    return f"min_sensitivity={value:g}" if kind == "min_sensitivity" else kind
+    if isinstance(rule, MinSensitivity):
+        return f"min_sensitivity={rule.min_sensitivity:g}"
+    return "youden" if rule == "youden" else "fixed"
 
 
 def _roc_counts(y_true: np.ndarray, y_prob: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -103,21 +84,22 @@ def choose_threshold(y_true: ArrayLike, y_prob: ArrayLike, rule: ThresholdRule) 
     """Decision threshold for `rule`; the caller picks it on validation and applies it to test.
 
     "youden" maximises sensitivity + specificity - 1, ties going to the higher threshold (better
-    specificity); {"min_sensitivity": p} is the highest threshold whose sensitivity is >= p.
-    Candidates are the observed probabilities, so the result always lies in [0, 1].
+    specificity); MinSensitivity(p) is the highest threshold whose sensitivity is >= p; a number is
+    the threshold itself. Candidates are the observed probabilities, so the result lies in [0, 1].
     """
-    kind, value = _parse_rule(rule)
-    if kind == "fixed":
-        return value
+    if not isinstance(rule, MinSensitivity) and rule != "youden":
+        return float(rule)
     y_true, y_prob = checked_arrays(y_true, y_prob)
     thresholds, tps, fps = _roc_counts(y_true, y_prob)
     positives, negatives = tps[-1], fps[-1]
-    if positives == 0 or (kind == "youden" and negatives == 0):
-        raise ValueError(f"threshold rule {rule!r} needs both classes in the data it is chosen on")
-    if kind == "youden":
+    if positives == 0 or (rule == "youden" and negatives == 0):
+        raise ValueError(
+            f"threshold rule {rule_name(rule)} needs both classes in the data it is chosen on"
+        )
+    if rule == "youden":
         scores = tps * negatives - fps * positives  # Youden's J scaled by P * N
     else:
-        scores = tps >= value * positives
+        scores = tps >= rule.min_sensitivity * positives
     return float(thresholds[np.argmax(scores)])  # argmax: the first, i.e. highest, best threshold
 
 

@@ -5,14 +5,14 @@ the classifier can put that preprocessing inside the model, and is named "backbo
 fine-tuning code finds it.
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
 
+from medcls.pipeline.config import ApplicationBackbone, Backbone, SavedBackbone, SmallCnnBackbone
+
 BACKBONE_NAME = "backbone"
-SMALL_CNN = "small_cnn"
-SMALL_CNN_FILTERS = (32, 64, 128)
 
 # name -> (constructor, preprocessing). EfficientNet rescales 0..255 inputs itself.
 APPLICATIONS: dict[str, tuple[Callable[..., keras.Model], str]] = {
@@ -24,34 +24,26 @@ APPLICATIONS: dict[str, tuple[Callable[..., keras.Model], str]] = {
 NAMED_WEIGHTS = {"imagenet": "imagenet", "none": None}
 
 
-def build_backbone(spec: Mapping, image_size: int) -> tuple[keras.Model, str]:
-    """The backbone for `spec` on (image_size, image_size, 3) inputs, and its preprocessing mode.
-
-    Forms: {name: efficientnetb0|resnet50|vgg16, weights: imagenet|none|<file>},
-    {path: <backbone.keras>, preprocessing: <mode, default none>}, {name: small_cnn, filters: [..]}.
-    """
+def build_backbone(spec: Backbone, image_size: int) -> tuple[keras.Model, str]:
+    """The backbone for `spec` on (image_size, image_size, 3) inputs, and its preprocessing mode."""
     shape = (image_size, image_size, 3)
-    if "path" in spec:
-        return _saved(Path(spec["path"]), shape), spec.get("preprocessing", "none")
-    if spec.get("name") == SMALL_CNN:
-        return _small_cnn(spec.get("filters", SMALL_CNN_FILTERS), shape), "unit"
+    if isinstance(spec, SavedBackbone):
+        return _saved(Path(spec.path), shape), spec.preprocessing
+    if isinstance(spec, SmallCnnBackbone):
+        return _small_cnn(spec.filters, shape), "unit"
     return _application(spec, shape)
 
 
-def _application(spec: Mapping, shape: tuple[int, int, int]) -> tuple[keras.Model, str]:
-    name = spec.get("name")
-    if name not in APPLICATIONS:
-        raise ValueError(
-            f"backbone.name: unknown backbone {name!r}; use one of "
-            f"{sorted([*APPLICATIONS, SMALL_CNN])} or give a saved model as backbone.path"
-        )
-    constructor, preprocessing = APPLICATIONS[name]
-    weights = spec.get("weights", "imagenet")
+def _application(spec: ApplicationBackbone, shape: tuple[int, int, int]) -> tuple[keras.Model, str]:
+    constructor, preprocessing = APPLICATIONS[spec.name]
     weights_file = (
-        None if weights in NAMED_WEIGHTS else _existing(Path(weights), "backbone.weights")
+        None if spec.weights in NAMED_WEIGHTS else _existing(Path(spec.weights), "backbone.weights")
     )
     model = constructor(
-        include_top=False, weights=NAMED_WEIGHTS.get(weights), input_shape=shape, name=BACKBONE_NAME
+        include_top=False,
+        weights=NAMED_WEIGHTS.get(spec.weights),
+        input_shape=shape,
+        name=BACKBONE_NAME,
     )
     if weights_file is not None:
         model.load_weights(weights_file)

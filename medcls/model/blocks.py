@@ -34,11 +34,6 @@ class PDFBlock(keras.layers.Layer):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if len(kernel_sizes) != len(dilation_rates):
-            raise ValueError(
-                f"PDFBlock: kernel_sizes {list(kernel_sizes)} and dilation_rates "
-                f"{list(dilation_rates)} must have the same length (one branch per pair)"
-            )
         self.filters = filters
         self.kernel_sizes = tuple(kernel_sizes)
         self.dilation_rates = tuple(dilation_rates)
@@ -152,10 +147,6 @@ class Preprocess(keras.layers.Layer):
 
     def __init__(self, mode: str, **kwargs) -> None:
         super().__init__(**kwargs)
-        if mode not in PREPROCESSING:
-            raise ValueError(
-                f"Preprocess: unknown mode {mode!r}; use one of {sorted(PREPROCESSING)}"
-            )
         self.mode = mode
 
     def call(self, images):

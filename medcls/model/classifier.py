@@ -4,19 +4,19 @@ Importing this module registers the custom layers; `load_classifier` reloads a s
 """
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 import keras
 
 from medcls.model.backbones import BACKBONE_NAME, build_backbone
 from medcls.model.blocks import PDFBlock, Preprocess, SEBlock
+from medcls.pipeline.config import Backbone, HeadBlock, HeadParams, PdfBlockParams
 
-HEAD_BLOCKS = {"pdf": PDFBlock, "se": SEBlock}
 POOLING = {"gap": keras.layers.GlobalAveragePooling2D, "flatten": keras.layers.Flatten}
 
 
 def build_classifier(
-    backbone_spec: Mapping, head_spec: Mapping, image_size: int, *, seed: int
+    backbone_spec: Backbone, head_spec: HeadParams, image_size: int, *, seed: int
 ) -> keras.Model:
     """A binary classifier on raw RGB images (float 0..255) of `image_size`; the backbone is frozen.
 
@@ -30,32 +30,21 @@ def build_classifier(
     backbone.trainable = False
     inputs = keras.Input((image_size, image_size, 3), name="image")
     features = backbone(Preprocess(preprocessing, name="preprocess")(inputs))
-    for block in head_spec["blocks"]:
+    for block in head_spec.blocks:
         features = _head_block(block)(features)
-    features = _pooling(head_spec["pooling"])(features)
-    features = keras.layers.Dense(head_spec["dense_units"], activation="relu")(features)
-    features = keras.layers.Dropout(head_spec["dropout"])(features)
+    features = POOLING[head_spec.pooling]()(features)
+    features = keras.layers.Dense(head_spec.dense_units, activation="relu")(features)
+    features = keras.layers.Dropout(head_spec.dropout)(features)
     outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")(
         features
     )
     return keras.Model(inputs, outputs, name="classifier")
 
 
-def _head_block(block: Mapping) -> keras.layers.Layer:
-    """A layer from a one-key mapping such as {"se": {"ratio": 16}}."""
-    if len(block) != 1 or next(iter(block)) not in HEAD_BLOCKS:
-        raise ValueError(
-            f"head.blocks: each block is one of {sorted(HEAD_BLOCKS)} with its options, "
-            f"got {dict(block)}"
-        )
-    ((kind, options),) = block.items()
-    return HEAD_BLOCKS[kind](**options)
-
-
-def _pooling(name: str) -> keras.layers.Layer:
-    if name not in POOLING:
-        raise ValueError(f"head.pooling: unknown pooling {name!r}; use one of {sorted(POOLING)}")
-    return POOLING[name]()
+def _head_block(block: HeadBlock) -> keras.layers.Layer:
+    if isinstance(block, PdfBlockParams):
+        return PDFBlock(**block.pdf.model_dump())
+    return SEBlock(**block.se.model_dump())
 
 
 def load_classifier(path) -> keras.Model:

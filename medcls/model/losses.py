@@ -1,37 +1,33 @@
 """Losses and class weights for imbalanced binary classification."""
 
-from collections.abc import Mapping
+from typing import Literal
 
 import keras
 import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
-LOSSES = {
-    # Focal loss (Lin et al. 2017): (1 - p_t)^gamma down-weights easy examples so training
-    # concentrates on hard, ambiguous images; alpha weights the positive class, 1 - alpha the
-    # negative one.
-    "focal": lambda spec: keras.losses.BinaryFocalCrossentropy(
-        apply_class_balancing=True, alpha=spec["alpha"], gamma=spec["gamma"]
-    ),
-    "bce": lambda spec: keras.losses.BinaryCrossentropy(),
-}
+from medcls.pipeline.config import FocalLoss, Loss
 
 
-def make_loss(spec: Mapping) -> keras.losses.Loss:
-    """The loss for {name: focal, alpha, gamma} or {name: bce}."""
-    name = spec.get("name")
-    if name not in LOSSES:
-        raise ValueError(f"loss.name: unknown loss {name!r}; use one of {sorted(LOSSES)}")
-    return LOSSES[name](spec)
+def make_loss(spec: Loss) -> keras.losses.Loss:
+    """The focal loss or binary cross-entropy that `spec` names.
+
+    Focal loss (Lin et al. 2017): (1 - p_t)^gamma down-weights easy examples so training
+    concentrates on hard, ambiguous images; alpha weights the positive class, 1 - alpha the
+    negative one.
+    """
+    if isinstance(spec, FocalLoss):
+        return keras.losses.BinaryFocalCrossentropy(
+            apply_class_balancing=True, alpha=spec.alpha, gamma=spec.gamma
+        )
+    return keras.losses.BinaryCrossentropy()
 
 
-def class_weights(labels: np.ndarray, mode: str) -> dict[int, float] | None:
+def class_weights(labels: np.ndarray, mode: Literal["balanced", "none"]) -> dict[int, float] | None:
     """Per-class weights for `fit`: "balanced" gives n / (2 n_c) (sklearn's "balanced"), so each
     class contributes equally to the loss; "none" gives None (unweighted)."""
     if mode == "none":
         return None
-    if mode != "balanced":
-        raise ValueError(f"class_weight: unknown mode {mode!r}; use 'balanced' or 'none'")
     labels = np.asarray(labels, dtype=int)
     counts = np.bincount(labels, minlength=2)
     if len(counts) != 2 or not counts.all():

@@ -1,269 +1,583 @@
-"""Params loading and validation: one schema for every dataset, checked before any stage does work.
+"""Params: typed models of params.yaml, one schema for every dataset, validated before any stage works.
 
 `dvc exp run -S lr=1e-5` writes `lr: 1e-05`, which a YAML 1.1 loader (PyYAML) reads as a string;
-params are therefore read with ruamel's YAML 1.2 loader, the same one DVC uses.
+params are therefore read with ruamel's YAML 1.2 loader, the same one DVC uses. Validation is strict
+(no string for a number, no `true` for an int, no unknown key) and reports every problem on one line
+that names its dotted key, e.g. `datasets.bus_uc.roi.margn: unknown key (typo?); allowed here: ...`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 from ruamel.yaml import YAML
 
 PARAMS_FILE = Path("params.yaml")
+MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are 32-bit
+MIN_APPLICATION_SIZE = 32  # the smallest input keras.applications builds
+MIN_BOOTSTRAP = 40  # 2.5 % tails of fewer resamples are single draws, which may miss the estimate
 
 
 class ParamsError(ValueError):
-    """A params file that does not match the schema; the message names the offending key."""
+    """A params file that does not match the schema: one line per problem, each naming its key."""
 
 
-# --- schema -------------------------------------------------------------------------------------
-# A schema node is a Python type, a set of allowed literal values, a dict of required/optional
-# keys (`Optional(...)` marks optional ones), `MapOf(node)` for user-named entries, `ListOf(node)`,
-# or `OneOf(...)` for alternatives. Validation walks the params tree and names the dotted key.
+class Section(BaseModel):
+    """A mapping of params: unknown keys are typos, and values are never converted from strings."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-@dataclass(frozen=True)
-class Optional:
-    node: Any
+Fraction = Annotated[float, Field(ge=0, le=1)]
+PositiveFraction = Annotated[float, Field(gt=0, le=1)]
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
 
 
-@dataclass(frozen=True)
-class MapOf:
-    node: Any
+def _as_mapping(value: Any) -> Any:
+    return value.model_dump() if isinstance(value, BaseModel) else value
 
 
-@dataclass(frozen=True)
-class ListOf:
-    node: Any
-    length: int | None = None
+def tagged_union(form_of: Callable[[Any], str | None], expected: str, **forms: Any) -> Any:
+    """A union whose member `form_of(value)` names (a key of `forms`; a model is passed as its
+    mapping). A value it names no member for is reported as "expected <expected>", which lists the
+    forms in the params file's terms, instead of one error per member."""
+    members = tuple(Annotated[member, Tag(name)] for name, member in forms.items())
+
+    def tag(value: Any) -> str | None:
+        form = form_of(_as_mapping(value))
+        return form if isinstance(form, str) and form in forms else None
+
+    return Annotated[
+        Union[members],  # noqa: UP007  (a tuple of members needs Union[...])
+        Discriminator(
+            tag,
+            custom_error_type="form",
+            custom_error_message=f"expected {expected}",
+        ),
+    ]
 
 
-@dataclass(frozen=True)
-class OneOf:
-    nodes: tuple
-    description: str
+def _keys(value: Any) -> Mapping:
+    return value if isinstance(value, Mapping) else {}
 
 
-@dataclass(frozen=True)
-class Range:
-    """A number within [low, high]; `kind` is int or float."""
-
-    kind: type
-    low: float = -math.inf
-    high: float = math.inf
+def _only_key(value: Any) -> str | None:
+    return next(iter(value)) if len(_keys(value)) == 1 else None
 
 
-Fraction = Range(float, 0.0, 1.0)
-PositiveInt = Range(int, 1)
-NonNegativeInt = Range(int, 0)
-Probability = Range(float, 0.0, 1.0)
+def _name(value: Any) -> Any:
+    return _keys(value).get("name")
 
-BACKBONE = OneOf(
-    (
-        {"name": {"efficientnetb0", "resnet50", "vgg16"}, "weights": str},
-        {"name": {"small_cnn"}, Optional("filters"): ListOf(PositiveInt)},
-        {"path": str, Optional("preprocessing"): {"none", "caffe", "torch", "tf", "unit"}},
-    ),
+
+# --- backbone ---------------------------------------------------------------------------------
+
+Application = Literal["efficientnetb0", "resnet50", "vgg16"]
+Preprocessing = Literal["none", "caffe", "torch", "tf", "unit"]
+
+
+class ApplicationBackbone(Section):
+    """A Keras application with `weights`: imagenet, none, or a weights file."""
+
+    name: Application
+    weights: str
+
+    @property
+    def min_image_size(self) -> int:
+        return MIN_APPLICATION_SIZE
+
+
+class SmallCnnBackbone(Section):
+    """Conv + 2x2 max-pool per filter count, trained from scratch."""
+
+    name: Literal["small_cnn"] = "small_cnn"
+    filters: list[PositiveInt] = Field(default=[32, 64, 128], min_length=1)
+
+    @property
+    def min_image_size(self) -> int:
+        return 2 ** len(self.filters)  # every max-pool halves the side
+
+
+class SavedBackbone(Section):
+    """A backbone saved as `.keras`, with the input preprocessing it expects."""
+
+    path: str
+    preprocessing: Preprocessing = "none"
+
+    @property
+    def min_image_size(self) -> int:
+        return 1  # unknown until the file is loaded
+
+
+def _backbone_form(value: Any) -> str | None:
+    if "path" in _keys(value):
+        return "saved"
+    return "application" if _name(value) in get_args(Application) else _name(value)
+
+
+Backbone = tagged_union(
+    _backbone_form,
     "{name: efficientnetb0|resnet50|vgg16, weights: imagenet|none|<file>}, "
     "{name: small_cnn, filters: [..]} or {path: <backbone.keras>, preprocessing: ..}",
+    application=ApplicationBackbone,
+    small_cnn=SmallCnnBackbone,
+    saved=SavedBackbone,
 )
 
-HEAD_BLOCK = OneOf(
-    (
-        {
-            "pdf": {
-                "filters": PositiveInt,
-                "kernel_sizes": ListOf(PositiveInt),
-                "dilation_rates": ListOf(PositiveInt),
-                Optional("reduce_to"): OneOf((PositiveInt, type(None)), "a positive int or null"),
-                Optional("separable"): bool,
-            }
-        },
-        {"se": {"ratio": PositiveInt}},
-    ),
+# --- head -------------------------------------------------------------------------------------
+
+
+class PdfOptions(Section):
+    filters: PositiveInt
+    kernel_sizes: list[PositiveInt] = Field(min_length=1)
+    dilation_rates: list[PositiveInt] = Field(min_length=1)
+    reduce_to: PositiveInt | None = None
+    separable: bool = False
+
+    @model_validator(mode="after")
+    def _one_branch_per_pair(self) -> PdfOptions:
+        if len(self.kernel_sizes) != len(self.dilation_rates):
+            raise ValueError(
+                "kernel_sizes and dilation_rates must have the same length (one dilated branch per pair)"
+            )
+        return self
+
+
+class PdfBlockParams(Section):
+    """`{pdf: {...}}`: parallel dilated convolutions."""
+
+    pdf: PdfOptions
+
+
+class SeOptions(Section):
+    ratio: PositiveInt
+
+
+class SeBlockParams(Section):
+    """`{se: {ratio}}`: squeeze-and-excitation."""
+
+    se: SeOptions
+
+
+HeadBlock = tagged_union(
+    _only_key,
     "{pdf: {filters, kernel_sizes, dilation_rates, reduce_to, separable}} or {se: {ratio}}",
+    pdf=PdfBlockParams,
+    se=SeBlockParams,
 )
 
-THRESHOLD_RULE = OneOf(
-    ({"youden"}, Probability, {"min_sensitivity": Probability}),
-    "youden, a fixed probability, or {min_sensitivity: 0.95}",
+
+class HeadParams(Section):
+    blocks: list[HeadBlock]
+    pooling: Literal["gap", "flatten"]
+    dense_units: PositiveInt
+    dropout: Annotated[float, Field(ge=0, le=0.99)]
+
+
+# --- loss, augmentation, training -------------------------------------------------------------
+
+
+class FocalLoss(Section):
+    name: Literal["focal"] = "focal"
+    alpha: Fraction
+    gamma: Annotated[float, Field(ge=0)]
+
+
+class BceLoss(Section):
+    name: Literal["bce"] = "bce"
+
+
+Loss = tagged_union(
+    _name,
+    "{name: focal, alpha, gamma} or {name: bce}",
+    focal=FocalLoss,
+    bce=BceLoss,
 )
 
-FINE_TUNE = OneOf(
-    (
-        {"epochs": NonNegativeInt, "patience": PositiveInt, "unfreeze_fraction": Fraction},
-        {"epochs": NonNegativeInt, "patience": PositiveInt, "unfreeze_layers": PositiveInt},
-    ),
+
+class RoiParams(Section):
+    use_mask: bool
+    margin: Annotated[float, Field(ge=0, le=2)]
+    mask_background: bool
+    keep_aspect: bool
+
+
+class AugmentParams(Section):
+    """Augmentations of training batches; a key left out (or 0, false) is off."""
+
+    flip_horizontal: bool = False
+    flip_vertical: bool = False
+    rotation: Annotated[float, Field(ge=0, le=180)] = 0.0
+    shift: Fraction = 0.0
+    shear: Fraction = 0.0
+    zoom: Fraction = 0.0
+    brightness: list[Annotated[float, Field(ge=0)]] | None = Field(
+        default=None, min_length=2, max_length=2
+    )
+    contrast: Fraction = 0.0
+    saturation: Fraction = 0.0
+    channel_shift: Annotated[float, Field(ge=0, le=255)] = 0.0
+
+    @field_validator("brightness")
+    @classmethod
+    def _low_then_high(cls, brightness: list[float] | None) -> list[float] | None:
+        if brightness and brightness[0] > brightness[1]:
+            raise ValueError(f"expected [low, high] with low <= high, got {brightness}")
+        return brightness
+
+
+class FineTuneByFraction(Section):
+    """Phase 2 unfreezes the top `unfreeze_fraction` of the backbone's layers with weights."""
+
+    epochs: NonNegativeInt
+    patience: PositiveInt
+    unfreeze_fraction: Fraction
+
+
+class FineTuneByLayers(Section):
+    """Phase 2 unfreezes the last `unfreeze_layers` of the backbone's layers with weights."""
+
+    epochs: NonNegativeInt
+    patience: PositiveInt
+    unfreeze_layers: PositiveInt
+
+
+def _fine_tune_form(value: Any) -> str | None:
+    forms = [key for key in ("unfreeze_fraction", "unfreeze_layers") if key in _keys(value)]
+    return forms[0] if len(forms) == 1 else None
+
+
+FineTune = tagged_union(
+    _fine_tune_form,
     "{epochs, patience, unfreeze_fraction: 0..1} or {epochs, patience, unfreeze_layers: N}",
+    unfreeze_fraction=FineTuneByFraction,
+    unfreeze_layers=FineTuneByLayers,
 )
 
-CSV_LAYOUT = {
-    "table": str,
-    "image_column": str,
-    "label_column": str,
-    "label_values": MapOf(Range(int, 0, 1)),
-    Optional("image_folder"): str,
-    Optional("image_extension"): str,
-    Optional("mask_column"): str,
-    Optional("mask_folder"): str,
-    Optional("group_column"): str,
-    Optional("group_pattern"): str,
-}
 
-DATASET = {
-    "source": str,
-    "layout": OneOf(
-        ({"bus_uc", "busi", "kermany"}, {"csv": CSV_LAYOUT}),
-        "one of ['bus_uc', 'busi', 'kermany'] or {csv: {table, image_column, label_column, "
-        "label_values: {<value>: 0 or 1}, image_folder, image_extension, mask_column, "
-        "mask_folder, group_column, group_pattern}}",
-    ),
-    "classes": ListOf(str, length=2),
-    "image_size": Range(int, 16),
-    "images_per_shard": PositiveInt,
-    "roi": {
-        "use_mask": bool,
-        "margin": Range(float, 0.0, 2.0),
-        "mask_background": bool,
-        "keep_aspect": bool,
-    },
-    "backbone": BACKBONE,
-    "head": {
-        "blocks": ListOf(HEAD_BLOCK),
-        "pooling": {"gap", "flatten"},
-        "dense_units": PositiveInt,
-        "dropout": Range(float, 0.0, 0.99),
-    },
-    "loss": OneOf(
-        ({"name": {"focal"}, "alpha": Fraction, "gamma": Range(float, 0.0)}, {"name": {"bce"}}),
-        "{name: focal, alpha, gamma} or {name: bce}",
-    ),
-    "class_weight": {"balanced", "none"},
-    "augment": {
-        Optional("flip_horizontal"): bool,
-        Optional("flip_vertical"): bool,
-        Optional("rotation"): Range(float, 0.0, 180.0),
-        Optional("shift"): Fraction,
-        Optional("shear"): Fraction,
-        Optional("zoom"): Fraction,
-        Optional("brightness"): ListOf(Range(float, 0.0), length=2),
-        Optional("contrast"): Fraction,
-        Optional("saturation"): Fraction,
-        Optional("channel_shift"): Range(float, 0.0, 255.0),
-    },
-    "train": {
-        "batch_size": PositiveInt,
-        "epochs": NonNegativeInt,
-        "patience": PositiveInt,
-        "fine_tune": FINE_TUNE,
-        "mixed_precision": {"auto", "float32", "mixed_float16", "mixed_bfloat16"},
-        "jit_compile": OneOf(({"auto"}, bool), "auto, true or false"),
-        Optional("cache_features"): bool,
-    },
-    "evaluate": {"threshold": THRESHOLD_RULE, "bootstrap": NonNegativeInt, "baseline": bool},
-}
-
-SCHEMA = {
-    "seed": NonNegativeInt,
-    "lr": Range(float, 0.0, 1.0),
-    "fine_tune_lr": Range(float, 0.0, 1.0),
-    "workers": NonNegativeInt,
-    "split": {"train": Fraction, "val": Fraction, "test": Fraction},
-    "datasets": MapOf(DATASET),
-}
+class TrainParams(Section):
+    batch_size: PositiveInt
+    epochs: NonNegativeInt
+    patience: PositiveInt
+    fine_tune: FineTune
+    mixed_precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
+    jit_compile: Literal["auto", True, False]
+    cache_features: bool = False
 
 
-def _type_name(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
+# --- evaluation -------------------------------------------------------------------------------
 
 
-def _check(node: Any, value: Any, key: str) -> None:
-    """Raise ParamsError naming `key` when `value` does not match `node`."""
-    if isinstance(node, OneOf):
-        for option in node.nodes:
+class MinSensitivity(Section):
+    """The highest threshold whose validation sensitivity reaches `min_sensitivity`."""
+
+    min_sensitivity: Fraction
+
+
+def _threshold_form(value: Any) -> str | None:
+    if value == "youden":
+        return "youden"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return "fixed"
+    return "min_sensitivity" if isinstance(value, Mapping) else None
+
+
+ThresholdRule = tagged_union(
+    _threshold_form,
+    "youden, a fixed probability, or {min_sensitivity: 0.95}",
+    youden=Literal["youden"],
+    fixed=Fraction,
+    min_sensitivity=MinSensitivity,
+)
+
+
+class EvaluateParams(Section):
+    threshold: ThresholdRule
+    bootstrap: NonNegativeInt  # resamples for the 95 % intervals; 0: no intervals
+    baseline: bool
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _enough_resamples(cls, bootstrap: int) -> int:
+        if 0 < bootstrap < MIN_BOOTSTRAP:
+            raise ValueError(
+                f"expected 0 (no intervals) or at least {MIN_BOOTSTRAP} resamples for a 95 % "
+                f"interval, got {bootstrap}"
+            )
+        return bootstrap
+
+
+# --- layout -----------------------------------------------------------------------------------
+
+NamedLayout = Literal["bus_uc", "busi", "kermany"]
+
+
+class CsvOptions(Section):
+    """`layout: {csv: {...}}`: a folder of images plus a table of one row per image (the keys are
+    documented on `medcls.data.layouts.TableLayout`)."""
+
+    table: str
+    image_column: str
+    label_column: str
+    # YAML reads `label_values: {0: 0}` with an int key; the layout compares it as text
+    label_values: dict[str | int, Annotated[int, Field(ge=0, le=1)]] = Field(min_length=1)
+    image_folder: str = ""
+    image_extension: str = ""
+    mask_column: str | None = None
+    mask_folder: str | None = None
+    group_column: str | None = None
+    group_pattern: str | None = None
+
+    @field_validator("label_values")
+    @classmethod
+    def _both_labels(cls, label_values: dict) -> dict:
+        if sorted(set(label_values.values())) != [0, 1]:
+            raise ValueError(f"expected table values mapped to both 0 and 1, got {label_values}")
+        return label_values
+
+    @field_validator("group_pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
             try:
-                _check(option, value, key)
-                return
-            except ParamsError:
-                continue
-        raise ParamsError(f"{key}: expected {node.description}, got {_type_name(value)}")
-    if isinstance(node, Range):
-        _check_number(node, value, key)
-    elif isinstance(node, set):
-        if not isinstance(value, str) or value not in node:
-            raise ParamsError(f"{key}: expected one of {sorted(node)}, got {_type_name(value)}")
-    elif isinstance(node, ListOf):
-        if not isinstance(value, list):
-            raise ParamsError(f"{key}: expected a list, got {_type_name(value)}")
-        if node.length is not None and len(value) != node.length:
-            raise ParamsError(f"{key}: expected {node.length} items, got {len(value)}")
-        for index, item in enumerate(value):
-            _check(node.node, item, f"{key}[{index}]")
-    elif isinstance(node, MapOf):
-        if not isinstance(value, Mapping) or not value:
-            raise ParamsError(f"{key}: expected a non-empty mapping of named entries")
-        for name, item in value.items():
-            _check(node.node, item, f"{key}.{name}")
-    elif isinstance(node, dict):
-        _check_mapping(node, value, key)
-    elif node is type(None):
-        if value is not None:
-            raise ParamsError(f"{key}: expected null, got {_type_name(value)}")
-    elif not isinstance(value, node) or (node is not bool and isinstance(value, bool)):
-        raise ParamsError(f"{key}: expected {node.__name__}, got {_type_name(value)}")
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"not a regular expression ({error}): {pattern!r}") from None
+        return pattern
+
+    @model_validator(mode="after")
+    def _one_group_source(self) -> CsvOptions:
+        if self.group_column is not None and self.group_pattern is not None:
+            raise ValueError("give group_column or group_pattern, not both")
+        return self
 
 
-def _check_number(node: Range, value: Any, key: str) -> None:
-    allowed = (int,) if node.kind is int else (int, float)
-    if isinstance(value, bool) or not isinstance(value, allowed):
-        raise ParamsError(f"{key}: expected {node.kind.__name__}, got {_type_name(value)}")
-    if not node.low <= value <= node.high:
-        raise ParamsError(f"{key}: {value} is outside [{node.low}, {node.high}]")
+class CsvLayout(Section):
+    csv: CsvOptions
 
 
-def _check_mapping(node: dict, value: Any, key: str) -> None:
-    if not isinstance(value, Mapping):
-        raise ParamsError(f"{key}: expected a mapping, got {_type_name(value)}")
-    known = {k.node if isinstance(k, Optional) else k: k for k in node}
-    prefix = f"{key}." if key else ""
-    unknown = sorted(set(value) - set(known))
-    if unknown:
-        raise ParamsError(
-            f"{prefix}{unknown[0]}: unknown key (typo?); allowed here: {', '.join(sorted(known))}"
-        )
-    for name, spec in known.items():
-        if name not in value:
-            if not isinstance(spec, Optional):
-                raise ParamsError(f"{prefix}{name}: required key is missing")
-            continue
-        _check(node[spec], value[name], f"{prefix}{name}")
+Layout = tagged_union(
+    lambda value: "named" if isinstance(value, str) else _only_key(value),
+    "one of ['bus_uc', 'busi', 'kermany'] or {csv: {table, image_column, label_column, "
+    "label_values: {<value>: 0 or 1}, image_folder, image_extension, mask_column, "
+    "mask_folder, group_column, group_pattern}}",
+    named=NamedLayout,
+    csv=CsvLayout,
+)
 
 
-def validate(params: Mapping) -> None:
-    """Check the whole params tree against the schema, then the cross-key rules."""
-    _check(SCHEMA, params, "")
-    total = sum(params["split"].values())
-    if not math.isclose(total, 1.0, abs_tol=1e-6):
-        raise ParamsError(f"split: train + val + test must sum to 1, got {total:g}")
-    for name, dataset in params["datasets"].items():
-        for index, block in enumerate(dataset["head"]["blocks"]):
-            pdf = block.get("pdf")
-            if pdf and len(pdf["kernel_sizes"]) != len(pdf["dilation_rates"]):
-                raise ParamsError(
-                    f"datasets.{name}.head.blocks[{index}].pdf: kernel_sizes and dilation_rates "
-                    "must have the same length (one dilated branch per pair)"
-                )
+def layout_spec(layout: Layout) -> str | dict:
+    """The layout as `medcls.data.layouts.parse` takes it: a name or `{csv: {...}}`."""
+    return layout if isinstance(layout, str) else layout.model_dump()
 
 
-def load(path: Path = PARAMS_FILE) -> dict:
+# --- a dataset and the whole file ---------------------------------------------------------------
+
+
+class DatasetParams(Section):
+    source: str
+    layout: Layout
+    classes: list[str] = Field(min_length=2, max_length=2)
+    image_size: Annotated[int, Field(ge=16)]
+    images_per_shard: PositiveInt
+    roi: RoiParams
+    backbone: Backbone
+    head: HeadParams
+    loss: Loss
+    class_weight: Literal["balanced", "none"]
+    augment: AugmentParams
+    train: TrainParams
+    evaluate: EvaluateParams
+
+    @field_validator("classes")
+    @classmethod
+    def _two_different_classes(cls, classes: list[str]) -> list[str]:
+        if classes[0].casefold() == classes[1].casefold():
+            raise ValueError(
+                f"expected two different class folders (compared ignoring case), got {classes}"
+            )
+        return classes
+
+    @model_validator(mode="after")
+    def _image_fits_the_backbone(self) -> DatasetParams:
+        if self.image_size < self.backbone.min_image_size:
+            raise ValueError(
+                f"image_size {self.image_size} is too small for this backbone, which needs at "
+                f"least {self.backbone.min_image_size} px"
+            )
+        return self
+
+
+class SplitParams(Section):
+    """Fractions of every class in each split; evaluate needs val and test, so none may be 0."""
+
+    train: PositiveFraction
+    val: PositiveFraction
+    test: PositiveFraction
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitParams:
+        total = self.train + self.val + self.test
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ValueError(f"train + val + test must sum to 1, got {total:g}")
+        return self
+
+
+class Params(Section):
+    """Everything in params.yaml."""
+
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)]
+    lr: PositiveFraction
+    fine_tune_lr: PositiveFraction
+    workers: NonNegativeInt
+    split: SplitParams
+    # Names become file names and DVC stage names (download@<name>).
+    datasets: dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")], DatasetParams
+    ] = Field(min_length=1)
+
+    def dataset(self, name: str) -> DatasetParams:
+        """The params of dataset `name`; a ParamsError lists the defined ones."""
+        if name not in self.datasets:
+            raise ParamsError(
+                f"datasets.{name}: no such dataset; defined: {', '.join(self.datasets)}"
+            )
+        return self.datasets[name]
+
+
+# --- loading and messages -----------------------------------------------------------------------
+
+
+def load(path: Path = PARAMS_FILE) -> Params:
     """Read params with a YAML 1.2 loader and validate them; raise ParamsError on any problem."""
     if not path.exists():
         raise ParamsError(f"{path} not found: run the stages from the project root")
-    params = YAML(typ="safe", pure=True).load(path.read_text())
-    validate(params)
-    return params
+    return validate(YAML(typ="safe", pure=True).load(path.read_text()))
+
+
+def validate(params: Any) -> Params:
+    """The typed params, or a ParamsError listing every problem, one per line."""
+    try:
+        return Params.model_validate(params)
+    except ValidationError as error:
+        raise ParamsError("\n".join(map(_describe, error.errors(include_url=False)))) from None
+
+
+EXPECTED_TYPES = {
+    "int_type": "int",
+    "float_type": "float",
+    "string_type": "str",
+    "bool_type": "bool",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
+def _describe(problem: Mapping) -> str:
+    """One line for one pydantic error, in the params file's terms."""
+    key, annotation, model = _locate(problem["loc"])
+    kind, value = problem["type"], problem.get("input")
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key (typo?); allowed here: {', '.join(sorted(model.model_fields))}"
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    if kind in BOUND_ERRORS:
+        return f"{key}: {value} is outside {_interval(annotation)}"
+    if kind == "literal_error":
+        allowed = sorted(get_args(_unwrap(annotation)[0]), key=str)
+        return f"{key}: expected one of {allowed}, got {_shown(value)}"
+    if kind in EXPECTED_TYPES:
+        return f"{key}: expected {EXPECTED_TYPES[kind]}, got {_shown(value)}"
+    if kind in ("too_short", "too_long"):
+        if isinstance(value, Mapping):
+            return f"{key}: expected a non-empty mapping of named entries"
+        return f"{key}: expected {_length(annotation)} items, got {len(value)}"
+    if kind == "string_pattern_mismatch":
+        return f"{key}: expected a name of letters, digits, '_', '.' and '-', got {value!r}"
+    if kind == "value_error":
+        return f"{key}: {problem['ctx']['error']}"
+    return f"{key}: {problem['msg']}, got {_shown(value)}"
+
+
+def _shown(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _unwrap(annotation: Any) -> tuple[Any, list]:
+    """(type, constraints) of a possibly nested `Annotated[...]`, FieldInfo constraints flattened."""
+    metadata: list = []
+    while get_origin(annotation) is Annotated:
+        annotation, *extra = get_args(annotation)
+        metadata = extra + metadata
+    flat = []
+    for item in metadata:
+        flat.extend(item.metadata if isinstance(item, FieldInfo) else [item])
+    return annotation, flat
+
+
+def _locate(loc: tuple) -> tuple[str, Any, type[BaseModel]]:
+    """The dotted key of a pydantic error location, the annotation found there and the model that
+    holds it. Union tags in the location (which form of a backbone, loss, ...) are not keys."""
+    key, annotation, model = "", Params, Params
+    for part in loc:
+        if part == "[key]":  # the problem is a dataset's name, not its value
+            continue
+        node = _unwrap(annotation)[0]
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            model, field = node, node.model_fields.get(part)
+            key = f"{key}.{part}" if key else str(part)
+            annotation = field and (
+                Annotated[(field.annotation, *field.metadata)]
+                if field.metadata
+                else field.annotation
+            )
+        elif get_origin(node) is Union:
+            annotation = next(
+                member
+                for member in get_args(node)
+                if any(isinstance(item, Tag) and item.tag == part for item in _unwrap(member)[1])
+            )
+        elif get_origin(node) is list:
+            key, annotation = f"{key}[{part}]", get_args(node)[0]
+        elif get_origin(node) is dict:
+            key, annotation = f"{key}.{part}", get_args(node)[1]
+    return key, annotation, model
+
+
+def _constraint(annotation: Any, name: str) -> Any:
+    """A constraint of an annotation by its attribute name ("ge", "min_length", ...), or None."""
+    return next(
+        (getattr(item, name) for item in _unwrap(annotation)[1] if hasattr(item, name)), None
+    )
+
+
+def _length(annotation: Any) -> str:
+    """The allowed length of a list, e.g. "2" or "at least 1"."""
+    low, high = _constraint(annotation, "min_length") or 0, _constraint(annotation, "max_length")
+    return str(low) if low == high else f"at least {low}" if high is None else f"{low} to {high}"
+
+
+def _interval(annotation: Any) -> str:
+    """The allowed range of a bounded number, e.g. "[0, 1]" or "(0, 1]"."""
+    ge, gt, le, lt = (_constraint(annotation, name) for name in ("ge", "gt", "le", "lt"))
+    low = f"[{ge}" if ge is not None else f"({gt}" if gt is not None else "(-inf"
+    high = f"{le}]" if le is not None else f"{lt})" if lt is not None else "inf)"
+    return f"{low}, {high}"

@@ -2,35 +2,36 @@
 
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
-from medcls.pipeline.config import ParamsError, load
+from medcls.pipeline.config import DatasetParams, Params, ParamsError, load
 from medcls.pipeline.paths import DatasetPaths
 
 
-def workers(params: Mapping) -> int:
+def workers(params: Params) -> int:
     """Worker processes to use: the `workers` param, where 0 means every available core."""
-    return params["workers"] or len(os.sched_getaffinity(0))
+    return params.workers or len(os.sched_getaffinity(0))
 
 
-StageFunction = Callable[[str, dict, dict, DatasetPaths], None]
+StageFunction = Callable[[str, Params, DatasetParams, DatasetPaths], None]
+
+
+def error_lines(error: Exception) -> str:
+    """`error: ...` for each line of the message (a params file may have several problems)."""
+    return "\n".join(f"error: {line}" for line in str(error).splitlines())
 
 
 def run_stage(stage: StageFunction) -> None:
     """Entry point shared by every stage: `python -m stages.<stage> <dataset>`.
 
     Params are validated before any work; a params or input problem ends with a one-line
-    message and exit status 1 instead of a traceback.
+    message per problem and exit status 1 instead of a traceback.
     """
     if len(sys.argv) != 2:
         sys.exit(f"usage: python -m {stage.__module__} <dataset>")
     name = sys.argv[1]
     try:
         params = load()
-        if name not in params["datasets"]:
-            raise ParamsError(
-                f"datasets.{name}: no such dataset; defined: {', '.join(params['datasets'])}"
-            )
-        stage(name, params, params["datasets"][name], DatasetPaths(name))
+        stage(name, params, params.dataset(name), DatasetPaths(name))
     except (ParamsError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
+        sys.exit(error_lines(error))

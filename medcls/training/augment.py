@@ -1,11 +1,13 @@
 """Seeded on-the-fly augmentation of training batches; images stay float32 in 0..255."""
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
 
 import keras
 from keras import ops
+
+from medcls.pipeline.config import AugmentParams
 
 VALUE_RANGE = (0, 255)
 FILL_MODE = "nearest"  # what the reports' ImageDataGenerator filled uncovered pixels with
@@ -165,7 +167,7 @@ INTENSITIES: dict[str, Callable[..., keras.layers.Layer]] = {
 AUGMENTATION_KEYS = (*FLIPS, *GEOMETRY, *INTENSITIES)
 
 
-def build_augmenter(spec: Mapping, seed: int) -> keras.Sequential | None:
+def build_augmenter(spec: AugmentParams, seed: int) -> keras.Sequential | None:
     """The random augmentations switched on in `spec` (0/false = off), or None when none is:
     flips, then one affine transform, then intensity changes.
 
@@ -174,12 +176,7 @@ def build_augmenter(spec: Mapping, seed: int) -> keras.Sequential | None:
     not change the others' draws. Layers compute in float32 whatever the mixed-precision policy, as
     they run on raw pixels in the input pipeline.
     """
-    unknown = sorted(set(spec) - set(AUGMENTATION_KEYS))
-    if unknown:
-        raise ValueError(
-            f"augment: unknown keys {unknown}; known keys are {list(AUGMENTATION_KEYS)}"
-        )
-    on = {key: value for key, value in spec.items() if value}
+    on = {key: value for key, value in spec.model_dump().items() if value}
     makers = {
         key: partial(keras.layers.RandomFlip, mode) for key, mode in FLIPS.items() if key in on
     }
