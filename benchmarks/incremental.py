@@ -1,8 +1,9 @@
 """Incremental runs: seconds per stage of a first `dvc repro`, then of `dvc exp run -S lr=...`.
 
 The experiment changes a training param only, so DVC must skip download, manifest, split and roi
-(their dvc.lock entries still match) and re-run train and evaluate alone; source runs on every
-repro (it fingerprints the dataset source), and its seconds count as data-stage time.
+(their dvc.lock entries still match) and re-run train and evaluate alone; validate and source run
+on every repro (they check the params and fingerprint the dataset source), and their seconds count
+as data-stage time.
 
     python -m benchmarks.incremental [--lr 3e-4]
 
@@ -33,7 +34,7 @@ STAGE_EVENTS = (  # pattern of a DVC output line -> whether the stage it names r
     (re.compile(r"Running stage '([^']+)'"), True),
     (re.compile(r"Stage '([^']+)' didn't change, skipping"), False),
 )
-DATA_STAGES = ("source", "download", "manifest", "split", "roi")
+DATA_STAGES = ("validate", "source", "download", "manifest", "split", "roi")
 
 
 def timed_stages(workspace: Path, *command: str) -> tuple[dict[str, float | None], float]:

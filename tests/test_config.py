@@ -192,6 +192,30 @@ def test_unknown_dataset_name_lists_the_defined_ones(tmp_path):
     assert "datasets.busii: no such dataset; defined: bus_uc, chest_xray" in result.stderr
 
 
+def test_validate_stage_writes_its_constant_marker_only_for_valid_params(tmp_path):
+    text = (PROJECT / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(text.replace("seed: 42", "seed: 42\nlearning_rate: 1e-5", 1))
+    result = run_stage_module(tmp_path, "stages.validate")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: learning_rate: unknown key (typo?); allowed here: datasets, fine_tune_lr, lr, seed, split, workers"
+    ]
+    assert not (tmp_path / "data").exists()
+    (tmp_path / "params.yaml").write_text(text)
+    assert run_stage_module(tmp_path, "stages.validate").returncode == 0
+    marker = (tmp_path / "data" / "params.ok").read_bytes()
+    (tmp_path / "params.yaml").write_text(text.replace("lr: 1.0e-4 ", "lr: 3.0e-4 ", 1))
+    assert run_stage_module(tmp_path, "stages.validate").returncode == 0
+    assert (tmp_path / "data" / "params.ok").read_bytes() == marker  # downstream stays cached
+
+
+def test_the_first_stage_of_every_dataset_waits_for_the_validate_stage():
+    stages = YAML(typ="safe", pure=True).load((PROJECT / "dvc.yaml").read_text())["stages"]
+    (marker,) = [next(iter(out)) for out in stages["validate"]["outs"]]
+    assert stages["validate"]["always_changed"] is True
+    assert marker in stages["source"]["do"]["deps"]
+
+
 def test_dataset_paths_follow_dvc_yaml():
     paths = DatasetPaths("bus_uc")
     dvc_yaml = (PROJECT / "dvc.yaml").read_text()

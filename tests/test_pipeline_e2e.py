@@ -27,7 +27,8 @@ from medcls.images.decode import mask_paths_of
 pytestmark = pytest.mark.e2e
 
 DATASETS = ("bus_uc", "busi", "chest_xray")
-ALWAYS_RUN = {f"source@{name}" for name in DATASETS}  # fingerprints the sources, every repro
+# Run on every repro: validate checks the whole params file, source@ fingerprints the sources.
+ALWAYS_RUN = {"validate"} | {f"source@{name}" for name in DATASETS}
 
 TINY = {
     "image_size": 32,
@@ -88,6 +89,7 @@ def repo(tmp_path_factory) -> Path:
 
 def test_first_repro_runs_every_stage_for_every_dataset(repo):
     expected = {f"{stage}@{name}" for stage in ("source", "download", "manifest", "split", "roi", "train", "evaluate") for name in DATASETS}
+    expected.add("validate")
     assert stages_run((repo.parent / "first_repro.log").read_text()) == expected
 
 
@@ -164,7 +166,7 @@ def test_predict_on_test_images_reproduces_the_evaluation_probabilities(repo):
     assert explanation.stat().st_size > 0
 
 
-def test_second_repro_does_nothing(repo):
+def test_second_repro_runs_only_the_always_run_stages(repo):
     output = run(repo, "dvc", "repro")
     assert stages_run(output) == ALWAYS_RUN
 

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.e2e
 
 NAME = "busi"
 TARGET = f"split@{NAME}"
+ALWAYS_RUN = {"validate", f"source@{NAME}"}  # every repro: params validated, source fingerprinted
 
 
 def stages_run(output: str) -> set[str]:
@@ -46,12 +47,12 @@ def workspace(tmp_path_factory) -> tuple[Path, Path]:
     params["workers"] = 1
     workspace = create_workspace(root / "workspace", params)
     run_in(workspace, "dvc", "config", "core.analytics", "false")
-    assert repro(workspace) == {f"{stage}@{NAME}" for stage in ("source", "download", "manifest", "split")}
+    assert repro(workspace) == {"validate"} | {f"{stage}@{NAME}" for stage in ("source", "download", "manifest", "split")}
     return workspace, source
 
 
 def test_an_unchanged_source_reruns_only_its_fingerprint(workspace) -> None:
-    assert repro(workspace[0]) == {f"source@{NAME}"}
+    assert repro(workspace[0]) == ALWAYS_RUN
 
 
 def test_a_touched_but_identical_source_leaves_everything_after_download_cached(workspace) -> None:
@@ -59,7 +60,7 @@ def test_a_touched_but_identical_source_leaves_everything_after_download_cached(
     touched = source / synthetic.BUSI_ROOT / "benign" / "benign (3).png"
     later = touched.stat().st_mtime_ns + 10**9
     os.utime(touched, ns=(later, later))
-    assert repro(repo) == {f"source@{NAME}", f"download@{NAME}"}
+    assert repro(repo) == ALWAYS_RUN | {f"download@{NAME}"}
 
 
 def test_an_image_added_to_the_source_reaches_the_manifest_and_split(workspace) -> None:
@@ -68,9 +69,9 @@ def test_an_image_added_to_the_source_reaches_the_manifest_and_split(workspace) 
     benign = source / synthetic.BUSI_ROOT / "benign"
     for suffix in ("", "_mask"):
         shutil.copy(benign / f"benign (3){suffix}.png", benign / f"benign (100){suffix}.png")
-    assert repro(repo) == {f"{stage}@{NAME}" for stage in ("source", "download", "manifest", "split")}
+    assert repro(repo) == {"validate"} | {f"{stage}@{NAME}" for stage in ("source", "download", "manifest", "split")}
     assert images_in_manifest(repo) == before + 1
-    assert repro(repo) == {f"source@{NAME}"}
+    assert repro(repo) == ALWAYS_RUN
 
 
 def test_a_source_gone_from_this_machine_keeps_the_data_fetched_from_it(workspace, tmp_path) -> None:
@@ -81,5 +82,5 @@ def test_a_source_gone_from_this_machine_keeps_the_data_fetched_from_it(workspac
         output = run_in(repo, "dvc", "repro", TARGET)
     finally:
         moved.rename(source)
-    assert stages_run(output) == {f"source@{NAME}"}
+    assert stages_run(output) == ALWAYS_RUN
     assert f"warning: {NAME}: source {str(source)!r} not found here" in output

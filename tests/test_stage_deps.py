@@ -61,14 +61,21 @@ def is_docstring_only(path: Path) -> bool:
     return all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body)
 
 
+def definition(stage: dict) -> dict:
+    """A stage's definition: the `do` of a `foreach` stage, or the stage itself."""
+    return stage.get("do", stage)
+
+
 def stage_module(stage: dict) -> str:
-    match = re.fullmatch(r"python -m (stages\.\w+) \$\{key\}", stage["do"]["cmd"])
-    assert match, f"unexpected stage command {stage['do']['cmd']!r}"
+    command = definition(stage)["cmd"]
+    match = re.fullmatch(r"python -m (stages\.\w+)( \$\{key\})?", command)
+    assert match, f"unexpected stage command {command!r}"
     return match.group(1)
 
 
 def code_deps(stage: dict) -> list[Path]:
-    return [Path(dep) for dep in stage["do"]["deps"] if not dep.startswith(("data/", "models/"))]
+    deps = definition(stage)["deps"]
+    return [Path(dep) for dep in deps if not dep.startswith(("data/", "models/"))]
 
 
 @pytest.mark.parametrize("stage_name", sorted(STAGES))
