@@ -1,7 +1,7 @@
 """Stage manifest: one CSV row per usable image, every unused file listed with its reason."""
 
 from medcls.data import manifest
-from medcls.pipeline.config import DatasetParams, Params, layout_spec
+from medcls.pipeline.config import DatasetParams, Params
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage, workers
@@ -9,7 +9,7 @@ from medcls.pipeline.stage import run_stage, workers
 
 def build(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
     rows, rejected = manifest.build_manifest(
-        paths.raw, layout_spec(dataset.layout), dataset.classes, workers=workers(params)
+        paths.raw, dataset.layout, dataset.classes, workers=workers(params)
     )
     paths.manifest.parent.mkdir(parents=True, exist_ok=True)
     rejected.to_csv(paths.rejected, index=False)

@@ -34,6 +34,7 @@ from medcls.demo import synthetic
 from medcls.demo.workspace import PROJECT, command_environment, write_pipeline
 from medcls.images.decode import MaskMismatchError, read_image, read_masks, to_uint8
 from medcls.images.roi import prepare, prepare_file
+from medcls.pipeline import config
 from medcls.pipeline.config import RoiParams
 
 ROOT = synthetic.BUSI_ROOT
@@ -169,13 +170,11 @@ def test_a_class_without_usable_images_stops_the_manifest(planted, tmp_path: Pat
     )
 
 
-def test_classes_naming_one_folder_twice_are_refused(planted) -> None:
-    with pytest.raises(DatasetError) as error:
-        build_manifest(planted[0], "busi", ["benign", "Benign"], workers=1)
-    assert str(error.value) == (
-        "classes ['benign', 'Benign'] name the same class twice (class folders are matched "
-        "case-insensitively): name two different class folders"
-    )
+def test_classes_naming_one_folder_twice_are_refused_before_any_stage_runs() -> None:
+    params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
+    params["datasets"]["bus_uc"]["classes"] = ["benign", "Benign"]
+    with pytest.raises(config.ParamsError, match=r"datasets\.bus_uc\.classes: expected two different class folders"):
+        config.validate(params)
 
 
 @pytest.mark.parametrize("factor", [2, 0.5])

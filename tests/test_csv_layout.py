@@ -16,6 +16,7 @@ from medcls.images.decode import read_image, read_masks
 from medcls.images.masks import lesion_pixels
 from medcls.images.roi import roi_box
 from medcls.pipeline import config
+from medcls.pipeline.config import CsvLayout
 
 CLASSES = ["Benign", "Malignant"]
 PROJECT = Path(__file__).resolve().parents[1]
@@ -93,7 +94,7 @@ def uclm_like(tmp_path) -> Path:
 
 
 def test_a_semicolon_table_with_a_bom_and_masks_by_folder(uclm_like):
-    entries, rejects = parse({"csv": UCLM_LIKE}, uclm_like, CLASSES)
+    entries, rejects = parse(csv_layout(UCLM_LIKE), uclm_like, CLASSES)
     assert [(e.path, e.mask_paths, e.class_name, e.group) for e in entries] == [
         ("images/ANFO_000.png", ("masks/ANFO_000.png",), "Benign", "ANFO"),
         ("images/ANFO_001.png", ("masks/ANFO_001.png",), "Malignant", "ANFO"),
@@ -115,7 +116,7 @@ def test_a_semicolon_table_with_a_bom_and_masks_by_folder(uclm_like):
 
 
 def test_the_manifest_reads_colour_masks_as_lesions(uclm_like):
-    manifest, rejected = build_manifest(uclm_like, {"csv": UCLM_LIKE}, CLASSES, workers=1)
+    manifest, rejected = build_manifest(uclm_like, csv_layout(UCLM_LIKE), CLASSES, workers=1)
     assert list(manifest["label"]) == [0, 1, 0, 1]
     assert Counter(rejected["reason"])["empty mask"] == 0
     for mask_path in manifest["mask_paths"]:
@@ -131,8 +132,8 @@ def test_a_comma_table_with_id_extension_mask_and_group_columns(tmp_path):
         write_png(tmp_path / "scans" / f"c{number}.png", ultrasound(number))
         write_png(tmp_path / "labels" / f"m{number}.png", colour_mask((255, 255, 255)))
     write_table(tmp_path / "meta" / "table.csv", rows, ",", bom=False)
-    layout = {
-        "csv": {
+    layout = csv_layout(
+        {
             "table": "meta/table.csv",
             "image_column": "case",
             "image_folder": "scans",
@@ -143,7 +144,7 @@ def test_a_comma_table_with_id_extension_mask_and_group_columns(tmp_path):
             "mask_folder": "labels",
             "group_column": "patient",
         }
-    }
+    )
     entries, rejects = parse(layout, tmp_path, CLASSES)
     assert [(e.path, e.mask_paths, e.class_name, e.group) for e in entries] == [
         ("scans/c0.png", ("labels/m0.png",), "Benign", "p0"),
@@ -156,16 +157,14 @@ def test_a_comma_table_with_id_extension_mask_and_group_columns(tmp_path):
     assert reasons["scans/c4.png"] == "no label in table.csv"
 
 
-def minimal_layout(label_values: dict) -> dict:
+def csv_layout(options: dict) -> CsvLayout:
+    """`layout: {csv: options}` as the validated params hand it to the manifest."""
+    return CsvLayout.model_validate({"csv": options})
+
+
+def minimal_layout(label_values: dict) -> CsvLayout:
     """A table `t.csv` with a file column `f` and a label column `y`, no masks, no groups."""
-    return {
-        "csv": {
-            "table": "t.csv",
-            "image_column": "f",
-            "label_column": "y",
-            "label_values": label_values,
-        }
-    }
+    return csv_layout({"table": "t.csv", "image_column": "f", "label_column": "y", "label_values": label_values})
 
 
 def test_label_values_written_as_yaml_ints_match_table_text(tmp_path):
@@ -194,21 +193,31 @@ def test_an_image_listed_twice_is_rejected_not_counted_twice(tmp_path):
             {"label_column": "Diagnosis"},
             r"no column 'Diagnosis'; its columns are \['Image', 'Resolution', 'Label'\]",
         ),
-        ({"label_values": {"Benign": 0, "Malignant": 0}}, "both 0 and 1"),
-        ({"group_column": "Image"}, "not both"),
-        ({"group_pattern": "(["}, "group_pattern"),
         ({"table": "info.tsv"}, "no table info.tsv"),
     ],
 )
-def test_bad_params_are_one_clear_error(uclm_like, change, message):
+def test_a_table_that_does_not_match_the_params_is_one_clear_error(uclm_like, change, message):
     with pytest.raises(DatasetError, match=message):
-        parse({"csv": {**UCLM_LIKE, **change}}, uclm_like, CLASSES)
+        parse(csv_layout({**UCLM_LIKE, **change}), uclm_like, CLASSES)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"label_values": {"Benign": 0, "Malignant": 0}}, "both 0 and 1"),
+        ({"group_column": "Image"}, "not both"),
+        ({"group_pattern": "(["}, "not a regular expression"),
+    ],
+)
+def test_csv_params_that_cannot_work_are_refused_at_validation(change, message):
+    params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
+    params["datasets"]["bus_uc"]["layout"] = {"csv": {**UCLM_LIKE, **change}}
+    with pytest.raises(config.ParamsError, match=message):
+        config.validate(params)
 
 
 def test_a_group_pattern_that_does_not_match_rejects_the_image(uclm_like):
-    _, rejects = parse(
-        {"csv": {**UCLM_LIKE, "group_pattern": r"^(\w{4})_00[01]"}}, uclm_like, CLASSES
-    )
+    _, rejects = parse(csv_layout({**UCLM_LIKE, "group_pattern": r"^(\w{4})_00[01]"}), uclm_like, CLASSES)
     assert {r.path: r.reason for r in rejects}[
         "images/BRTE_002.png"
     ] == r"no group: group_pattern '^(\\w{4})_00[01]'"
@@ -238,7 +247,7 @@ def test_an_empty_mask_stays_empty():
 
 @pytest.mark.skipif(not SHARED_UCLM.is_dir(), reason="needs ../shared/data/bus_uclm_dev")
 def test_the_real_bus_uclm_table():
-    manifest, rejected = build_manifest(SHARED_UCLM, {"csv": UCLM_LIKE}, CLASSES, workers=1)
+    manifest, rejected = build_manifest(SHARED_UCLM, csv_layout(UCLM_LIKE), CLASSES, workers=1)
     assert Counter(manifest["class_name"]) == {"Benign": 87, "Malignant": 45}
     assert manifest["group"].nunique() == 18 and manifest["group"].str.fullmatch("[A-Z]{4}").all()
     assert Counter(rejected["reason"])["class not selected: Normal"] == 199
@@ -253,10 +262,7 @@ def test_params_accept_the_csv_layout_and_name_a_wrong_one(uclm_like):
     params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
     params["datasets"]["bus_uc"]["layout"] = {"csv": dict(UCLM_LIKE)}
     layout = config.validate(params).datasets["bus_uc"].layout
-    # what the manifest stage passes on parses as the plain mapping does
-    assert parse(config.layout_spec(layout), uclm_like, CLASSES) == parse(
-        {"csv": UCLM_LIKE}, uclm_like, CLASSES
-    )
+    assert parse(layout, uclm_like, CLASSES) == parse(csv_layout(UCLM_LIKE), uclm_like, CLASSES)
     params["datasets"]["bus_uc"]["layout"]["csv"]["label_values"] = {"Benign": 2}
     with pytest.raises(
         config.ParamsError, match=r"datasets\.bus_uc\.layout\.csv\.label_values\.Benign: 2 is outside \[0, 1\]"

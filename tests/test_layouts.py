@@ -134,11 +134,6 @@ def test_kermany_patient_ids(stem: str, patient: str) -> None:
     assert kermany_patient(stem) == patient
 
 
-def test_unknown_layout_lists_known_ones(busi: Path) -> None:
-    with pytest.raises(ValueError, match="unknown layout 'bogus'.*bus_uc, busi, kermany"):
-        parse("bogus", busi, synthetic.BUSI_CLASSES)
-
-
 def test_missing_structure_says_what_was_expected_and_found(busi: Path) -> None:
     with pytest.raises(
         ValueError, match=r"\{train,val,test\}.*found at the top of it: \['Dataset_BUSI_with_GT/'\]"

@@ -19,6 +19,8 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from medcls.pipeline.config import CsvLayout, CsvOptions, NamedLayout
+
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 SOURCE_SPLITS = ("train", "val", "test")
 OUTSIDE_ROOT = "outside layout root"
@@ -172,26 +174,14 @@ LAYOUTS: dict[str, _Layout] = {
 
 
 def parse(
-    layout: str | Mapping, raw_dir: Path, classes: Sequence[str]
+    layout: NamedLayout | CsvLayout, raw_dir: Path, classes: Sequence[str]
 ) -> tuple[list[Entry], list[Reject]]:
     """Parse `raw_dir` with the named layout (or `{csv: {...}}`) into entries and rejects, both
     sorted by path."""
-    if isinstance(layout, Mapping):
-        settings = dict(layout["csv"])
-        # YAML reads `label_values: {0: 0}` with an int key; table cells are text
-        settings["label_values"] = {
-            str(key): value for key, value in settings["label_values"].items()
-        }
-        entries, rejects = parse_table(raw_dir, TableLayout(**settings), classes)
+    if isinstance(layout, CsvLayout):
+        entries, rejects = parse_table(raw_dir, layout.csv, classes)
         return sorted(entries, key=lambda e: e.path), sorted(rejects, key=lambda r: r.path)
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; known layouts: {', '.join(sorted(LAYOUTS))}")
     spec, wanted = LAYOUTS[layout], frozenset(name.lower() for name in classes)
-    if len(wanted) != len(classes):
-        raise DatasetError(
-            f"classes {list(classes)} name the same class twice (class folders are matched "
-            "case-insensitively): name two different class folders"
-        )
     root = _find_root(spec, raw_dir, wanted)
     items: dict[str, _Item] = {}
     rejects: list[Reject] = []
@@ -276,29 +266,6 @@ def _entry(path: str, item: _Item, mask_paths: tuple[str, ...]) -> Entry:
 # --- layout `csv`: a folder of images plus a table ------------------------------------------
 
 
-@dataclass(frozen=True)
-class TableLayout:
-    """The `layout: {csv: {...}}` params: how to read a table of one row per image.
-
-    `image_column` holds a file name (or an id, completed by `image_extension`) relative to
-    `image_folder`; `label_values` maps the table's label values to 0 and 1 (other values are
-    rejected). Masks come from `mask_column` (relative to `mask_folder`) or, without it, from
-    `mask_folder` under the image's own name. The group (patient) is `group_column`, or the first
-    match of `group_pattern` in the image's file name (its first capture group if it has one).
-    """
-
-    table: str
-    image_column: str
-    label_column: str
-    label_values: Mapping[str, int]
-    image_folder: str = ""
-    image_extension: str = ""
-    mask_column: str | None = None
-    mask_folder: str | None = None
-    group_column: str | None = None
-    group_pattern: str | None = None
-
-
 def read_table(path: Path) -> pd.DataFrame:
     """Every cell as text; the delimiter (`;`, `,` or tab) and a UTF-8 BOM are detected, and a
     table that is not UTF-8 is read as Windows-1252 (spreadsheet exports)."""
@@ -316,24 +283,7 @@ def read_table(path: Path) -> pd.DataFrame:
     return table.rename(columns=str.strip).apply(lambda column: column.str.strip())
 
 
-def _check_spec(spec: TableLayout) -> None:
-    """Params a schema cannot check: both classes mapped, one group source, a valid pattern."""
-    if sorted(set(spec.label_values.values())) != [0, 1]:
-        raise DatasetError(
-            f"layout.csv.label_values must map table values to both 0 and 1; got {dict(spec.label_values)}"
-        )
-    if spec.group_column is not None and spec.group_pattern is not None:
-        raise DatasetError("layout.csv: give group_column or group_pattern, not both")
-    if spec.group_pattern is not None:
-        try:
-            re.compile(spec.group_pattern)
-        except re.error as error:
-            raise DatasetError(
-                f"layout.csv.group_pattern {spec.group_pattern!r}: {error}"
-            ) from None
-
-
-def _check_columns(table: pd.DataFrame, spec: TableLayout) -> None:
+def _check_columns(table: pd.DataFrame, spec: CsvOptions) -> None:
     wanted = [spec.image_column, spec.label_column, spec.mask_column, spec.group_column]
     missing = [column for column in wanted if column is not None and column not in table]
     if missing:
@@ -343,7 +293,7 @@ def _check_columns(table: pd.DataFrame, spec: TableLayout) -> None:
         )
 
 
-def _image_path(spec: TableLayout, cell: str) -> str:
+def _image_path(spec: CsvOptions, cell: str) -> str:
     name = (
         cell
         if not spec.image_extension or cell.lower().endswith(spec.image_extension.lower())
@@ -352,7 +302,7 @@ def _image_path(spec: TableLayout, cell: str) -> str:
     return posixpath.normpath(posixpath.join(spec.image_folder, name))
 
 
-def _mask_path(spec: TableLayout, row: Mapping[str, str], image: str) -> str | None:
+def _mask_path(spec: CsvOptions, row: Mapping[str, str], image: str) -> str | None:
     """The row's mask file (relative to the raw folder); "" when its mask cell is empty, None when
     the layout has no masks."""
     if spec.mask_column is not None:
@@ -365,7 +315,7 @@ def _mask_path(spec: TableLayout, row: Mapping[str, str], image: str) -> str | N
     return None
 
 
-def _group(spec: TableLayout, row: Mapping[str, str], image: str) -> str | None:
+def _group(spec: CsvOptions, row: Mapping[str, str], image: str) -> str | None:
     """The row's group (without a group param, the image's own path); None when the group column
     is empty or the pattern does not match."""
     if spec.group_column is not None:
@@ -377,10 +327,9 @@ def _group(spec: TableLayout, row: Mapping[str, str], image: str) -> str | None:
 
 
 def parse_table(
-    raw_dir: Path, spec: TableLayout, classes: Sequence[str]
+    raw_dir: Path, spec: CsvOptions, classes: Sequence[str]
 ) -> tuple[list[Entry], list[Reject]]:
     """One entry per usable table row; every other row and every unlisted file is a reject."""
-    _check_spec(spec)
     table_path = posixpath.normpath(spec.table)
     if not (raw_dir / table_path).is_file():
         raise DatasetError(
@@ -427,7 +376,7 @@ def parse_table(
 
 
 def _row_problem(
-    spec: TableLayout,
+    spec: CsvOptions,
     row: Mapping[str, str],
     image: str,
     mask: str | None,

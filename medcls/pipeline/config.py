@@ -328,20 +328,33 @@ NamedLayout = Literal["bus_uc", "busi", "kermany"]
 
 
 class CsvOptions(Section):
-    """`layout: {csv: {...}}`: a folder of images plus a table of one row per image (the keys are
-    documented on `medcls.data.layouts.TableLayout`)."""
+    """`layout: {csv: {...}}`: a folder of images plus a table of one row per image.
+
+    `image_column` holds a file name (or an id, completed by `image_extension`) relative to
+    `image_folder`; `label_values` maps the table's label values to 0 and 1 (other values are
+    rejected). Masks come from `mask_column` (relative to `mask_folder`) or, without it, from
+    `mask_folder` under the image's own name. The group (patient) is `group_column`, or the first
+    match of `group_pattern` in the image's file name (its first capture group if it has one).
+    """
 
     table: str
     image_column: str
     label_column: str
-    # YAML reads `label_values: {0: 0}` with an int key; the layout compares it as text
-    label_values: dict[str | int, Annotated[int, Field(ge=0, le=1)]] = Field(min_length=1)
+    label_values: dict[str, Annotated[int, Field(ge=0, le=1)]] = Field(min_length=1)
     image_folder: str = ""
     image_extension: str = ""
     mask_column: str | None = None
     mask_folder: str | None = None
     group_column: str | None = None
     group_pattern: str | None = None
+
+    @field_validator("label_values", mode="before")
+    @classmethod
+    def _keys_as_text(cls, label_values: Any) -> Any:
+        """YAML reads `label_values: {0: 0}` with an int key; table cells are text."""
+        if isinstance(label_values, Mapping):
+            return {str(key): value for key, value in label_values.items()}
+        return label_values
 
     @field_validator("label_values")
     @classmethod
@@ -379,11 +392,6 @@ Layout = tagged_union(
     named=NamedLayout,
     csv=CsvLayout,
 )
-
-
-def layout_spec(layout: Layout) -> str | dict:
-    """The layout as `medcls.data.layouts.parse` takes it: a name or `{csv: {...}}`."""
-    return layout if isinstance(layout, str) else layout.model_dump()
 
 
 # --- a dataset and the whole file ---------------------------------------------------------------
