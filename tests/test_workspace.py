@@ -26,3 +26,17 @@ def test_a_non_empty_directory_is_refused(tmp_path):
 def test_a_failing_command_reports_its_output(tmp_path):
     with pytest.raises(workspace.WorkspaceCommandError, match="exit 3"):
         workspace.run_in(tmp_path, "python", "-c", "import sys; print('boom'); sys.exit(3)")
+
+
+def test_dvc_commands_write_nothing_to_home_or_the_temp_folder(tmp_path, monkeypatch):
+    """DVC's usage analytics are off in a workspace (they would leave a report in the temp folder
+    and send it); git and DVC keep everything else inside the workspace."""
+    home, temp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    temp.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("TMPDIR", str(temp))
+    target = workspace.create_workspace(tmp_path / "ws", {"seed": 1, "datasets": {}})
+    workspace.run_in(target, "dvc", "status")
+    assert workspace.run_in(target, "dvc", "config", "core.analytics").strip() == "false"
+    assert list(home.iterdir()) == [] and list(temp.iterdir()) == []

@@ -25,11 +25,13 @@ class WorkspaceCommandError(RuntimeError):
 
 def command_environment() -> dict[str, str]:
     """This interpreter's environment with its `bin` first on PATH (so `dvc` and `python` are the
-    ones of this virtual environment) and a git identity, so commits work on any machine."""
+    ones of this virtual environment), a git identity, so commits work on any machine, and DVC's
+    usage analytics off (they would write a report to the system temp folder and send it)."""
     return dict(
         os.environ,
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         TF_CPP_MIN_LOG_LEVEL="2",
+        DVC_NO_ANALYTICS="1",
         GIT_AUTHOR_NAME="medcls",
         GIT_AUTHOR_EMAIL="medcls@localhost",
         GIT_COMMITTER_NAME="medcls",
@@ -77,6 +79,7 @@ def create_workspace(target: Path, params: Mapping, message: str = "pipeline") -
     write_pipeline(target, params)
     run_in(target, "git", "init", "-q")
     run_in(target, "dvc", "init", "-q")
+    run_in(target, "dvc", "config", "core.analytics", "false")  # as the project's own .dvc/config
     run_in(target, "git", "add", "-A")
     run_in(target, "git", "commit", "-qm", message)
     return target
