@@ -1,6 +1,9 @@
-"""TFRecord round trip: shard naming, labels, ids, pixels, and identical output for any worker count."""
+"""TFRecord round trip: shard naming, labels, ids, pixels, identical output for any worker count,
+and refusal of partial or damaged output."""
 
+import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +18,13 @@ from medcls.data.splitting import grouped_stratified_split
 from medcls.demo import synthetic
 from medcls.images.decode import mask_paths_of
 from medcls.images.roi import prepare_file
-from medcls.images.tfrecords import read_labels, read_split, write_tfrecords
+from medcls.images.tfrecords import (
+    INDEX,
+    IncompleteRecordsError,
+    read_labels,
+    read_split,
+    write_tfrecords,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ROI = dict(size=32, use_mask=True, margin=0.1, mask_background=False, keep_aspect=True)
@@ -55,7 +64,10 @@ def test_shards_are_named_and_counted_per_split(dataset, written) -> None:
         for split, n in counts.items()
         for index in range(math.ceil(n / PER_SHARD))
     }
-    assert {path.name for path in out.iterdir()} == expected
+    assert {path.name for path in out.iterdir()} == expected | {INDEX}
+    index = json.loads((out / INDEX).read_text())
+    assert {split: entry["records"] for split, entry in index.items()} == counts
+    assert {name for entry in index.values() for name in entry["shards"]} == expected
 
 
 def test_workers_give_identical_records(written) -> None:
@@ -131,13 +143,74 @@ def test_output_dir_is_recreated(dataset, tmp_path: Path) -> None:
         workers=1,
         **ROI,
     )
-    assert [path.name for path in stale.parent.iterdir()] == ["val-00000-of-00001.tfrecord"]
+    assert sorted(path.name for path in tmp_path.rglob("*")) == [
+        INDEX, "records", "val-00000-of-00001.tfrecord"
+    ]
+
+
+def test_a_failed_write_keeps_the_previous_output_and_leaves_nothing_else(dataset, written, tmp_path):
+    raw, manifest = dataset
+    out = tmp_path / "records"
+    shutil.copytree(written[1][0], out)
+    broken = manifest.assign(path=manifest["path"].where(manifest.index != len(manifest) - 1, "gone.png"))
+    with pytest.raises(Exception, match="gone.png"):
+        write_tfrecords(broken, raw, out, images_per_shard=PER_SHARD, workers=1, **ROI)
+    assert [path.name for path in tmp_path.iterdir()] == ["records"]
+    assert len(read_labels(out, "train")) == (manifest["split"] == "train").sum()
 
 
 def test_missing_split_names_dir_and_split(written) -> None:
     out, _ = written[1]
-    with pytest.raises(FileNotFoundError, match=f"'holdout' in {out}"):
+    with pytest.raises(IncompleteRecordsError, match=f"'holdout' in {out}"):
         read_split(out, "holdout")
+
+
+def _drop_index(out: Path) -> str:
+    (out / INDEX).unlink()
+    return "no index.json"
+
+
+def _drop_last_train_shard(out: Path) -> str:
+    max(out.glob("train-*")).unlink()
+    return "split 'train' has shards"
+
+
+def _add_a_stray_shard(out: Path) -> str:
+    shutil.copy(min(out.glob("train-*")), out / "train-00000-of-00009.tfrecord")
+    return "split 'train' has shards"
+
+
+def _truncate_a_shard(out: Path) -> str:
+    shard = min(out.glob("train-*"))
+    shard.write_bytes(shard.read_bytes()[:-20])
+    return "unreadable shard"
+
+
+def _miscount_in_index(out: Path) -> str:
+    index = json.loads((out / INDEX).read_text())
+    index["train"]["records"] += 1
+    (out / INDEX).write_text(json.dumps(index))
+    return "split 'train' holds"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [_drop_index, _drop_last_train_shard, _add_a_stray_shard, _truncate_a_shard, _miscount_in_index],
+)
+@pytest.mark.parametrize("reader", [read_split, read_labels])
+def test_partial_or_damaged_output_is_refused(written, tmp_path, damage, reader) -> None:
+    out = tmp_path / "busi"
+    shutil.copytree(written[1][0], out)
+    problem = damage(out)
+    with pytest.raises(IncompleteRecordsError) as raised:
+        reader(out, "train")
+    assert problem in str(raised.value) and "run `dvc repro roi@busi`" in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_missing_folder_is_refused(tmp_path) -> None:
+    with pytest.raises(IncompleteRecordsError, match="no such folder.*dvc repro roi@busi"):
+        read_split(tmp_path / "busi", "train")
 
 
 def test_colours_survive_the_round_trip(tmp_path: Path) -> None:

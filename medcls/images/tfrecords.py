@@ -2,10 +2,15 @@
 
 Preparing once, ahead of training, makes every epoch and every experiment read identical, small,
 already-cropped images, and lets DVC cache the result.
+
+A complete output holds `index.json` (each split's shard names and record count), written last, in
+a folder that is only renamed into place once complete; readers check the shards against it, so an
+interrupted or damaged output is refused, never trained or evaluated on in part.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from collections.abc import Iterator
@@ -21,6 +26,9 @@ import tensorflow as tf
 from medcls.images.decode import mask_paths_of
 from medcls.images.parallel import ordered_starmap
 from medcls.images.roi import prepare_file_png
+from medcls.pipeline.errors import PipelineError
+
+INDEX = "index.json"
 
 _FEATURES = {
     "image": tf.io.FixedLenFeature([], tf.string),
@@ -28,6 +36,10 @@ _FEATURES = {
     "id": tf.io.FixedLenFeature([], tf.string),
     "group": tf.io.FixedLenFeature([], tf.string),
 }
+
+
+class IncompleteRecordsError(PipelineError):
+    """TFRecords that are missing, partial or damaged: the roi stage must write them again."""
 
 
 def shard_name(split: str, index: int, count: int) -> str:
@@ -62,41 +74,67 @@ def write_tfrecords(
     mask_background: bool,
     keep_aspect: bool,
 ) -> dict[str, int]:
-    """Recreate `out_dir` with `<split>-NNNNN-of-NNNNN.tfrecord` shards; return images written per split.
+    """Replace `out_dir` by `<split>-NNNNN-of-NNNNN.tfrecord` shards and their index; return images
+    written per split.
 
-    Within a split, records are ordered by content hash: deterministic, yet classes are interleaved
-    across shards, so a bounded shuffle buffer at training time still sees both classes. Shards are
-    byte-identical from run to run, so DVC skips training when a re-run changed no record.
+    The shards are written beside `out_dir` and renamed into place once the index is written, so an
+    interrupted run leaves no partial `out_dir`. Within a split, records are ordered by content
+    hash: deterministic, yet classes are interleaved across shards, so a bounded shuffle buffer at
+    training time still sees both classes. Shards are byte-identical from run to run, so DVC skips
+    training when a re-run changed no record.
     """
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True)
-    rows = split_df.sort_values(["split", "sha256", "path"], ignore_index=True)
-    prepare = partial(
-        prepare_file_png,
-        raw_dir,
+    roi = dict(
         size=size,
         use_mask=use_mask,
         margin=margin,
         mask_background=mask_background,
         keep_aspect=keep_aspect,
     )
+    out_dir = Path(out_dir)
+    staging = out_dir.parent / f".{out_dir.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        counts = _write_shards_and_index(split_df, raw_dir, staging, images_per_shard, workers, roi)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
+    return counts
+
+
+def _write_shards_and_index(
+    split_df: pd.DataFrame, raw_dir: Path, out_dir: Path, per_shard: int, workers: int, roi: dict
+) -> dict[str, int]:
+    rows = split_df.sort_values(["split", "sha256", "path"], ignore_index=True)
+    prepare = partial(prepare_file_png, raw_dir, **roi)
     arguments = zip(rows["path"], rows["mask_paths"].map(mask_paths_of))
     pngs = ordered_starmap(prepare, arguments, workers=workers)
     records = zip(rows.itertuples(), pngs, strict=True)  # strict: also lets the pool finish
     counts = {str(split): int(count) for split, count in rows["split"].value_counts().items()}
-    for split, split_records in groupby(records, key=lambda record: str(record[0].split)):
-        _write_split(out_dir, split, split_records, counts[split], images_per_shard)
+    index = {
+        split: {
+            "records": counts[split],
+            "shards": _write_split(out_dir, split, split_records, counts[split], per_shard),
+        }
+        for split, split_records in groupby(records, key=lambda record: str(record[0].split))
+    }
+    (out_dir / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     return counts
 
 
 def _write_split(
     out_dir: Path, split: str, records: Iterator[tuple[Any, bytes]], count: int, per_shard: int
-) -> None:
+) -> list[str]:
+    """Write one split's shards; return their names."""
     shards = math.ceil(count / per_shard)
-    for index in range(shards):
-        with tf.io.TFRecordWriter(str(out_dir / shard_name(split, index, shards))) as writer:
+    names = [shard_name(split, index, shards) for index in range(shards)]
+    for name in names:
+        with tf.io.TFRecordWriter(str(out_dir / name)) as writer:
             for row, png in islice(records, per_shard):
                 writer.write(_example(row, png).SerializeToString(deterministic=True))
+    return names
 
 
 def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -108,29 +146,76 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
 def read_split(tfrecord_dir: Path, split: str) -> tf.data.Dataset:
     """All shards of one split, in shard order, with a known length.
 
-    The records are counted first (a cheap read, nothing decoded): a dataset of known cardinality
-    lets Keras size its first epoch instead of running into the end of the data and warning.
+    The records are counted first (a cheap read, nothing decoded) and checked against the index;
+    a dataset of known cardinality also lets Keras size its first epoch.
     """
-    records = _records(tfrecord_dir, split)
-    count = int(records.reduce(np.int64(0), lambda total, _: total + 1))
+    records, expected = _records(tfrecord_dir, split)
+    try:
+        count = int(records.reduce(np.int64(0), lambda total, _: total + 1))
+    except tf.errors.OpError as error:
+        raise _unreadable(tfrecord_dir, error) from None
+    _check_count(tfrecord_dir, split, count, expected)
     return records.map(parse_example).apply(tf.data.experimental.assert_cardinality(count))
 
 
 def read_labels(tfrecord_dir: Path, split: str) -> np.ndarray:
     """The labels of one split in record order, with no image decoded (e.g. for class weights)."""
     label_only = {"label": _FEATURES["label"]}
-    labels = _records(tfrecord_dir, split).map(
+    records, expected = _records(tfrecord_dir, split)
+    labels = records.map(
         lambda serialized: tf.io.parse_single_example(serialized, label_only)["label"]
     )
-    return np.fromiter(labels.as_numpy_iterator(), dtype=np.int64)
+    try:
+        values = np.fromiter(labels.as_numpy_iterator(), dtype=np.int64)
+    except tf.errors.OpError as error:
+        raise _unreadable(tfrecord_dir, error) from None
+    _check_count(tfrecord_dir, split, len(values), expected)
+    return values
 
 
-def _records(tfrecord_dir: Path, split: str) -> tf.data.TFRecordDataset:
-    shards = sorted(Path(tfrecord_dir).glob(f"{split}-*-of-*.tfrecord"))
-    if not shards:
-        raise FileNotFoundError(
-            f"no TFRecord shards for split {split!r} in {tfrecord_dir} "
-            f"(expected {shard_name(split, 0, 1)} etc.); check the split name, "
-            "or run `dvc repro` to write them"
+def _records(tfrecord_dir: Path, split: str) -> tuple[tf.data.TFRecordDataset, int]:
+    """The split's shards and record count from the index, once exactly those shards are on disk."""
+    tfrecord_dir = Path(tfrecord_dir)
+    index = _read_index(tfrecord_dir)
+    if split not in index:
+        raise IncompleteRecordsError(
+            f"no TFRecords for split {split!r} in {tfrecord_dir} (it has "
+            f"{', '.join(sorted(index))}); check the split name"
         )
-    return tf.data.TFRecordDataset([str(shard) for shard in shards])
+    listed = index[split]["shards"]
+    on_disk = sorted(path.name for path in tfrecord_dir.glob(f"{split}-*-of-*.tfrecord"))
+    numbered = [shard_name(split, number, len(listed)) for number in range(len(listed))]
+    if not on_disk == listed == numbered:
+        raise _incomplete(
+            tfrecord_dir, f"split {split!r} has shards {on_disk}, its index lists {listed}"
+        )
+    records = tf.data.TFRecordDataset([str(tfrecord_dir / name) for name in listed])
+    return records, index[split]["records"]
+
+
+def _read_index(tfrecord_dir: Path) -> dict:
+    try:
+        return json.loads((tfrecord_dir / INDEX).read_text())
+    except FileNotFoundError:
+        problem = f"no {INDEX} (written last)" if tfrecord_dir.is_dir() else "no such folder"
+        raise _incomplete(tfrecord_dir, problem) from None
+    except ValueError as error:
+        raise _incomplete(tfrecord_dir, f"unreadable {INDEX} ({error})") from None
+
+
+def _check_count(tfrecord_dir: Path, split: str, count: int, expected: int) -> None:
+    if count != expected:
+        raise _incomplete(
+            tfrecord_dir, f"split {split!r} holds {count} records, its index says {expected}"
+        )
+
+
+def _unreadable(tfrecord_dir: Path, error: tf.errors.OpError) -> IncompleteRecordsError:
+    return _incomplete(tfrecord_dir, f"unreadable shard ({' '.join(error.message.split())})")
+
+
+def _incomplete(tfrecord_dir: Path, problem: str) -> IncompleteRecordsError:
+    return IncompleteRecordsError(
+        f"{tfrecord_dir}: {problem}: the roi stage's output is incomplete or damaged; "
+        f"run `dvc repro roi@{Path(tfrecord_dir).name}` to write it again"
+    )

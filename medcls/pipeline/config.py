@@ -27,13 +27,15 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from ruamel.yaml import YAML
 
+from medcls.pipeline.errors import PipelineError
+
 PARAMS_FILE = Path("params.yaml")
 MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are 32-bit
 MIN_APPLICATION_SIZE = 32  # the smallest input keras.applications builds
 MIN_BOOTSTRAP = 40  # 2.5 % tails of fewer resamples are single draws, which may miss the estimate
 
 
-class ParamsError(ValueError):
+class ParamsError(PipelineError, ValueError):
     """A params file that does not match the schema: one line per problem, each naming its key."""
 
 

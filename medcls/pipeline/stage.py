@@ -4,7 +4,8 @@ import os
 import sys
 from collections.abc import Callable
 
-from medcls.pipeline.config import DatasetParams, Params, ParamsError, load
+from medcls.pipeline.config import DatasetParams, Params, load
+from medcls.pipeline.errors import PipelineError
 from medcls.pipeline.paths import DatasetPaths
 
 
@@ -24,8 +25,8 @@ def error_lines(error: Exception) -> str:
 def run_stage(stage: StageFunction) -> None:
     """Entry point shared by every stage: `python -m stages.<stage> <dataset>`.
 
-    Params are validated before any work; a params or input problem ends with a one-line
-    message per problem and exit status 1 instead of a traceback.
+    Params are validated before any work; an expected failure (a PipelineError: params, inputs,
+    sources) ends with an `error: ...` line per problem and exit status 1 instead of a traceback.
     """
     if len(sys.argv) != 2:
         sys.exit(f"usage: python -m {stage.__module__} <dataset>")
@@ -33,5 +34,5 @@ def run_stage(stage: StageFunction) -> None:
     try:
         params = load()
         stage(name, params, params.dataset(name), DatasetPaths(name))
-    except (ParamsError, FileNotFoundError) as error:
+    except (PipelineError, FileNotFoundError) as error:
         sys.exit(error_lines(error))

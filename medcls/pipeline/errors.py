@@ -1,0 +1,9 @@
+"""Expected failures: bad params, bad or missing inputs, an unreachable source.
+
+Each is the user's to fix, so the stages and `medcls predict` print its message as one
+`error: ...` line and exit non-zero; any other exception is a bug and keeps its traceback.
+"""
+
+
+class PipelineError(Exception):
+    """A failure the user can fix; the message says what is wrong and what to do."""
