@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_predict(arguments: argparse.Namespace) -> int:
     from medcls import predict  # TensorFlow: only for this command
     from medcls.pipeline import config
+    from medcls.pipeline.errors import PipelineError
     from medcls.pipeline.stage import error_lines
 
     try:
@@ -89,7 +90,7 @@ def run_predict(arguments: argparse.Namespace) -> int:
         )
         images = predict.expand_inputs(arguments.images)
         masks = predict.pair_masks(images, arguments.mask if predictor.uses_mask else [])
-    except (predict.InputError, config.ParamsError, FileNotFoundError) as error:
+    except (PipelineError, FileNotFoundError) as error:
         print(error_lines(error), file=sys.stderr)
         return 2 if isinstance(error, predict.InputError) else 1
     if warning:

@@ -22,13 +22,14 @@ from medcls.images.decode import MASK_SEPARATOR
 from medcls.images.roi import prepare_file
 from medcls.model import classifier
 from medcls.pipeline.config import Params, RoiParams
+from medcls.pipeline.errors import PipelineError
 from medcls.pipeline.paths import DatasetPaths
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 BATCH_SIZE = 64
 
 
-class InputError(ValueError):
+class InputError(PipelineError, ValueError):
     """Command-line inputs that cannot be expanded or paired; the message says how to fix them."""
 
 

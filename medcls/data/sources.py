@@ -22,10 +22,13 @@ import tarfile
 import tempfile
 import urllib.error
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from urllib.request import urlopen
 
 from tqdm import tqdm
+
+from medcls.pipeline.errors import PipelineError
 
 ACCEPTED_SOURCES = (
     "'kaggle:<owner>/<dataset>' (optionally '/versions/<N>'), "
@@ -36,11 +39,15 @@ _KAGGLE_HANDLE = re.compile(r"[\w.-]+/[\w.-]+(/versions/\d+)?")
 _NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
 
 
-class SourceUnavailableError(RuntimeError):
+class SourceError(PipelineError, ValueError):
+    """A dataset source that cannot be used as given; the message says how to fix it."""
+
+
+class SourceUnavailableError(PipelineError, RuntimeError):
     """The dataset source could not be reached (no network, server down, dataset gone)."""
 
 
-class UnsafeArchiveError(ValueError):
+class UnsafeArchiveError(SourceError):
     """An archive member would be written, or would link, outside the extraction directory."""
 
 
@@ -62,6 +69,8 @@ def fetch(source: str, dest: Path) -> None:
 def _materialise(source: str, target: Path, *, dataset: str) -> None:
     if source.startswith("kaggle:"):
         _from_local(_download_kaggle(source, dataset), target)
+    elif source.startswith("http://"):
+        raise _plain_http(source)
     elif source.startswith("https://"):
         with tempfile.TemporaryDirectory() as tmp:
             archive = Path(tmp) / "download"
@@ -80,6 +89,8 @@ def fingerprint(source: str) -> dict:
     """
     if source.startswith(("kaggle:", "https://")):
         return {"source": source}
+    if source.startswith("http://"):
+        raise _plain_http(source)
     path = Path(source).expanduser()
     if path.is_dir():
         files = sorted(
@@ -110,6 +121,13 @@ def unpinned_kaggle_warning(source: str) -> str | None:
     return None
 
 
+def _plain_http(source: str) -> SourceError:
+    return SourceError(
+        f"{source!r}: plain http is refused, as the download could be altered on the way; "
+        f"use https://...#sha256=<64 hex digits>. Accepted sources: {ACCEPTED_SOURCES}"
+    )
+
+
 def _missing(path: Path) -> FileNotFoundError:
     return FileNotFoundError(
         f"dataset source {str(path)!r} does not exist; accepted sources: {ACCEPTED_SOURCES}"
@@ -128,7 +146,7 @@ def _download_kaggle(source: str, dataset: str) -> Path:
     """Download through kagglehub's cache (public datasets need no credentials)."""
     handle = source.removeprefix("kaggle:")
     if not _KAGGLE_HANDLE.fullmatch(handle):
-        raise ValueError(
+        raise SourceError(
             f"bad Kaggle source {source!r}; expected 'kaggle:<owner>/<dataset>[/versions/<N>]'"
         )
     import kagglehub  # imported lazily: slow, and only needed for this kind of source
@@ -146,7 +164,7 @@ def _download_https(source: str, archive: Path, dataset: str) -> None:
     url, _, fragment = source.partition("#")
     expected = fragment.removeprefix("sha256=").lower()
     if not fragment.startswith("sha256=") or not re.fullmatch(r"[0-9a-f]{64}", expected):
-        raise ValueError(
+        raise SourceError(
             f"the URL {url!r} has no valid checksum; append '#sha256=<64 hex digits>' "
             "(from `sha256sum <file>`) so a changed or corrupted download is detected"
         )
@@ -164,7 +182,7 @@ def _download_https(source: str, archive: Path, dataset: str) -> None:
     except _NETWORK_ERRORS as error:
         raise _unavailable(url, dataset, error) from error
     if digest.hexdigest() != expected:
-        raise ValueError(
+        raise SourceError(
             f"sha256 of {url} is {digest.hexdigest()}, expected {expected}: "
             "the file changed or is corrupt"
         )
@@ -183,6 +201,15 @@ def _from_local(path: Path, target: Path) -> None:
 def _extract(archive: Path, target: Path) -> None:
     """Extract a zip or tar (any compression) after checking that every member stays inside `target`."""
     target.mkdir(parents=True)
+    try:
+        _check_and_extract(archive, target)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as error:
+        raise SourceError(
+            f"{archive} is damaged ({error}); fetch a fresh copy of the archive"
+        ) from error
+
+
+def _check_and_extract(archive: Path, target: Path) -> None:
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zipped:
             for info in zipped.infolist():
@@ -195,7 +222,7 @@ def _extract(archive: Path, target: Path) -> None:
                 _check_member(member.name, link, is_hardlink=member.islnk())
             tarred.extractall(target, filter="data")  # also drops device files and setuid bits
     else:
-        raise ValueError(
+        raise SourceError(
             f"{archive} is not a zip or tar archive; accepted sources: {ACCEPTED_SOURCES}"
         )
 

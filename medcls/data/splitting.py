@@ -15,6 +15,12 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from medcls.pipeline.errors import PipelineError
+
+
+class SplitError(PipelineError, ValueError):
+    """The manifest cannot be split as asked; the message says what to change."""
+
 
 def linked_units(manifest: pd.DataFrame) -> pd.Series:
     """Unit number per row: rows sharing a group or sha256, directly or via other rows, share it."""
@@ -74,7 +80,7 @@ def _check_every_split_has_every_class(
     missing = [f"{name}/{class_name}" for (name, class_name), n in present.items() if n == 0]
     if missing:
         unit_counts = units.groupby(manifest["class_name"]).nunique().to_dict()
-        raise ValueError(
+        raise SplitError(
             f"too few independent groups to split: no images for (split/class) {', '.join(missing)}; "
             f"independent units per class: {unit_counts}. "
             "Add data, or use fewer splits or larger fractions."

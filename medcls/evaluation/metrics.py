@@ -26,6 +26,7 @@ from sklearn.metrics import (
 )
 
 from medcls.pipeline.config import MinSensitivity, ThresholdRule
+from medcls.pipeline.errors import MissingClassError
 
 SCHEMA_PATH = Path(__file__).with_name("metrics_schema.json")
 COUNT_KEYS = ("tp", "fp", "tn", "fn")
@@ -93,7 +94,7 @@ def choose_threshold(y_true: ArrayLike, y_prob: ArrayLike, rule: ThresholdRule) 
     thresholds, tps, fps = _roc_counts(y_true, y_prob)
     positives, negatives = tps[-1], fps[-1]
     if positives == 0 or (rule == "youden" and negatives == 0):
-        raise ValueError(
+        raise MissingClassError(
             f"threshold rule {rule_name(rule)} needs both classes in the data it is chosen on"
         )
     if rule == "youden":
@@ -267,7 +268,10 @@ def evaluate_predictions(
         raise ValueError(f"predictions lack the columns {sorted(missing)}")
     arrays = {split: _split_arrays(predictions, split) for split in ("val", "test")}
     if np.unique(arrays["val"][0]).size < 2:
-        raise ValueError("the val split holds one class only; a threshold cannot be chosen on it")
+        raise MissingClassError(
+            "the val split holds one class only, so no threshold can be chosen on it: the dataset "
+            "needs usable images of both classes (see data/manifest/<name>_rejected.csv)"
+        )
     threshold = choose_threshold(*arrays["val"], rule)
     document = {"threshold": threshold, "threshold_rule": rule_name(rule)}
     for split, (y_true, y_prob) in arrays.items():

@@ -4,13 +4,16 @@ Importing this module registers the custom layers; `load_classifier` reloads a s
 """
 
 import math
+import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import keras
 
 from medcls.model.backbones import BACKBONE_NAME, build_backbone
 from medcls.model.blocks import PDFBlock, Preprocess, SEBlock
 from medcls.pipeline.config import Backbone, HeadBlock, HeadParams, PdfBlockParams
+from medcls.pipeline.errors import PipelineError
 
 POOLING = {"gap": keras.layers.GlobalAveragePooling2D, "flatten": keras.layers.Flatten}
 
@@ -47,11 +50,30 @@ def _head_block(block: HeadBlock) -> keras.layers.Layer:
     return SEBlock(**block.se.model_dump())
 
 
+class ModelFileError(PipelineError):
+    """A model file that is missing, truncated or not a Keras model."""
+
+
 def load_classifier(path) -> keras.Model:
     """A classifier saved with `model.save`, for inference: without its training configuration, so a
     model compiled with a loss this code no longer defines (the former `medcls>BinaryFocalLoss`) still
-    loads."""
-    return keras.models.load_model(path, compile=False)
+    loads.
+
+    Keras reports a truncated or foreign file as "File not found"; this names the file and the
+    stage that writes it (models/<dataset>/model.keras is the train stage's output).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path} not found; run `dvc repro train@{path.parent.name}`")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as error:
+        if zipfile.is_zipfile(path):
+            raise  # a readable archive that Keras cannot rebuild is a bug, not a damaged file
+        raise ModelFileError(
+            f"{path} is not a readable .keras file (truncated or damaged?); "
+            f"run `dvc repro train@{path.parent.name}` to write it again"
+        ) from error
 
 
 def backbone_of(model: keras.Model) -> keras.Model:

@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
 from medcls.pipeline.config import FocalLoss, Loss
+from medcls.pipeline.errors import MissingClassError
 
 
 def make_loss(spec: Loss) -> keras.losses.Loss:
@@ -31,9 +32,9 @@ def class_weights(labels: np.ndarray, mode: Literal["balanced", "none"]) -> dict
     labels = np.asarray(labels, dtype=int)
     counts = np.bincount(labels, minlength=2)
     if len(counts) != 2 or not counts.all():
-        raise ValueError(
-            "class_weight: balanced weights need both labels 0 and 1 in the training split, got "
-            f"counts {counts.tolist()}; check the split or use class_weight: none"
+        raise MissingClassError(
+            f"the training split holds images of one class only (counts {counts.tolist()}): the "
+            "dataset needs usable images of both classes (see data/manifest/<name>_rejected.csv)"
         )
     classes = np.array([0, 1])
     weights = compute_class_weight("balanced", classes=classes, y=labels)

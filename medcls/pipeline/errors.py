@@ -7,3 +7,7 @@ Each is the user's to fix, so the stages and `medcls predict` print its message 
 
 class PipelineError(Exception):
     """A failure the user can fix; the message says what is wrong and what to do."""
+
+
+class MissingClassError(PipelineError, ValueError):
+    """A split that holds one class only, where training or evaluation needs both."""
