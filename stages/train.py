@@ -7,7 +7,6 @@ command on every machine of a cluster, only the chief writes the outputs.
 import contextlib
 import time
 
-import keras
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
@@ -17,7 +16,7 @@ from medcls.pipeline.config import DatasetParams, Params, TrainParams
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage
-from medcls.training import augment, curves, distribute, fit, inputs
+from medcls.training import augment, curves, determinism, distribute, fit, inputs
 
 
 def planned_phases(schedule: TrainParams, lr: float, fine_tune_lr: float) -> list[fit.Phase]:
@@ -46,7 +45,7 @@ def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
     strategy = distribute.choose_strategy()
     started = time.perf_counter()
     seed, schedule = params.seed, dataset.train
-    keras.utils.set_random_seed(seed)
+    determinism.configure_determinism(schedule.deterministic, seed)
     policy = fit.configure_precision(schedule.mixed_precision)
     batch_size = distribute.global_batch_size(schedule.batch_size, strategy)
 

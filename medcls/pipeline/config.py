@@ -280,6 +280,7 @@ class TrainParams(Section):
     mixed_precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"]
     jit_compile: Literal["auto", True, False]
     cache_features: bool = False
+    deterministic: bool = True  # seeds and TensorFlow op determinism: same seed, same results
 
 
 # --- evaluation -------------------------------------------------------------------------------

@@ -1,0 +1,50 @@
+"""Training is repeatable by default: the train and evaluate stages run twice on the same data
+and params write the same weights and a byte-identical metrics/<name>.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from medcls.data.manifest import build_manifest
+from medcls.data.splitting import grouped_stratified_split
+from medcls.demo import synthetic
+from medcls.images.tfrecords import write_tfrecords
+from medcls.model.classifier import load_classifier
+from medcls.pipeline import config
+from medcls.pipeline.paths import DatasetPaths
+from stages.evaluate import evaluate
+from stages.train import train
+from tests.test_error_messages import NAME, ROI, write_params
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """Augmented training (rotation, shift, zoom, brightness) on small generated chest X-rays."""
+    project = tmp_path_factory.mktemp("determinism") / "project"
+    write_params(project, augment={"rotation": 20, "shift": 0.1, "zoom": 0.1, "brightness": [0.8, 1.2]})
+    raw = synthetic.make_kermany(project / "raw", n_patients_per_class=8, images_per_patient=2)
+    rows, _ = build_manifest(raw, "kermany", ["NORMAL", "PNEUMONIA"], workers=1)
+    rows["split"] = grouped_stratified_split(rows, {"train": 0.6, "val": 0.2, "test": 0.2}, seed=0)
+    write_tfrecords(rows, raw, project / DatasetPaths(NAME).tfrecords, images_per_shard=8, workers=1, **ROI)
+    return project
+
+
+def train_and_evaluate(project: Path) -> tuple[bytes, list[np.ndarray]]:
+    """The train and evaluate stages, in this process; the metrics file and the trained weights."""
+    params, paths = config.load(project / "params.yaml"), DatasetPaths(NAME)
+    train(NAME, params, params.dataset(NAME), paths)
+    evaluate(NAME, params, params.dataset(NAME), paths)
+    return (project / paths.metrics()).read_bytes(), load_classifier(project / paths.model).get_weights()
+
+
+def test_two_runs_give_identical_metrics_and_weights(project, monkeypatch):
+    monkeypatch.chdir(project)
+    first_metrics, first_weights = train_and_evaluate(project)
+    keras.backend.clear_session()
+    second_metrics, second_weights = train_and_evaluate(project)
+    assert first_metrics == second_metrics
+    assert all(np.array_equal(a, b) for a, b in zip(first_weights, second_weights, strict=True))
