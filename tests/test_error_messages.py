@@ -38,8 +38,8 @@ def write_params(folder: Path, **dataset_changes) -> dict:
     return params
 
 
-def run(folder: Path, *command: str) -> subprocess.CompletedProcess:
-    environment = command_environment() | {"PYTHONPATH": str(PROJECT)}
+def run(folder: Path, *command: str, **environment: str) -> subprocess.CompletedProcess:
+    environment = command_environment() | {"PYTHONPATH": str(PROJECT)} | environment
     return subprocess.run(
         [sys.executable, "-m", *command], cwd=folder, env=environment, capture_output=True, text=True
     )
@@ -179,3 +179,13 @@ def test_a_truncated_model_is_named(one_class_project, tmp_path, stage):
     assert_one_line_error(
         result, f"{paths.model} is not a readable .keras file", f"dvc repro train@{NAME}"
     )
+
+
+def test_tensorflow_chatter_stays_out_unless_verbose(tmp_path):
+    """A stage that imports TensorFlow and fails early prints its error line alone."""
+    project = tmp_path / "project"
+    write_params(project)
+    quiet = run(project, "stages.train", NAME).stderr.strip().splitlines()
+    assert len(quiet) == 1 and quiet[0].startswith("error: ") and "roi@demo" in quiet[0], quiet
+    verbose = run(project, "stages.train", NAME, MEDCLS_VERBOSE="1").stderr.strip().splitlines()
+    assert len(verbose) > 1 and verbose[-1] == quiet[0]

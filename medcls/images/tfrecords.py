@@ -216,6 +216,6 @@ def _unreadable(tfrecord_dir: Path, error: tf.errors.OpError) -> IncompleteRecor
 
 def _incomplete(tfrecord_dir: Path, problem: str) -> IncompleteRecordsError:
     return IncompleteRecordsError(
-        f"{tfrecord_dir}: {problem}: the roi stage's output is incomplete or damaged; "
+        f"{tfrecord_dir}: {problem}: the roi stage's output is missing, incomplete or damaged; "
         f"run `dvc repro roi@{Path(tfrecord_dir).name}` to write it again"
     )
