@@ -2,18 +2,22 @@
 the train stage's fit steps, augmented input pipeline included, with and without TensorFlow's
 op determinism.
 
-    python -m benchmarks.determinism [--steps 8] [--repeats 3]
+    python -m benchmarks.determinism [--steps 8] [--rounds 3]
 
 Model: the offline profile's `busi` entry (ImageNet EfficientNet-Lite0 from ../shared, the lighter
 PDF/SE head, 224 px, batch 16, flips/brightness/contrast), in phase 1 (backbone frozen, streamed:
-`cache_features: false`) and phase 2 (top 30 % unfrozen), on random pixels. Without determinism
-first: TensorFlow cannot switch op determinism off again within a process. Skips without ../shared.
+`cache_features: false`) and phase 2 (top 30 % unfrozen), on random pixels. TensorFlow cannot
+switch op determinism off within a process, so each timing runs in its own process, off and on
+alternating (the machine's load drifts); the table gives the median of the rounds. Skips without
+../shared.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -46,8 +50,8 @@ def training_batches(dataset: dict) -> tf.data.Dataset:
     ).repeat()
 
 
-def images_per_second(dataset: dict, unfreeze: float, *, steps: int, repeats: int) -> float:
-    """Median images/s of `steps` fit steps over `repeats` timings, after an untimed warm-up."""
+def images_per_second(dataset: dict, unfreeze: float, *, steps: int) -> float:
+    """Images/s of `steps` fit steps, after an untimed warm-up (tracing)."""
     keras.backend.clear_session()
     model = classifier.build_classifier(
         dataset["backbone"], dataset["head"], dataset["image_size"], seed=SEED
@@ -60,37 +64,45 @@ def images_per_second(dataset: dict, unfreeze: float, *, steps: int, repeats: in
         jit_compile=False,
     )
     batches = training_batches(dataset)
-    model.fit(batches, steps_per_epoch=2, epochs=1, verbose=0)
-    rates = []
-    for _ in range(repeats):
-        with stopwatch() as elapsed:
-            model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
-        rates.append(dataset["train"]["batch_size"] * steps / elapsed())
-    return statistics.median(rates)
+    model.fit(batches, steps_per_epoch=2, epochs=1, shuffle=False, verbose=0)
+    with stopwatch() as elapsed:
+        model.fit(batches, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0)
+    return dataset["train"]["batch_size"] * steps / elapsed()
+
+
+def timed_in_a_process(phase: str, deterministic: bool, steps: int) -> float:
+    command = [sys.executable, "-m", __spec__.name, "--steps", str(steps), "--one", phase]
+    command += ["--deterministic"] if deterministic else []
+    result = subprocess.run(command, check=True, capture_output=True, text=True)
+    return float(result.stdout.split()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=8, help="fit steps per timing")
-    parser.add_argument("--repeats", type=int, default=3, help="timings per setting (median)")
+    parser.add_argument("--steps", type=int, default=8, help="timed fit steps per process")
+    parser.add_argument("--rounds", type=int, default=3, help="timings per setting (median)")
+    parser.add_argument("--one", choices=PHASES, help=argparse.SUPPRESS)  # a child: one timing
+    parser.add_argument("--deterministic", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     skip_unless_shared("weights")
-    dataset = resolved_profile(["busi"])["datasets"]["busi"]
+    if arguments.one:
+        dataset = resolved_profile(["busi"])["datasets"]["busi"]
+        determinism.configure_determinism(arguments.deterministic, SEED)
+        print(images_per_second(dataset, PHASES[arguments.one], steps=arguments.steps))
+        return
     print(machine())
-    rates = {}
-    for deterministic in (False, True):
-        determinism.configure_determinism(deterministic, SEED)
-        for phase, unfreeze in PHASES.items():
-            rates[phase, deterministic] = images_per_second(
-                dataset, unfreeze, steps=arguments.steps, repeats=arguments.repeats
-            )
+    rates = {(phase, on): [] for phase in PHASES for on in (False, True)}
+    for _ in range(arguments.rounds):
+        for phase in PHASES:
+            for on in (False, True):
+                rates[phase, on].append(timed_in_a_process(phase, on, arguments.steps))
+    median = {key: statistics.median(values) for key, values in rates.items()}
     print_table(
         ["busi model, 224 px, batch 16", "images/s, op determinism off", "on (default)", "on / off"],
-        [
-            [phase, rates[phase, False], rates[phase, True], rates[phase, True] / rates[phase, False]]
-            for phase in PHASES
-        ],
+        [[phase, median[phase, False], median[phase, True], median[phase, True] / median[phase, False]]
+         for phase in PHASES],
     )
+    print(machine())
 
 
 if __name__ == "__main__":
