@@ -203,6 +203,8 @@ def _extract(archive: Path, target: Path) -> None:
     target.mkdir(parents=True)
     try:
         _check_and_extract(archive, target)
+    except tarfile.FilterError as error:  # a member tarfile's "data" filter refuses (a device file)
+        raise UnsafeArchiveError(f"{archive}: {error}; refusing to extract") from error
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as error:
         raise SourceError(
             f"{archive} is damaged ({error}); fetch a fresh copy of the archive"
