@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_predict(arguments: argparse.Namespace) -> int:
+    from medcls.pipeline.chatter import quiet_tensorflow
+
+    quiet_tensorflow()
     from medcls import predict  # TensorFlow: only for this command
     from medcls.pipeline import config
     from medcls.pipeline.errors import PipelineError

@@ -28,8 +28,9 @@ CHATTER = re.compile(
 
 
 def quiet_tensorflow() -> None:
-    """Quiet TensorFlow's logging for this process unless MEDCLS_VERBOSE is set (not 0); call it
-    before TensorFlow is imported. A TF_CPP_MIN_LOG_LEVEL the user set is kept."""
+    """Quiet TensorFlow's logging for this process unless MEDCLS_VERBOSE is set (not 0); the stages
+    package and `medcls predict` call it before TensorFlow is imported. A TF_CPP_MIN_LOG_LEVEL the
+    user set is kept."""
     if os.environ.get(VERBOSE, "0") not in ("", "0") or "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
