@@ -26,48 +26,49 @@ import tensorflow as tf
 from benchmarks.common import SEED, machine, print_table, skip_unless_shared, stopwatch
 from benchmarks.real_data import resolved_profile
 from medcls.model import classifier, losses
+from medcls.pipeline import config
 from medcls.training import augment, determinism, inputs
 
 IMAGES = 64
 PHASES = {"frozen (phase 1, streamed)": 0.0, "fine-tune (phase 2, top 30 %)": 0.3}
 
 
-def training_batches(dataset: dict) -> tf.data.Dataset:
+def training_batches(dataset: config.DatasetParams) -> tf.data.Dataset:
     """The train stage's input pipeline (cached, shuffled, augmented) over random pixels."""
     rng = np.random.default_rng(SEED)
-    size = dataset["image_size"]
+    size = dataset.image_size
     examples = {
         "image": rng.integers(0, 256, (IMAGES, size, size, 3), dtype=np.uint8),
         "label": np.arange(IMAGES, dtype=np.int64) % 2,
     }
     return inputs.make_batches(
         tf.data.Dataset.from_tensor_slices(examples),
-        batch_size=dataset["train"]["batch_size"],
-        augmenter=augment.build_augmenter(dataset["augment"], SEED),
+        batch_size=dataset.train.batch_size,
+        augmenter=augment.build_augmenter(dataset.augment, SEED),
         shuffle=True,
         seed=SEED,
         cache=True,
     ).repeat()
 
 
-def images_per_second(dataset: dict, unfreeze: float, *, steps: int) -> float:
+def images_per_second(dataset: config.DatasetParams, unfreeze: float, *, steps: int) -> float:
     """Images/s of `steps` fit steps, after an untimed warm-up (tracing)."""
     keras.backend.clear_session()
     model = classifier.build_classifier(
-        dataset["backbone"], dataset["head"], dataset["image_size"], seed=SEED
+        dataset.backbone, dataset.head, dataset.image_size, seed=SEED
     )
     if unfreeze:
         classifier.unfreeze_top(model, fraction=unfreeze)
     model.compile(
         optimizer=keras.optimizers.Adam(1e-4),
-        loss=losses.make_loss(dataset["loss"]),
+        loss=losses.make_loss(dataset.loss),
         jit_compile=False,
     )
     batches = training_batches(dataset)
     model.fit(batches, steps_per_epoch=2, epochs=1, shuffle=False, verbose=0)
     with stopwatch() as elapsed:
         model.fit(batches, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0)
-    return dataset["train"]["batch_size"] * steps / elapsed()
+    return dataset.train.batch_size * steps / elapsed()
 
 
 def timed_in_a_process(phase: str, deterministic: bool, steps: int) -> float:
@@ -86,7 +87,7 @@ def main() -> None:
     arguments = parser.parse_args()
     skip_unless_shared("weights")
     if arguments.one:
-        dataset = resolved_profile(["busi"])["datasets"]["busi"]
+        dataset = config.validate(resolved_profile(["busi"])).dataset("busi")
         determinism.configure_determinism(arguments.deterministic, SEED)
         print(images_per_second(dataset, PHASES[arguments.one], steps=arguments.steps))
         return
