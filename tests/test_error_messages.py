@@ -121,6 +121,27 @@ def write_manifest(project: Path, patients_per_class: int) -> None:
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
+def test_a_class_without_usable_images_stops_the_manifest(tmp_path):
+    project = tmp_path / "project"
+    write_params(project, layout="kermany")
+    raw = project / DatasetPaths(NAME).raw
+    synthetic.make_kermany(raw, n_patients_per_class=3, size=32)
+    for image in raw.rglob("PNEUMONIA/*.jpeg"):
+        image.write_bytes(b"not an image")
+    assert_one_line_error(
+        run(project, "stages.manifest", NAME), "no usable images of class 'PNEUMONIA'", "rejected.csv"
+    )
+
+
+def test_a_raw_folder_of_another_layout_is_named(tmp_path):
+    project = tmp_path / "project"
+    write_params(project, layout="kermany")
+    (project / DatasetPaths(NAME).raw / "scans").mkdir(parents=True)
+    assert_one_line_error(
+        run(project, "stages.manifest", NAME), "has the expected layout", "Check the dataset's `layout`"
+    )
+
+
 def test_too_few_images_to_split(tmp_path):
     project = tmp_path / "project"
     write_params(project)

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from medcls.pipeline.config import CsvLayout, CsvOptions, NamedLayout
+from medcls.pipeline.errors import PipelineError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 SOURCE_SPLITS = ("train", "val", "test")
@@ -29,7 +30,7 @@ _MASK_SUFFIX = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)
 _KERMANY_PATIENT = re.compile(r"person\d+(?=_)|(?:NORMAL\d+-)?IM-\d+(?=-)")
 
 
-class DatasetError(ValueError):
+class DatasetError(PipelineError, ValueError):
     """The raw folder cannot make the requested two-class dataset; the message says what to check."""
 
 

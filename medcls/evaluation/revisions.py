@@ -24,6 +24,7 @@ from medcls.evaluation.compare import (
     compare_predictions,
     difference_text,
 )
+from medcls.pipeline.errors import PipelineError
 from medcls.pipeline.paths import DatasetPaths
 
 PREDICTIONS_DIR = DatasetPaths("").predictions.parent  # data/predictions, as paths.py has it
@@ -43,7 +44,7 @@ HEADER = (
 )
 
 
-class RevisionError(ValueError):
+class RevisionError(PipelineError, ValueError):
     """A revision git does not know, or a side whose files cannot be read."""
 
 
