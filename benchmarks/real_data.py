@@ -27,6 +27,7 @@ from medcls.demo.workspace import (
     run_in,
     write_pipeline,
 )
+from medcls.evaluation.compare import auc_verdict, difference_text
 
 SHARED = PROJECT.parent / "shared"
 PROFILE = PROJECT / "profiles" / "offline-shared.yaml"
@@ -85,12 +86,24 @@ def _number(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
+def _paired(document: dict) -> str:
+    """The model − baseline test AUC difference with its interval and verdict, or "–"."""
+    pair = document.get("versus_baseline", {}).get("test")
+    if not pair:
+        return "–"
+    verdict = auc_verdict(
+        pair["auc_difference_ci95"], "model better", "baseline better", "no evidence of a difference"
+    )
+    return f"{difference_text(pair['auc_difference'], pair['auc_difference_ci95'])}: {verdict}"
+
+
 def table(workspace: Path, params: dict) -> str:
-    """A Markdown row per dataset and per model (trained classifier and baseline), test split."""
+    """A Markdown row per dataset and per model (trained classifier and baseline), test split, with
+    the paired model − baseline AUC difference on the classifier's row."""
     lines = [
         "| dataset | backbone | model | test AUC [95 % CI] | sensitivity | specificity | accuracy "
-        "| train stage | whole pipeline |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model − baseline AUC (paired) | train stage | whole pipeline |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     timings_file = workspace / TIMINGS
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
@@ -102,15 +115,17 @@ def table(workspace: Path, params: dict) -> str:
         training = json.loads((workspace / "metrics" / f"{name}_train.json").read_text())
         backbone = dataset["backbone"].get("name") or Path(dataset["backbone"]["path"]).stem
         pipeline = f"{timings[name] / 60:.0f} min" if name in timings else "–"
-        models = [("classifier", document, f"{training['seconds'] / 60:.1f} min", pipeline)]
+        models = [
+            ("classifier", document, _paired(document), f"{training['seconds'] / 60:.1f} min", pipeline)
+        ]
         if "baseline" in document:
-            models.append(("baseline (frozen features + LR)", document["baseline"], "–", "–"))
-        for model, scores, train_time, pipeline_time in models:
+            models.append(("baseline (frozen features + LR)", document["baseline"], "", "–", "–"))
+        for model, scores, paired, train_time, pipeline_time in models:
             test = scores["test"]
             lines.append(
                 f"| {name} | {backbone} | {model} | {_number(test['auc'])} {_interval(test['auc_ci95'])}"
                 f" | {_number(test['sensitivity'])} | {_number(test['specificity'])}"
-                f" | {_number(test['accuracy'])} | {train_time} | {pipeline_time} |"
+                f" | {_number(test['accuracy'])} | {paired} | {train_time} | {pipeline_time} |"
             )
     return "\n".join(lines)
 
