@@ -34,7 +34,7 @@ def split_rows(raw_dir: Path, layout: str, classes: list[str], images: int | Non
     rows, _ = build_manifest(raw_dir, layout, classes, workers=stage.workers(params))
     if images and images < len(rows):
         rows = rows.sample(images, random_state=SEED).sort_values("path", ignore_index=True)
-    rows["split"] = grouped_stratified_split(rows, params.split.model_dump(), SEED)
+    rows["split"] = grouped_stratified_split(rows, params.split.fractions, SEED)
     return rows
 
 

@@ -1,6 +1,6 @@
-"""Stage evaluate: predictions on val and test, threshold chosen on val, metrics JSON (with the
-paired model-vs-baseline AUC difference), plots, Grad-CAM of a test sample and the Markdown review
-report."""
+"""Stage evaluate: predictions on val, test and the external test sets, threshold chosen on val,
+metrics JSON (with the paired model-vs-baseline AUC differences), plots, Grad-CAM of a test sample
+and the Markdown review report."""
 
 from medcls.evaluation import baseline, compare, gradcam, metrics, plots, report, scoring
 from medcls.model import classifier
@@ -13,26 +13,46 @@ from medcls.pipeline.stage import run_stage
 def evaluate(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
     settings, seed = dataset.evaluate, params.seed
     model = classifier.load_classifier(paths.model)
-    predictions = scoring.predict_splits(model, paths.tfrecords, ["val", "test"])
+    external = {other: paths.external_records(other) for other in settings.external}
+    predictions = scoring.predict_with_external(model, paths.tfrecords, ["val", "test"], external)
     scoring_options = dict(rule=settings.threshold, n_bootstrap=settings.bootstrap, seed=seed)
-    document = metrics.evaluate_predictions(predictions, **scoring_options)
+    by_group = settings.external_bootstrap == "group"
+    external_options = dict(
+        images=settings.external_images, n_bootstrap=settings.bootstrap, seed=seed, by_group=by_group
+    )
+
+    def scored(rows):
+        document = metrics.evaluate_predictions(rows, **scoring_options)
+        if external:
+            document["external"] = metrics.external_metrics(
+                rows, document["threshold"], list(external), **external_options
+            )
+        return document
+
+    document = scored(predictions)
     if settings.baseline:
         extractor = baseline.feature_extractor(dataset.backbone, dataset.image_size, seed=seed)
         baseline_rows, regularization = baseline.logistic_regression_predictions(
-            extractor, paths.tfrecords, seed=seed
+            extractor, paths.tfrecords, seed=seed, external=external
         )
-        document["baseline"] = metrics.evaluate_predictions(baseline_rows, **scoring_options)
+        document["baseline"] = scored(baseline_rows)
         document["baseline"]["method"] = (
             f"frozen backbone features + logistic regression, C={regularization:g} chosen on val"
         )
         predictions = predictions.merge(
-            baseline_rows[["id", "probability"]].rename(columns={"probability": "baseline_probability"}),
-            on="id",
+            baseline_rows[["split", "id", "probability"]].rename(
+                columns={"probability": "baseline_probability"}
+            ),
+            on=["split", "id"],
             validate="one_to_one",
         )
-        document["versus_baseline"] = compare.versus_baseline(
-            predictions, ["test"], n_resamples=settings.bootstrap, seed=seed
-        )
+        pairing = dict(n_resamples=settings.bootstrap, seed=seed)
+        document["versus_baseline"] = compare.versus_baseline(predictions, ["test"], **pairing)
+        if external:
+            external_pairs = compare.versus_baseline(
+                predictions, [metrics.external_split(other) for other in external], by_group=by_group, **pairing
+            )
+            document["versus_baseline"]["external"] = dict(zip(external, external_pairs.values()))
     metrics.validate_metrics(document)
     paths.predictions.parent.mkdir(parents=True, exist_ok=True)
     committed = [column for column in scoring.COMMITTED_COLUMNS if column in predictions]

@@ -1,4 +1,5 @@
-"""Stage split: grouped, stratified train/val/test split (no patient or identical image in two splits)."""
+"""Stage split: grouped, stratified train/val/test split (no patient or identical image in two splits),
+and with `split.folds` > 1 the cross-validation fold of every train and val image."""
 
 import pandas as pd
 
@@ -11,7 +12,11 @@ from medcls.pipeline.stage import run_stage
 
 def split(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
     rows = pd.read_csv(paths.manifest, keep_default_na=False)
-    rows["split"] = splitting.grouped_stratified_split(rows, params.split.model_dump(), params.seed)
+    rows["split"] = splitting.grouped_stratified_split(rows, params.split.fractions, params.seed)
+    if params.split.folds > 1:
+        rows["fold"] = splitting.cross_validation_folds(
+            rows, rows["split"], params.split.folds, params.seed
+        )
     paths.split.parent.mkdir(parents=True, exist_ok=True)
     rows.to_csv(paths.split, index=False)
     write_json(paths.metrics("split"), splitting.split_counts(rows))

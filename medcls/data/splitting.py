@@ -73,6 +73,26 @@ def grouped_stratified_split(
     return split
 
 
+def fold_name(fold: int) -> str:
+    return f"fold{fold}"
+
+
+def cross_validation_folds(
+    manifest: pd.DataFrame, split: pd.Series, folds: int, seed: int
+) -> pd.Series:
+    """Fold number (0 .. folds - 1) of every train and val row, -1 for test rows.
+
+    Train + val are pooled and dealt into `folds` equal shares exactly as the split deals units, so
+    folds are grouped (no patient or identical image in two folds) and stratified; the test rows,
+    and so the test split, are those of the plain split.
+    """
+    pooled = split != "test"
+    shares = {fold_name(fold): 1 / folds for fold in range(folds)}
+    dealt = grouped_stratified_split(manifest[pooled], shares, seed)
+    numbers = dealt.str.removeprefix("fold").astype(int)
+    return numbers.reindex(manifest.index, fill_value=-1).rename("fold")
+
+
 def _check_every_split_has_every_class(
     manifest: pd.DataFrame, units: pd.Series, split: pd.Series, names: list[str]
 ) -> None:
@@ -88,9 +108,18 @@ def _check_every_split_has_every_class(
 
 
 def split_counts(split_df: pd.DataFrame) -> dict:
-    """`{split: {class_name: n, "total": n}}` for the split stage's metrics file."""
-    table = pd.crosstab(split_df["split"], split_df["class_name"])
+    """`{split: {class_name: n, "total": n}}` for the split stage's metrics file, and the same per
+    fold under `folds` when the rows have cross-validation folds."""
+    counts = _class_counts(split_df["split"], split_df["class_name"])
+    if "fold" in split_df:
+        pooled = split_df[split_df["fold"] >= 0]
+        counts["folds"] = _class_counts(pooled["fold"].map(fold_name), pooled["class_name"])
+    return counts
+
+
+def _class_counts(keys: pd.Series, class_names: pd.Series) -> dict:
+    table = pd.crosstab(keys, class_names)
     return {
-        str(split): {**{str(name): int(n) for name, n in row.items()}, "total": int(row.sum())}
-        for split, row in table.iterrows()
+        str(key): {**{str(name): int(n) for name, n in row.items()}, "total": int(row.sum())}
+        for key, row in table.iterrows()
     }

@@ -2,6 +2,7 @@
 the frozen, pretrained backbone, fitted on the train split and scored on val and test like the model.
 """
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import keras
@@ -10,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from medcls.evaluation.metrics import roc_auc
+from medcls.evaluation.metrics import external_split, roc_auc
 from medcls.evaluation.scoring import model_outputs
 from medcls.model.backbones import build_backbone
 from medcls.model.blocks import Preprocess
@@ -33,12 +34,23 @@ def feature_extractor(backbone_spec: Backbone, image_size: int, *, seed: int) ->
 
 
 def logistic_regression_predictions(
-    extractor: keras.Model, tfrecord_dir: Path, *, seed: int, batch_size: int = 64
+    extractor: keras.Model,
+    tfrecord_dir: Path,
+    *,
+    seed: int,
+    batch_size: int = 64,
+    external: Mapping[str, Path] | None = None,
 ) -> tuple[pd.DataFrame, float]:
     """Val and test rows (id, group, split, label, probability) of a standardised, L2-regularised
     logistic regression on the train split's features (balanced class weights), and its
-    regularisation strength C, chosen on val AUC from `C_GRID` as a fair tuning of the baseline."""
+    regularisation strength C, chosen on val AUC from `C_GRID` as a fair tuning of the baseline.
+
+    `external` ({dataset: TFRecord folder}) adds the rows of those test sets, split
+    `external:<dataset>`, scored by the same fitted regression."""
     splits = {split: model_outputs(extractor, tfrecord_dir, split, batch_size) for split in SPLITS}
+    for name, folder in (external or {}).items():
+        rows, features = model_outputs(extractor, folder, "test", batch_size)
+        splits[external_split(name)] = (rows.assign(split=external_split(name)), features)
     (train, train_features), (val, val_features) = splits["train"], splits["val"]
 
     def fitted(c: float):
@@ -54,6 +66,7 @@ def logistic_regression_predictions(
     )
     frames = [
         rows.assign(probability=fits[best_c].predict_proba(features)[:, 1])
-        for rows, features in (splits["val"], splits["test"])
+        for split, (rows, features) in splits.items()
+        if split != "train"
     ]
     return pd.concat(frames, ignore_index=True), best_c

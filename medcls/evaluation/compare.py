@@ -30,7 +30,7 @@ from medcls.evaluation.metrics import (
     checked_arrays,
     percentile_interval,
     predict_positive,
-    resample_counts,
+    resample_weights,
     roc_auc,
     weighted_aucs,
 )
@@ -47,22 +47,27 @@ def paired_auc_difference(
     n_resamples: int,
     seed: int,
     level: float = 0.95,
+    groups: ArrayLike | None = None,
 ) -> dict:
     """AUC(new) - AUC(old) on the same images, with its paired percentile-bootstrap interval.
 
-    Both sides are scored on the same resampled rows (`np.random.default_rng(seed)`), so the
-    interval reflects how the two models differ, not how hard the images are. Resamples with one
-    class have no AUC on either side and are left out of both.
+    Both sides are scored on the same resampled rows (`np.random.default_rng(seed)`; with
+    `groups`, whole groups are resampled), so the interval reflects how the two models differ, not
+    how hard the images are. Resamples with one class have no AUC on either side and are left out
+    of both.
     """
     y_true, prob_new = checked_arrays(y_true, prob_new)
     _, prob_old = checked_arrays(y_true, prob_old)
     auc_new, auc_old = roc_auc(y_true, prob_new), roc_auc(y_true, prob_old)
-    weights = resample_counts(np.random.default_rng(seed), y_true.size, n_resamples)
+    rng = np.random.default_rng(seed)
+    weights = resample_weights(rng, y_true.size, n_resamples, groups)
     resampled = weighted_aucs(weights, y_true, prob_new) - weighted_aucs(weights, y_true, prob_old)
+    units = "images" if groups is None else f"groups ({y_true.size} images)"
+    count = y_true.size if groups is None else pd.unique(np.asarray(groups)).size
     return {
         "auc_difference": None if None in (auc_new, auc_old) else auc_new - auc_old,
         "auc_difference_ci95": percentile_interval(resampled, level),
-        "method": f"paired bootstrap, {n_resamples} resamples of the same {y_true.size} images",
+        "method": f"paired bootstrap, {n_resamples} resamples of the same {count} {units}",
     }
 
 
@@ -126,9 +131,15 @@ def compare_predictions(
 
 
 def versus_baseline(
-    predictions: pd.DataFrame, splits: Sequence[str], *, n_resamples: int, seed: int
+    predictions: pd.DataFrame,
+    splits: Sequence[str],
+    *,
+    n_resamples: int,
+    seed: int,
+    by_group: bool = False,
 ) -> dict:
-    """Model minus baseline AUC on each split's images (`probability`, `baseline_probability`)."""
+    """Model minus baseline AUC on each split's images (`probability`, `baseline_probability`);
+    `by_group` resamples whole groups (the `group` column)."""
     return {
         split: paired_auc_difference(
             rows["label"],
@@ -136,6 +147,7 @@ def versus_baseline(
             rows["baseline_probability"],
             n_resamples=n_resamples,
             seed=seed,
+            groups=rows["group"] if by_group else None,
         )
         for split, rows in ((split, predictions[predictions["split"] == split]) for split in splits)
     }

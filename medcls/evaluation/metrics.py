@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from numbers import Real
 from pathlib import Path
 
@@ -200,6 +200,21 @@ def resample_counts(rng: np.random.Generator, n_rows: int, n_resamples: int) -> 
     return np.bincount(flat.ravel(), minlength=n_resamples * n_rows).reshape(n_resamples, n_rows)
 
 
+def resample_weights(
+    rng: np.random.Generator, n_rows: int, n_resamples: int, groups: ArrayLike | None = None
+) -> np.ndarray:
+    """(resamples, rows) bootstrap weights: rows drawn with replacement, or with `groups` (one id
+    per row) whole groups drawn with replacement (cluster bootstrap), each row weighing as often as
+    its group was drawn. Images of one patient are not independent; resampling them one by one
+    would make an interval too narrow."""
+    if groups is None:
+        return resample_counts(rng, n_rows, n_resamples)
+    codes, unique = pd.factorize(np.asarray(groups))
+    if codes.size != n_rows:
+        raise ValueError(f"need one group per row; got {codes.size} groups for {n_rows} rows")
+    return resample_counts(rng, unique.size, n_resamples)[:, codes]
+
+
 def weighted_aucs(weights: np.ndarray, y_true: np.ndarray, y_prob: np.ndarray) -> np.ndarray:
     """ROC AUC of every resample at once (Mann-Whitney with ties counted half).
 
@@ -233,18 +248,21 @@ def bootstrap_ci(
     n_resamples: int,
     seed: int,
     level: float = 0.95,
+    groups: ArrayLike | None = None,
 ) -> dict:
     """Percentile-bootstrap intervals for AUC and accuracy, reproducible for a seed.
 
-    Rows are resampled with replacement by `np.random.default_rng(seed)`; the keys keep the
-    "ci95" name for any `level`. An interval with no usable resample is [None, None].
+    Rows (or, with `groups`, whole groups: see `resample_weights`) are resampled with replacement
+    by `np.random.default_rng(seed)`; the keys keep the "ci95" name for any `level`. An interval
+    with no usable resample is [None, None].
     """
     y_true, y_prob = checked_arrays(y_true, y_prob)
-    weights = resample_counts(np.random.default_rng(seed), y_true.size, n_resamples)
+    weights = resample_weights(np.random.default_rng(seed), y_true.size, n_resamples, groups)
     correct = predict_positive(y_prob, threshold) == (y_true == 1)
+    drawn = weights.sum(axis=1)
     return {
         "auc_ci95": percentile_interval(weighted_aucs(weights, y_true, y_prob), level),
-        "accuracy_ci95": percentile_interval(weights @ correct / y_true.size, level),
+        "accuracy_ci95": percentile_interval(weights @ correct / drawn, level),
     }
 
 
@@ -282,6 +300,51 @@ def evaluate_predictions(
     return document
 
 
+def external_split(dataset: str) -> str:
+    """The split name of an external test set's rows in a predictions table."""
+    return f"external:{dataset}"
+
+
+def external_metrics(
+    predictions: pd.DataFrame,
+    threshold: float,
+    names: Sequence[str],
+    *,
+    images: str,
+    n_bootstrap: int,
+    seed: int,
+    by_group: bool,
+) -> dict:
+    """`{dataset: metrics}` of each external test set's rows (split `external:<dataset>`) at the
+    training dataset's threshold, which is never re-tuned on them; `by_group` resamples whole
+    groups; `images` says which of their images they are (all, test)."""
+    options = dict(images=images, n_bootstrap=n_bootstrap, seed=seed, by_group=by_group)
+    return {
+        name: _external_set_metrics(
+            predictions[predictions["split"] == external_split(name)], threshold, **options
+        )
+        for name in names
+    }
+
+
+def _external_set_metrics(
+    rows: pd.DataFrame, threshold: float, *, images: str, n_bootstrap: int, seed: int, by_group: bool
+) -> dict:
+    if rows.empty:
+        raise ValueError("an external test set has no predictions; run `dvc repro`")
+    y_true, y_prob = checked_arrays(rows["label"].to_numpy(), rows["probability"].to_numpy())
+    groups = rows["group"].to_numpy() if by_group else None
+    intervals = bootstrap_ci(
+        y_true, y_prob, threshold, n_resamples=n_bootstrap, seed=seed, groups=groups
+    )
+    return {
+        **binary_metrics(y_true, y_prob, threshold),
+        **intervals,
+        "bootstrap_unit": "group" if by_group else "image",
+        "images": images,
+    }
+
+
 # --- validation ------------------------------------------------------------------------------
 
 
@@ -298,11 +361,24 @@ def _non_finite_paths(value: object, path: str = "") -> Iterator[str]:
 
 
 def _split_objects(document: dict) -> Iterator[tuple[str, dict]]:
-    """Every per-split metrics object, including those of an optional baseline."""
+    """Every per-split metrics object, including those of an optional baseline and of the
+    external test sets."""
     for owner, prefix in ((document, ""), (document.get("baseline"), "baseline.")):
+        if not isinstance(owner, Mapping):
+            continue
         for split in ("val", "test"):
-            if isinstance(owner, Mapping) and isinstance(owner.get(split), Mapping):
+            if isinstance(owner.get(split), Mapping):
                 yield f"{prefix}{split}", owner[split]
+        external = owner.get("external")
+        for name, split in external.items() if isinstance(external, Mapping) else ():
+            if isinstance(split, Mapping):
+                yield f"{prefix}external.{name}", split
+
+
+def _nested(document: Mapping, keys: tuple[str, ...]) -> object:
+    for key in keys:
+        document = document[key]
+    return document
 
 
 def _agree(written: object, expected: float | None) -> bool:
@@ -350,13 +426,24 @@ def _paired_problems(document: Mapping) -> list[str]:
     """Paired model-vs-baseline differences that disagree with the two AUCs or their interval."""
     problems = []
     pairs = document.get("versus_baseline")
-    for split, pair in pairs.items() if isinstance(pairs, Mapping) else ():
+    located = [
+        (keys, pair)
+        for split, value in (pairs.items() if isinstance(pairs, Mapping) else ())
+        for keys, pair in (
+            (((split, name), item) for name, item in value.items())
+            if split == "external" and isinstance(value, Mapping)
+            else [((split,), value)]
+        )
+    ]
+    for keys, pair in located:
         if not isinstance(pair, Mapping):
             continue  # the schema reports it
+        split = ".".join(keys)
         where = f"versus_baseline.{split}"
         problems += _interval_problems(where, pair, ("auc_difference",))
         try:
-            model, baseline = document[split]["auc"], document["baseline"][split]["auc"]
+            model = _nested(document, keys)["auc"]
+            baseline = _nested(document["baseline"], keys)["auc"]
         except (KeyError, TypeError):
             problems.append(f"{where}: no model and baseline AUC on {split!r} to compare")
             continue

@@ -67,23 +67,63 @@ def metrics_table(document: Mapping) -> list[str]:
     return _table(header, [threshold_row, *rows])
 
 
+def _versus_baseline_verdict(pair: Mapping) -> str:
+    return auc_verdict(
+        pair["auc_difference_ci95"],
+        better="the model beats the baseline",
+        worse="the baseline beats the model",
+        same="no evidence of a difference",
+    )
+
+
 def baseline_comparison(document: Mapping) -> list[str]:
     """One sentence per split: does the model beat the baseline on the same images, how surely."""
     lines = []
     for split, pair in document.get("versus_baseline", {}).items():
-        verdict = auc_verdict(
-            pair["auc_difference_ci95"],
-            better="the model beats the baseline",
-            worse="the baseline beats the model",
-            same="no evidence of a difference",
-        )
+        if split == "external":
+            continue  # in the external test sets' table
         lines.append(
             f"- {split}: AUC {_number(document[split]['auc'])} vs "
             f"{_number(document['baseline'][split]['auc'])}, model − baseline "
             f"{difference_text(pair['auc_difference'], pair['auc_difference_ci95'])}: "
-            f"**{verdict}** (95 % interval, {pair['method']})."
+            f"**{_versus_baseline_verdict(pair)}** (95 % interval, {pair['method']})."
         )
     return lines
+
+
+def external_table(document: Mapping) -> list[str]:
+    """One row per external test set: the model's metrics at its own threshold, and the baseline."""
+    pairs = document.get("versus_baseline", {}).get("external", {})
+    baseline = document.get("baseline", {}).get("external", {})
+    rows = []
+    for name, split in document["external"].items():
+        pair = pairs.get(name)
+        rows.append(
+            [
+                name,
+                f"{split['n']} ({split['images']})",
+                _cell(split, "auc", "auc_ci95"),
+                _number(split["sensitivity"]),
+                _number(split["specificity"]),
+                _cell(split, "accuracy", "accuracy_ci95"),
+                _cell(baseline[name], "auc", "auc_ci95") if name in baseline else UNDEFINED,
+                f"{difference_text(pair['auc_difference'], pair['auc_difference_ci95'])}: "
+                f"{_versus_baseline_verdict(pair)}"
+                if pair
+                else UNDEFINED,
+            ]
+        )
+    header = [
+        "external test set",
+        "images",
+        "AUC",
+        "sensitivity",
+        "specificity",
+        "accuracy",
+        "baseline AUC",
+        "model − baseline AUC",
+    ]
+    return _table(header, rows)
 
 
 def confusion_table(split: Mapping, classes: Sequence[str]) -> list[str]:
@@ -124,6 +164,19 @@ def write_report(
         lines += [f"Baseline: {document['baseline']['method']}, with its own threshold.", ""]
     if "versus_baseline" in document:
         lines += ["## Model vs baseline", "", *baseline_comparison(document), ""]
+    if document.get("external"):
+        units = {split["bootstrap_unit"] for split in document["external"].values()}
+        resampled = "whole patients (groups)" if units == {"group"} else "images"
+        lines += [
+            "## External test sets",
+            "",
+            f"Other datasets, prepared with this model's image size and ROI params, classes matched "
+            f"by label; threshold {document['threshold']:.3f} from this dataset's validation, not "
+            f"re-tuned. The 95 % intervals resample {resampled}.",
+            "",
+            *external_table(document),
+            "",
+        ]
     lines += [
         f"## Confusion matrix (test, threshold {document['threshold']:.3f})",
         "",

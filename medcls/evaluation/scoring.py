@@ -1,12 +1,13 @@
 """Model outputs for TFRecord splits: one row per image, the single source the metrics are computed from."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
 
+from medcls.evaluation.metrics import external_split
 from medcls.images import tfrecords
 
 # The predictions file is kept in git for commit-to-commit comparisons: image ids, labels and
@@ -44,4 +45,20 @@ def predict_splits(
     for split in splits:
         frame, probabilities = model_outputs(model, tfrecord_dir, split, batch_size)
         frames.append(frame.assign(probability=probabilities.reshape(-1).astype(float)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def predict_with_external(
+    model: keras.Model,
+    tfrecord_dir: Path,
+    splits: Sequence[str],
+    external: Mapping[str, Path],
+    batch_size: int = 64,
+) -> pd.DataFrame:
+    """`predict_splits`, plus the `test` records of each external test set ({dataset: TFRecord
+    folder}) with their split named `external:<dataset>`."""
+    frames = [predict_splits(model, tfrecord_dir, splits, batch_size)] + [
+        predict_splits(model, folder, ["test"], batch_size).assign(split=external_split(name))
+        for name, folder in external.items()
+    ]
     return pd.concat(frames, ignore_index=True)

@@ -313,6 +313,13 @@ class EvaluateParams(Section):
     threshold: ThresholdRule
     bootstrap: NonNegativeInt  # resamples for the 95 % intervals; 0: no intervals
     baseline: bool
+    # Other datasets of params.yaml the model is tested on, prepared with this dataset's image_size
+    # and roi; their threshold is this dataset's, chosen on its own validation.
+    external: list[str] = []
+    external_images: Literal["all", "test"] = "all"  # all usable images, or their test split
+    # group: resample whole patients (cluster bootstrap), as images of one patient are not
+    # independent; image: resample images
+    external_bootstrap: Literal["group", "image"] = "group"
 
     @field_validator("bootstrap")
     @classmethod
@@ -435,11 +442,19 @@ class DatasetParams(Section):
 
 
 class SplitParams(Section):
-    """Fractions of every class in each split; evaluate needs val and test, so none may be 0."""
+    """Fractions of every class in each split; evaluate needs val and test, so none may be 0.
+
+    `folds` > 1 deals train + val into that many grouped, stratified cross-validation folds; the
+    test split stays the same."""
 
     train: PositiveFraction
     val: PositiveFraction
     test: PositiveFraction
+    folds: PositiveInt = 1
+
+    @property
+    def fractions(self) -> dict[str, float]:
+        return {"train": self.train, "val": self.val, "test": self.test}
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> SplitParams:
@@ -461,6 +476,18 @@ class Params(Section):
     datasets: dict[
         Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")], DatasetParams
     ] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _external_datasets_exist(self) -> Params:
+        for name, dataset in self.datasets.items():
+            for other in dataset.evaluate.external:
+                if other == name or other not in self.datasets:
+                    defined = ", ".join(sorted(set(self.datasets) - {name}))
+                    raise ValueError(
+                        f"datasets.{name}.evaluate.external: {other!r} is not another dataset of "
+                        f"params.yaml; defined: {defined or 'none'}"
+                    )
+        return self
 
     def dataset(self, name: str) -> DatasetParams:
         """The params of dataset `name`; a ParamsError lists the defined ones."""

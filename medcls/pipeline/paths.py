@@ -35,6 +35,15 @@ class DatasetPaths:
         return Path("data/tfrecords") / self.name
 
     @property
+    def external(self) -> Path:
+        """The other datasets this model is tested on, prepared with its image_size and roi."""
+        return Path("data/external") / self.name
+
+    def external_records(self, other: str) -> Path:
+        """TFRecords of dataset `other` prepared for this model (one `test` split)."""
+        return self.external / other
+
+    @property
     def predictions(self) -> Path:
         return Path("data/predictions") / f"{self.name}.csv"
 
