@@ -1,13 +1,20 @@
 """Grouped stratified split: no patient or identical image in two splits, proportions per class."""
 
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+from ruamel.yaml import YAML
 
 from medcls.data.manifest import build_manifest
-from medcls.data.splitting import grouped_stratified_split, split_counts
+from medcls.data.splitting import cross_validation_folds, grouped_stratified_split, split_counts
 from medcls.demo import synthetic
+from medcls.demo.workspace import PROJECT
+from medcls.pipeline import config
+from medcls.pipeline.paths import DatasetPaths
+from stages import split as split_stage
 
 FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 
@@ -117,4 +124,78 @@ def test_split_counts() -> None:
     assert split_counts(rows) == {
         "train": {"a": 2, "b": 1, "total": 3},
         "val": {"a": 1, "b": 0, "total": 1},
+    }
+
+
+# --- cross-validation folds -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def folded() -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    manifest = synthetic_manifest()
+    split = grouped_stratified_split(manifest, FRACTIONS, seed=0)
+    return manifest, split, cross_validation_folds(manifest, split, 5, seed=0)
+
+
+def test_folds_cover_train_and_val_once_and_leave_test_alone(folded) -> None:
+    manifest, split, folds = folded
+    assert folds.index.equals(manifest.index)
+    assert set(folds[split == "test"]) == {-1}
+    assert set(folds[split != "test"]) == set(range(5))
+
+
+@pytest.mark.parametrize("column", ["group", "sha256"])
+def test_folds_are_grouped(folded, column: str) -> None:
+    manifest, split, folds = folded
+    pooled = split != "test"
+    assert splits_sharing(manifest[pooled], folds[pooled], column).empty
+
+
+def test_folds_are_stratified_and_equal(folded) -> None:
+    manifest, split, folds = folded
+    pooled = split != "test"
+    shares = pd.crosstab(folds[pooled], manifest.loc[pooled, "label"], normalize="columns")
+    assert shares.to_numpy() == pytest.approx(0.2, abs=0.02)
+
+
+def split_stage_output(workspace: Path, folds: int | None) -> pd.DataFrame:
+    """data/split/demo.csv as the split stage writes it, with `split.folds` set or left out."""
+    params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
+    params["datasets"] = {"demo": params["datasets"]["bus_uc"]}
+    if folds is not None:
+        params["split"]["folds"] = folds
+    paths = DatasetPaths("demo")
+    paths.manifest.parent.mkdir(parents=True, exist_ok=True)
+    synthetic_manifest().to_csv(paths.manifest, index=False)
+    typed = config.validate(params)
+    split_stage.split("demo", typed, typed.dataset("demo"), paths)
+    return pd.read_csv(paths.split, keep_default_na=False)
+
+
+def test_the_split_file_is_unchanged_by_folds_1_and_keeps_its_test_rows_with_folds(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    default = split_stage_output(tmp_path, None)
+    default_text = DatasetPaths("demo").split.read_text()
+    assert "fold" not in default.columns
+    split_stage_output(tmp_path, 1)
+    assert DatasetPaths("demo").split.read_text() == default_text
+    folded = split_stage_output(tmp_path, 4)
+    assert folded["split"].equals(default["split"])
+    assert set(folded.loc[folded["split"] == "test", "fold"]) == {-1}
+    assert set(folded.loc[folded["split"] != "test", "fold"]) == {0, 1, 2, 3}
+
+
+def test_split_counts_per_fold() -> None:
+    rows = pd.DataFrame(
+        {
+            "split": ["train", "val", "test", "train"],
+            "class_name": ["a", "b", "a", "b"],
+            "fold": [0, 1, -1, 1],
+        }
+    )
+    assert split_counts(rows)["folds"] == {
+        "fold0": {"a": 1, "b": 0, "total": 1},
+        "fold1": {"a": 0, "b": 2, "total": 2},
     }

@@ -550,8 +550,8 @@ def _describe(problem: Mapping) -> str:
         return f"{key}: expected {_length(annotation)} items, got {len(value)}"
     if kind == "string_pattern_mismatch":
         return f"{key}: expected a name of letters, digits, '_', '.' and '-', got {value!r}"
-    if kind == "value_error":
-        return f"{key}: {problem['ctx']['error']}"
+    if kind == "value_error":  # a whole-file check names its keys itself
+        return f"{key}: {problem['ctx']['error']}" if key else str(problem["ctx"]["error"])
     return f"{key}: {problem['msg']}, got {_shown(value)}"
 
 
