@@ -1,15 +1,24 @@
 """Stage train: two-phase transfer learning (frozen backbone, then fine-tuning) on the train TFRecords.
 
+`python -m stages.train <dataset> <fold>` trains one cross-validation fold's model instead (the
+train_fold stage): on the train and val images of every other fold, validated on its own.
+
 Runs on one device, on several GPUs or on several machines (see `medcls.training.distribute`); the same
 command on every machine of a cluster, only the chief writes the outputs.
 """
 
 import contextlib
 import time
+from collections.abc import Callable
+from functools import partial
 
+import numpy as np
+import pandas as pd
+import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
+from medcls.data import splitting
 from medcls.images import tfrecords
 from medcls.model import classifier, losses
 from medcls.pipeline.config import DatasetParams, Params, TrainParams
@@ -41,6 +50,22 @@ def planned_phases(schedule: TrainParams, lr: float, fine_tune_lr: float) -> lis
     ]
 
 
+def training_records(paths: DatasetPaths) -> tuple[Callable[[str], tf.data.Dataset], np.ndarray]:
+    """A reader of the "train" and "val" records, and the training labels: the train and val
+    splits, or for a fold the other folds' images and the fold's own."""
+    if paths.fold is None:
+        return partial(tfrecords.read_split, paths.tfrecords), tfrecords.read_labels(
+            paths.tfrecords, "train"
+        )
+    rows = pd.read_csv(paths.split, keep_default_na=False)
+    members = splitting.fold_members(rows, paths.fold)
+
+    def read(role: str) -> tf.data.Dataset:
+        return tfrecords.read_ids(paths.tfrecords, ["train", "val"], members[role]["path"].tolist())
+
+    return read, members["train"]["label"].to_numpy()
+
+
 def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
     strategy = distribute.choose_strategy()
     started = time.perf_counter()
@@ -49,9 +74,10 @@ def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
     policy = fit.configure_precision(schedule.mixed_precision)
     batch_size = distribute.global_batch_size(schedule.batch_size, strategy)
 
-    def batches(split: str, **options):
-        records = tfrecords.read_split(paths.tfrecords, split)
-        made = inputs.make_batches(records, batch_size=batch_size, cache=True, **options)
+    read_records, labels = training_records(paths)
+
+    def batches(role: str, **options):
+        made = inputs.make_batches(read_records(role), batch_size=batch_size, cache=True, **options)
         return distribute.shard_by_data(made)
 
     augmenter = augment.build_augmenter(dataset.augment, seed)
@@ -59,7 +85,6 @@ def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
     planned = planned_phases(schedule, params.lr, params.fine_tune_lr)
     caching = any(phase.cache_features for phase in planned)
     plain_batches = batches("train", shuffle=True, seed=seed) if caching else None
-    labels = tfrecords.read_labels(paths.tfrecords, "train")
     chief = distribute.is_chief()
 
     with strategy.scope(), _live(paths, chief) as live:

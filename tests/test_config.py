@@ -220,5 +220,10 @@ def test_dataset_paths_follow_dvc_yaml():
     paths = DatasetPaths("bus_uc")
     dvc_yaml = (PROJECT / "dvc.yaml").read_text()
     for path in (paths.raw, paths.manifest, paths.rejected, paths.split, paths.tfrecords,
-                 paths.predictions, paths.model, paths.metrics(), paths.metrics("split")):
+                 paths.predictions, paths.metrics(), paths.metrics("split"), paths.external):
         assert str(path).replace("bus_uc", "${key}") in dvc_yaml, path
+    fold = paths.for_fold(3)
+    for path in (paths.model, paths.dvclive / "metrics.json", paths.metrics("train"),
+                 fold.model, fold.dvclive / "metrics.json", fold.metrics("train"),
+                 fold.plots / "training_curves.png"):
+        assert str(path).replace("bus_uc", "${item.name}").replace("3", "${item.fold}") in dvc_yaml, path

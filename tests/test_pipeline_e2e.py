@@ -67,6 +67,7 @@ def tiny_params(sources: dict[str, Path]) -> dict:
     params["datasets"] = {"bus_uc": breast, "busi": busi, "chest_xray": chest}
     for name, dataset in params["datasets"].items():
         dataset.update(copy.deepcopy(TINY), source=str(sources[name]))
+    busi["evaluate"]["external"] = ["bus_uc"]  # the same task from another (generated) hospital
     params["workers"] = 2
     return params
 
@@ -88,7 +89,7 @@ def repo(tmp_path_factory) -> Path:
 
 
 def test_first_repro_runs_every_stage_for_every_dataset(repo):
-    expected = {f"{stage}@{name}" for stage in ("source", "download", "manifest", "split", "roi", "train", "evaluate") for name in DATASETS}
+    expected = {f"{stage}@{name}" for stage in ("source", "download", "manifest", "split", "roi", "train", "external", "evaluate") for name in DATASETS}
     expected.add("validate")
     assert stages_run((repo.parent / "first_repro.log").read_text()) == expected
 
@@ -143,6 +144,23 @@ def test_metrics_validate_and_plots_exist(repo):
         assert "(../plots/" + name + "/gradcam.png)" in review
 
 
+def test_the_busi_model_is_tested_on_every_bus_uc_image(repo):
+    """External test set: bus_uc's usable images, prepared with busi's params, at busi's threshold."""
+    document = json.loads((repo / "metrics/busi.json").read_text())
+    bus_uc_images = len(pd.read_csv(repo / "data/manifest/bus_uc.csv"))
+    external = document["external"]["bus_uc"]
+    assert external["n"] == bus_uc_images and external["images"] == "all"
+    assert document["baseline"]["external"]["bus_uc"]["n"] == bus_uc_images
+    assert "auc_difference" in document["versus_baseline"]["external"]["bus_uc"]
+    predictions = pd.read_csv(repo / "data/predictions/busi.csv")
+    rows = predictions[predictions["split"] == "external:bus_uc"]
+    assert len(rows) == bus_uc_images and rows["baseline_probability"].between(0, 1).all()
+    decided = (rows["probability"] >= document["threshold"]).astype(int)
+    assert int((decided & rows["label"]).sum()) == external["tp"]
+    assert "| bus_uc |" in (repo / "reports/busi.md").read_text()
+    assert "external" not in json.loads((repo / "metrics/bus_uc.json").read_text())
+
+
 def test_predict_on_test_images_reproduces_the_evaluation_probabilities(repo):
     """The predict CLI prepares raw files as the roi stage did (PNG in TFRecords is lossless)."""
     raw = Path("data/raw/bus_uc")
@@ -195,7 +213,7 @@ def test_changing_the_roi_margin_reruns_only_roi_and_downstream(repo):
     with params_file.open("w") as stream:
         YAML().dump(params, stream)
     output = run(repo, "dvc", "repro")
-    assert stages_run(output) == {"roi@bus_uc", "train@bus_uc", "evaluate@bus_uc"} | ALWAYS_RUN
+    assert stages_run(output) == {"roi@bus_uc", "train@bus_uc", "external@bus_uc", "evaluate@bus_uc"} | ALWAYS_RUN
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "wider margin")
     changed = json.loads(run(repo, "dvc", "metrics", "diff", "HEAD~1", "HEAD", "--json"))

@@ -162,8 +162,9 @@ def split_stage_output(workspace: Path, folds: int | None) -> pd.DataFrame:
     """data/split/demo.csv as the split stage writes it, with `split.folds` set or left out."""
     params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
     params["datasets"] = {"demo": params["datasets"]["bus_uc"]}
+    params["split"] = {key: params["split"][key] for key in FRACTIONS}
     if folds is not None:
-        params["split"]["folds"] = folds
+        params["split"].update(folds=folds, fold_ids=list(range(folds)) if folds > 1 else [])
     paths = DatasetPaths("demo")
     paths.manifest.parent.mkdir(parents=True, exist_ok=True)
     synthetic_manifest().to_csv(paths.manifest, index=False)

@@ -62,13 +62,13 @@ def is_docstring_only(path: Path) -> bool:
 
 
 def definition(stage: dict) -> dict:
-    """A stage's definition: the `do` of a `foreach` stage, or the stage itself."""
+    """A stage's definition: the `do` of a `foreach` stage, or the stage itself (also `matrix`)."""
     return stage.get("do", stage)
 
 
 def stage_module(stage: dict) -> str:
     command = definition(stage)["cmd"]
-    match = re.fullmatch(r"python -m (stages\.\w+)( \$\{key\})?", command)
+    match = re.fullmatch(r"python -m (stages\.\w+)( \$\{[\w.]+\})*", command)
     assert match, f"unexpected stage command {command!r}"
     return match.group(1)
 

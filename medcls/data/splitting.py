@@ -93,6 +93,14 @@ def cross_validation_folds(
     return numbers.reindex(manifest.index, fill_value=-1).rename("fold")
 
 
+def fold_members(split_df: pd.DataFrame, fold: int) -> dict[str, pd.DataFrame]:
+    """The rows fold `fold`'s model trains on (every other fold) and validates on (its own)."""
+    if "fold" not in split_df:
+        raise ValueError("the split has no cross-validation folds; set split.folds > 1 and run `dvc repro`")
+    pooled = split_df[split_df["fold"] >= 0]
+    return {"train": pooled[pooled["fold"] != fold], "val": pooled[pooled["fold"] == fold]}
+
+
 def _check_every_split_has_every_class(
     manifest: pd.DataFrame, units: pd.Series, split: pd.Series, names: list[str]
 ) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from functools import partial
 from itertools import groupby, islice
 from pathlib import Path
@@ -156,6 +156,20 @@ def read_split(tfrecord_dir: Path, split: str) -> tf.data.Dataset:
         raise _unreadable(tfrecord_dir, error) from None
     _check_count(tfrecord_dir, split, count, expected)
     return records.map(parse_example).apply(tf.data.experimental.assert_cardinality(count))
+
+
+def read_ids(tfrecord_dir: Path, splits: Sequence[str], ids: Collection[str]) -> tf.data.Dataset:
+    """The records of `splits` whose id is among `ids` (e.g. a cross-validation fold's share of
+    train + val), in shard order, with a known length; iterating fails if an id has no record."""
+    keys = tf.constant(sorted(ids))
+    wanted = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(keys, tf.ones_like(keys, dtype=tf.int64)), 0
+    )
+    records = read_split(tfrecord_dir, splits[0])
+    for split in splits[1:]:
+        records = records.concatenate(read_split(tfrecord_dir, split))
+    kept = records.filter(lambda record: wanted.lookup(record["id"]) == 1)
+    return kept.apply(tf.data.experimental.assert_cardinality(len(ids)))
 
 
 def read_labels(tfrecord_dir: Path, split: str) -> np.ndarray:

@@ -451,10 +451,22 @@ class SplitParams(Section):
     val: PositiveFraction
     test: PositiveFraction
     folds: PositiveInt = 1
+    # The fold numbers dvc.yaml's train_fold stage iterates over: DVC cannot count up to `folds`.
+    fold_ids: list[NonNegativeInt] = []
 
     @property
     def fractions(self) -> dict[str, float]:
         return {"train": self.train, "val": self.val, "test": self.test}
+
+    @model_validator(mode="after")
+    def _fold_ids_count_the_folds(self) -> SplitParams:
+        expected = list(range(self.folds)) if self.folds > 1 else []
+        if self.fold_ids != expected:
+            raise ValueError(
+                f"fold_ids must be {expected} for folds: {self.folds} (dvc.yaml runs one train_fold "
+                f"stage per entry; DVC cannot count), got {self.fold_ids}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> SplitParams:

@@ -1,14 +1,26 @@
 """Where each stage reads and writes, per dataset: the one Python mirror of the paths in dvc.yaml."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
 @dataclass(frozen=True)
 class DatasetPaths:
-    """Every file a stage reads or writes for one dataset; mirrors the paths in dvc.yaml."""
+    """Every file a stage reads or writes for one dataset; mirrors the paths in dvc.yaml.
+
+    With a `fold`, the training outputs (model, DVCLive logs, curves, train metrics) are those of
+    that cross-validation fold's model; the data paths are the dataset's.
+    """
 
     name: str
+    fold: int | None = None
+
+    def for_fold(self, fold: int) -> "DatasetPaths":
+        return replace(self, fold=fold)
+
+    @property
+    def _fold_folder(self) -> str:
+        return "" if self.fold is None else f"fold{self.fold}"
 
     @property
     def source_fingerprint(self) -> Path:
@@ -49,20 +61,22 @@ class DatasetPaths:
 
     @property
     def model(self) -> Path:
-        return Path("models") / self.name / "model.keras"
+        return Path("models") / self.name / self._fold_folder / "model.keras"
 
     @property
     def dvclive(self) -> Path:
-        return Path("dvclive") / self.name
+        return Path("dvclive") / self.name / self._fold_folder
 
     @property
     def plots(self) -> Path:
-        return Path("plots") / self.name
+        return Path("plots") / self.name / self._fold_folder
 
     @property
     def report(self) -> Path:
         return Path("reports") / f"{self.name}.md"
 
     def metrics(self, stage: str | None = None) -> Path:
-        """`metrics/<name>.json` for the model; `metrics/<name>_<stage>.json` for data stages."""
-        return Path("metrics") / (f"{self.name}_{stage}.json" if stage else f"{self.name}.json")
+        """`metrics/<name>.json` for the model; `metrics/<name>_<stage>.json` for the other stages
+        (`metrics/<name>_fold<i>_train.json` for a fold's training)."""
+        owner = "_".join(filter(None, (self.name, self._fold_folder)))
+        return Path("metrics") / (f"{owner}_{stage}.json" if stage else f"{self.name}.json")

@@ -4,7 +4,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from medcls.pipeline.config import DatasetParams, Params, load
+from medcls.pipeline.config import DatasetParams, Params, ParamsError, load
 from medcls.pipeline.errors import PipelineError
 from medcls.pipeline.paths import DatasetPaths
 
@@ -23,16 +23,22 @@ def error_lines(error: Exception) -> str:
 
 
 def run_stage(stage: StageFunction) -> None:
-    """Entry point shared by every stage: `python -m stages.<stage> <dataset>`.
+    """Entry point shared by every stage: `python -m stages.<stage> <dataset> [<fold>]`.
 
-    Params are validated before any work; an expected failure (a PipelineError: params, inputs,
-    sources) ends with an `error: ...` line per problem and exit status 1 instead of a traceback.
+    The fold (a cross-validation fold's number, for training) selects that fold's outputs in the
+    stage's paths. Params are validated before any work; an expected failure (a PipelineError:
+    params, inputs, sources) ends with an `error: ...` line per problem and exit status 1 instead
+    of a traceback.
     """
-    if len(sys.argv) != 2:
-        sys.exit(f"usage: python -m {stage.__module__} <dataset>")
-    name = sys.argv[1]
+    arguments = sys.argv[1:]
+    if len(arguments) not in (1, 2) or not all(argument.isdigit() for argument in arguments[1:]):
+        sys.exit(f"usage: python -m {stage.__module__} <dataset> [<fold number>]")
+    name = arguments[0]
+    fold = int(arguments[1]) if len(arguments) == 2 else None
     try:
         params = load()
-        stage(name, params, params.dataset(name), DatasetPaths(name))
+        if fold is not None and fold >= params.split.folds:
+            raise ParamsError(f"fold {fold} does not exist: split.folds is {params.split.folds}")
+        stage(name, params, params.dataset(name), DatasetPaths(name, fold))
     except (PipelineError, FileNotFoundError) as error:
         sys.exit(error_lines(error))
