@@ -6,12 +6,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import keras
+import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from medcls.evaluation.metrics import external_split, roc_auc
+from medcls.evaluation.metrics import ENSEMBLE_TEST, OUT_OF_FOLD, external_split, roc_auc
 from medcls.evaluation.scoring import model_outputs
 from medcls.model.backbones import build_backbone
 from medcls.model.blocks import Preprocess
@@ -40,33 +41,75 @@ def logistic_regression_predictions(
     seed: int,
     batch_size: int = 64,
     external: Mapping[str, Path] | None = None,
+    split_df: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, float]:
     """Val and test rows (id, group, split, label, probability) of a standardised, L2-regularised
     logistic regression on the train split's features (balanced class weights), and its
     regularisation strength C, chosen on val AUC from `C_GRID` as a fair tuning of the baseline.
 
     `external` ({dataset: TFRecord folder}) adds the rows of those test sets, split
-    `external:<dataset>`, scored by the same fitted regression."""
+    `external:<dataset>`, scored by the same fitted regression. A `split_df` with cross-validation
+    folds adds the baseline's cross-validation, treated as the model's: one regression per fold
+    (fitted on the other folds' train + val images, C chosen on its own fold), its `out_of_fold`
+    rows and the mean of the fold regressions on test (`ensemble_test`)."""
     splits = {split: model_outputs(extractor, tfrecord_dir, split, batch_size) for split in SPLITS}
     for name, folder in (external or {}).items():
         rows, features = model_outputs(extractor, folder, "test", batch_size)
         splits[external_split(name)] = (rows.assign(split=external_split(name)), features)
     (train, train_features), (val, val_features) = splits["train"], splits["val"]
+    fitted, best_c = _tuned_regression(
+        train_features, train["label"], val_features, val["label"], seed
+    )
+    frames = [
+        rows.assign(probability=fitted.predict_proba(features)[:, 1])
+        for split, (rows, features) in splits.items()
+        if split != "train"
+    ]
+    if split_df is not None and "fold" in split_df:
+        frames += _cross_validated(splits, split_df, seed)
+    return pd.concat(frames, ignore_index=True), best_c
+
+
+def _tuned_regression(
+    train_features: np.ndarray,
+    train_labels: pd.Series,
+    val_features: np.ndarray,
+    val_labels: pd.Series,
+    seed: int,
+):
+    """The regression with the best val AUC over `C_GRID`, and its C."""
 
     def fitted(c: float):
         classifier = make_pipeline(
             StandardScaler(),
             LogisticRegression(C=c, class_weight="balanced", max_iter=5000, random_state=seed),
         )
-        return classifier.fit(train_features, train["label"])
+        return classifier.fit(train_features, train_labels)
 
     fits = {c: fitted(c) for c in C_GRID}
     best_c = max(
-        C_GRID, key=lambda c: roc_auc(val["label"], fits[c].predict_proba(val_features)[:, 1]) or 0
+        C_GRID, key=lambda c: roc_auc(val_labels, fits[c].predict_proba(val_features)[:, 1]) or 0
     )
-    frames = [
-        rows.assign(probability=fits[best_c].predict_proba(features)[:, 1])
-        for split, (rows, features) in splits.items()
-        if split != "train"
-    ]
-    return pd.concat(frames, ignore_index=True), best_c
+    return fits[best_c], best_c
+
+
+def _cross_validated(splits: dict, split_df: pd.DataFrame, seed: int) -> list[pd.DataFrame]:
+    """Out-of-fold rows of one regression per fold, and their mean probability on test."""
+    pooled = pd.concat([splits["train"][0], splits["val"][0]], ignore_index=True)
+    features = np.concatenate([splits["train"][1], splits["val"][1]])
+    fold_of = pooled["id"].map(split_df.set_index("path")["fold"]).to_numpy()
+    test, test_features = splits["test"]
+    out_of_fold, test_probabilities = [], []
+    for fold in sorted(set(fold_of)):
+        own = fold_of == fold
+        fitted, _ = _tuned_regression(
+            features[~own], pooled["label"][~own], features[own], pooled["label"][own], seed
+        )
+        out_of_fold.append(
+            pooled[own].assign(
+                split=OUT_OF_FOLD, fold=fold, probability=fitted.predict_proba(features[own])[:, 1]
+            )
+        )
+        test_probabilities.append(fitted.predict_proba(test_features)[:, 1])
+    ensemble = test.assign(split=ENSEMBLE_TEST, probability=np.mean(test_probabilities, axis=0))
+    return [*out_of_fold, ensemble]

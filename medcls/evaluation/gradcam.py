@@ -65,12 +65,16 @@ def _split_models(model: keras.Model) -> tuple[keras.Model, keras.Model, keras.l
 
 
 def grad_cam(
-    model: keras.Model, images: np.ndarray, threshold: float = 0.5
+    model: keras.Model,
+    images: np.ndarray,
+    threshold: float = 0.5,
+    decisions: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Heat maps (N, H, W) in [0, 1] over the input images, and the probabilities (N,).
 
-    `images` are model inputs (N, H, W, 3) in 0..255. Each map explains the decision at
-    `threshold`; a map without positive evidence is all zeros.
+    `images` are model inputs (N, H, W, 3) in 0..255. Each map explains the model's decision at
+    `threshold`, or the given `decisions` (N booleans, e.g. an ensemble's); a map without
+    positive evidence is all zeros.
     """
     to_features, to_hidden, output_layer = _split_models(model)
     heatmaps, probabilities = [], []
@@ -81,12 +85,36 @@ def grad_cam(
             tape.watch(features)  # the backbone is frozen: nothing upstream is watched for us
             hidden = ops.cast(to_hidden(features, training=False), "float32")
             logits = ops.squeeze(ops.matmul(hidden, output_layer.kernel) + output_layer.bias, -1)
-            positive = metrics.predict_positive(ops.sigmoid(logits), threshold)
+            positive = (
+                metrics.predict_positive(ops.sigmoid(logits), threshold)
+                if decisions is None
+                else decisions[start : start + BATCH_SIZE]
+            )
             decision_score = ops.sum(ops.where(positive, logits, -logits))
         gradients = ops.cast(tape.gradient(decision_score, features), "float32")
         heatmaps.append(_normalised_map(ops.cast(features, "float32"), gradients, batch.shape[1:3]))
         probabilities.append(ops.convert_to_numpy(ops.sigmoid(logits)))
     return np.concatenate(heatmaps), np.concatenate(probabilities).astype(float)
+
+
+def ensemble_grad_cam(
+    models: keras.Model | Sequence[keras.Model], images: np.ndarray, threshold: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """`grad_cam` of a model, or of an ensemble (cross-validation folds): the mean probability
+    decides at `threshold`, and the map is the mean of every member's map for that decision,
+    scaled to a peak of 1."""
+    members = [models] if isinstance(models, keras.Model) else list(models)
+    if len(members) == 1:
+        return grad_cam(members[0], images, threshold)
+    probabilities = np.mean([grad_cam(member, images, threshold)[1] for member in members], axis=0)
+    decisions = metrics.predict_positive(probabilities, threshold)
+    maps = np.mean([grad_cam(member, images, threshold, decisions)[0] for member in members], axis=0)
+    peaks = maps.max(axis=(1, 2), keepdims=True)
+    return np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0), probabilities
+
+
+def _first(models: keras.Model | Sequence[keras.Model]) -> keras.Model:
+    return models if isinstance(models, keras.Model) else models[0]
 
 
 def _normalised_map(features, gradients, size: tuple[int, int]) -> np.ndarray:
@@ -138,18 +166,19 @@ def save_overlays(
 
 
 def save_image_overlays(
-    model: keras.Model,
+    model: keras.Model | Sequence[keras.Model],
     images: np.ndarray,
     titles: Sequence[str],
     threshold: float,
     out_png: Path,
     columns: int = 4,
 ) -> None:
-    """Grad-CAM of prepared model inputs, one titled panel each, `columns` to a row."""
-    heatmaps, _ = grad_cam(model, images, threshold)
+    """Grad-CAM of prepared model inputs (of a model or an ensemble), one titled panel each,
+    `columns` to a row."""
+    heatmaps, _ = ensemble_grad_cam(model, images, threshold)
     panels = [Panel(*panel) for panel in zip(images, heatmaps, titles, strict=True)]
     rows = [panels[start : start + columns] for start in range(0, len(panels), columns)]
-    layer = last_spatial_layer(model).name
+    layer = last_spatial_layer(_first(model)).name
     save_overlays(rows, out_png, f"Grad-CAM at layer {layer!r}, threshold {threshold:.3f}")
 
 
@@ -191,7 +220,7 @@ def _records_by_id(tfrecord_dir: Path, split: str, ids: set[str]) -> dict[str, n
 
 
 def save_gradcam_grid(
-    model: keras.Model,
+    model: keras.Model | Sequence[keras.Model],
     predictions: pd.DataFrame,
     tfrecord_dir: Path,
     threshold: float,
@@ -200,16 +229,18 @@ def save_gradcam_grid(
     classes: Sequence[str],
     seed: int,
     per_outcome: int = 2,
+    split: str = "test",
 ) -> None:
     """Grad-CAM of a seeded sample of test images: one row per outcome (TP, FN, TN, FP), up to
     `per_outcome` images each, overlaid on the model's input crop, probability in each title.
 
-    `predictions` is the evaluate stage's table (id, split, label, probability).
+    `predictions` is the evaluate stage's table (id, split, label, probability); its `split` rows
+    are the test images as the model, or the ensemble of fold models, scored them.
     """
-    sample = outcome_sample(predictions, threshold, seed=seed, per_outcome=per_outcome)
+    sample = outcome_sample(predictions, threshold, seed=seed, per_outcome=per_outcome, split=split)
     by_id = _records_by_id(tfrecord_dir, "test", set(sample["id"]))
     images = np.stack([by_id[key] for key in sample["id"]])
-    heatmaps, _ = grad_cam(model, images, threshold)
+    heatmaps, _ = ensemble_grad_cam(model, images, threshold)
     panels = [
         Panel(image, heatmap, f"{Path(row.id).name}\np = {row.probability:.3f}")
         for row, image, heatmap in zip(sample.itertuples(), images, heatmaps, strict=True)
@@ -218,7 +249,7 @@ def save_gradcam_grid(
         [panel for panel, outcome in zip(panels, sample["outcome"]) if outcome == wanted] or [None]
         for wanted in OUTCOMES
     ]
-    layer = last_spatial_layer(model).name
+    layer = last_spatial_layer(_first(model)).name
     save_overlays(
         rows,
         out_png,

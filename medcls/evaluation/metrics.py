@@ -30,6 +30,9 @@ from medcls.pipeline.errors import MissingClassError
 
 SCHEMA_PATH = Path(__file__).with_name("metrics_schema.json")
 COUNT_KEYS = ("tp", "fp", "tn", "fn")
+# Cross-validation (split.folds > 1): every train + val image scored by the fold model that did not
+# see it, and the test split scored by the mean probability of the fold models.
+OUT_OF_FOLD, ENSEMBLE_TEST = "out_of_fold", "ensemble_test"
 # Metrics written with unrounded floats agree with their recomputation far tighter than this.
 TOLERANCE = 1e-9
 
@@ -300,6 +303,38 @@ def evaluate_predictions(
     return document
 
 
+def cross_validated(
+    predictions: pd.DataFrame, *, rule: ThresholdRule, n_bootstrap: int, seed: int
+) -> dict:
+    """Out-of-fold and ensemble-test metrics at one threshold chosen by `rule` on the out-of-fold
+    predictions, and each fold model's AUC on its own fold (`fold` column) with their mean and
+    standard deviation."""
+    arrays = {split: _split_arrays(predictions, split) for split in (OUT_OF_FOLD, ENSEMBLE_TEST)}
+    threshold = choose_threshold(*arrays[OUT_OF_FOLD], rule)
+    out_of_fold = predictions[predictions["split"] == OUT_OF_FOLD]
+    fold_aucs = [
+        roc_auc(rows["label"].to_numpy(), rows["probability"].to_numpy())
+        for _, rows in out_of_fold.groupby("fold", sort=True)
+    ]
+    defined = [auc for auc in fold_aucs if auc is not None]
+    document = {
+        "cross_validation": {
+            "folds": len(fold_aucs),
+            "threshold": threshold,
+            "threshold_rule": rule_name(rule),
+            "fold_val_auc": fold_aucs,
+            "fold_val_auc_mean": float(np.mean(defined)) if defined else None,
+            "fold_val_auc_sd": float(np.std(defined, ddof=1)) if len(defined) > 1 else None,
+        }
+    }
+    for split, (y_true, y_prob) in arrays.items():
+        document[split] = {
+            **binary_metrics(y_true, y_prob, threshold),
+            **bootstrap_ci(y_true, y_prob, threshold, n_resamples=n_bootstrap, seed=seed),
+        }
+    return document
+
+
 def external_split(dataset: str) -> str:
     """The split name of an external test set's rows in a predictions table."""
     return f"external:{dataset}"
@@ -366,7 +401,7 @@ def _split_objects(document: dict) -> Iterator[tuple[str, dict]]:
     for owner, prefix in ((document, ""), (document.get("baseline"), "baseline.")):
         if not isinstance(owner, Mapping):
             continue
-        for split in ("val", "test"):
+        for split in ("val", "test", OUT_OF_FOLD, ENSEMBLE_TEST):
             if isinstance(owner.get(split), Mapping):
                 yield f"{prefix}{split}", owner[split]
         external = owner.get("external")

@@ -6,21 +6,30 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
-from medcls.evaluation.metrics import external_split
+from medcls.data.splitting import fold_members
+from medcls.evaluation.metrics import ENSEMBLE_TEST, OUT_OF_FOLD, external_split
 from medcls.images import tfrecords
 
 # The predictions file is kept in git for commit-to-commit comparisons: image ids, labels and
 # probabilities only (no patient/group ids), so it stays small.
-COMMITTED_COLUMNS = ["id", "split", "label", "probability", "baseline_probability"]
+COMMITTED_COLUMNS = ["id", "split", "fold", "label", "probability", "baseline_probability"]
 
 
 def model_outputs(
     model: keras.Model, tfrecord_dir: Path, split: str, batch_size: int = 64
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The rows (id, group, split, label) of one split and the model's output for each, in order."""
+    return record_outputs(model, tfrecords.read_split(tfrecord_dir, split), split, batch_size)
+
+
+def record_outputs(
+    model: keras.Model, records: tf.data.Dataset, split: str, batch_size: int = 64
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows (id, group, label, `split`) of TFRecord examples and the model's output for each."""
     rows, outputs = {"id": [], "group": [], "label": []}, []
-    for batch in tfrecords.read_split(tfrecord_dir, split).batch(batch_size):
+    for batch in records.batch(batch_size):
         images = keras.ops.cast(batch["image"], "float32")
         outputs.append(keras.ops.convert_to_numpy(model(images, training=False)))
         rows["label"].append(batch["label"].numpy())
@@ -62,3 +71,28 @@ def predict_with_external(
         for name, folder in external.items()
     ]
     return pd.concat(frames, ignore_index=True)
+
+
+def fold_records(tfrecord_dir: Path, split_df: pd.DataFrame, fold: int) -> tf.data.Dataset:
+    """The train + val records of cross-validation fold `fold`: those its model validated on."""
+    ids = fold_members(split_df, fold)["val"]["path"].tolist()
+    return tfrecords.read_ids(tfrecord_dir, ["train", "val"], ids)
+
+
+def cross_validated_predictions(
+    models: Sequence[keras.Model], tfrecord_dir: Path, split_df: pd.DataFrame, batch_size: int = 64
+) -> pd.DataFrame:
+    """Every train + val image predicted by the fold model that did not see it (split
+    `out_of_fold`, with its `fold`), and every test image by the ensemble, the mean probability of
+    the fold models (split `ensemble_test`)."""
+    out_of_fold = []
+    for fold, model in enumerate(models):
+        rows, outputs = record_outputs(
+            model, fold_records(tfrecord_dir, split_df, fold), OUT_OF_FOLD, batch_size
+        )
+        out_of_fold.append(rows.assign(fold=fold, probability=outputs.reshape(-1).astype(float)))
+    test = [predict_splits(model, tfrecord_dir, ["test"], batch_size) for model in models]
+    ensemble = test[0].assign(
+        split=ENSEMBLE_TEST, probability=np.mean([rows["probability"] for rows in test], axis=0)
+    )
+    return pd.concat([*out_of_fold, ensemble], ignore_index=True)
