@@ -115,7 +115,7 @@ def run_predict(arguments: argparse.Namespace) -> int:
             for prediction in predictions
         ]
         gradcam.save_image_overlays(
-            predictor.model, prepared, titles, predictor.threshold, arguments.explain
+            predictor.models, prepared, titles, predictor.threshold, arguments.explain
         )
         print(f"Grad-CAM overlays written to {arguments.explain}", file=sys.stderr)
     return 1 if failures else 0

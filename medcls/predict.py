@@ -141,9 +141,10 @@ def mask_warning(dataset: str, uses_mask: bool, has_masks: bool, whole_image: bo
 
 @dataclass(frozen=True)
 class Predictor:
-    """A trained model with the preprocessing, class names and threshold of its dataset."""
+    """A trained model (or the ensemble of the cross-validation fold models) with the
+    preprocessing, class names and threshold of its dataset."""
 
-    model: keras.Model
+    models: Sequence[keras.Model]
     classes: Sequence[str]
     threshold: float
     image_size: int
@@ -151,17 +152,23 @@ class Predictor:
 
     @classmethod
     def for_dataset(cls, name: str, params: Params) -> Predictor:
-        """The model and threshold the pipeline wrote for dataset `name` (run from the project root)."""
+        """The model and threshold the pipeline wrote for dataset `name` (run from the project
+        root): with split.folds > 1 the fold models' ensemble at the threshold chosen on their
+        out-of-fold predictions."""
         dataset, paths = params.dataset(name), DatasetPaths(name)
-        for output in (paths.model, paths.metrics()):
+        folds = params.split.folds
+        models = [paths.for_fold(fold).model for fold in range(folds)] if folds > 1 else [paths.model]
+        for output in (*models, paths.metrics()):
             if not output.is_file():
                 raise FileNotFoundError(
                     f"{output} not found; run `dvc repro evaluate@{name}` first (from the project root)"
                 )
+        document = json.loads(paths.metrics().read_text())
+        threshold = document["cross_validation"]["threshold"] if folds > 1 else document["threshold"]
         return cls(
-            model=classifier.load_classifier(paths.model),
+            models=[classifier.load_classifier(model) for model in models],
             classes=dataset.classes,
-            threshold=float(json.loads(paths.metrics().read_text())["threshold"]),
+            threshold=float(threshold),
             image_size=dataset.image_size,
             roi=dataset.roi,
         )
@@ -177,10 +184,15 @@ class Predictor:
         return prepare_file(Path(), str(image), masks_given, size=self.image_size, **options)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """P(positive) for a stack of prepared uint8 images, computed as the evaluate stage does."""
+        """P(positive) for a stack of prepared uint8 images, computed as the evaluate stage does
+        (an ensemble's is the mean of its models')."""
+        return np.mean([self._model_probabilities(model, images) for model in self.models], axis=0)
+
+    @staticmethod
+    def _model_probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:
         outputs = [
             keras.ops.convert_to_numpy(
-                self.model(keras.ops.cast(images[start : start + BATCH_SIZE], "float32"), training=False)
+                model(keras.ops.cast(images[start : start + BATCH_SIZE], "float32"), training=False)
             )
             for start in range(0, len(images), BATCH_SIZE)
         ]

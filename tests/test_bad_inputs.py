@@ -196,7 +196,7 @@ def test_prediction_skips_an_image_whose_mask_has_another_size(planted) -> None:
 
     raw, _ = planted
     predictor = Predictor(
-        model=None, classes=synthetic.BUSI_CLASSES, threshold=0.5, image_size=SIZE, roi=RoiParams(**ROI)
+        models=[], classes=synthetic.BUSI_CLASSES, threshold=0.5, image_size=SIZE, roi=RoiParams(**ROI)
     )
     image = raw / busi_name("benign", 3)
     predictions, failures, _ = predictor.predict_files([image], [(raw / busi_name("benign", 3, "_mask"),)])

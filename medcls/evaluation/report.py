@@ -126,6 +126,35 @@ def external_table(document: Mapping) -> list[str]:
     return _table(header, rows)
 
 
+def cross_validation_section(document: Mapping) -> list[str]:
+    """Out-of-fold and ensemble-test metrics beside the baseline's, and the folds' own AUCs."""
+    settings = document["cross_validation"]
+    owners = [("model", document)]
+    if "baseline" in document:
+        owners.append(("baseline", document["baseline"]))
+    splits = (("out-of-fold", "out_of_fold"), ("ensemble test", "ensemble_test"))
+    header = ["metric"] + [f"{who} {label}" for who, _ in owners for label, _ in splits]
+    threshold_row = ["threshold (chosen out-of-fold)"] + [
+        _number(owner["cross_validation"]["threshold"]) for _, owner in owners for _ in splits
+    ]
+    rows = [
+        [label] + [_cell(owner[split], key, interval) for _, owner in owners for _, split in splits]
+        for label, key, interval in METRIC_ROWS
+    ]
+    fold_aucs = ", ".join(_number(auc) for auc in settings["fold_val_auc"])
+    return [
+        f"{settings['folds']} grouped, stratified folds of train + val: every image is scored by "
+        "the fold model that did not see it (out-of-fold), the test split by the ensemble (mean "
+        f"probability of the {settings['folds']} fold models), both at one threshold chosen on "
+        "the out-of-fold predictions; `medcls predict` uses this ensemble and threshold.",
+        "",
+        *_table(header, [threshold_row, *rows]),
+        "",
+        f"Each fold model's AUC on its own fold: {fold_aucs} (mean "
+        f"{_number(settings['fold_val_auc_mean'])} ± sd {_number(settings['fold_val_auc_sd'])}).",
+    ]
+
+
 def confusion_table(split: Mapping, classes: Sequence[str]) -> list[str]:
     """Rows actual, columns predicted, negative class first."""
     negative, positive = classes
@@ -162,6 +191,8 @@ def write_report(
     ]
     if "baseline" in document:
         lines += [f"Baseline: {document['baseline']['method']}, with its own threshold.", ""]
+    if "cross_validation" in document:
+        lines += ["## Cross-validation", "", *cross_validation_section(document), ""]
     if "versus_baseline" in document:
         lines += ["## Model vs baseline", "", *baseline_comparison(document), ""]
     if document.get("external"):

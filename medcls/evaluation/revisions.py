@@ -24,13 +24,14 @@ from medcls.evaluation.compare import (
     compare_predictions,
     difference_text,
 )
+from medcls.evaluation.metrics import ENSEMBLE_TEST, OUT_OF_FOLD, external_split
 from medcls.pipeline.errors import PipelineError
 from medcls.pipeline.paths import DatasetPaths
 
 PREDICTIONS_DIR = DatasetPaths("").predictions.parent  # data/predictions, as paths.py has it
-# Splits whose images neither side chose anything on (val picks thresholds and weights);
-# out-of-fold predictions join here once they exist.
-COMPARED_SPLITS = ("test",)
+# Splits compared when either side has them: the test split, the cross-validation predictions
+# (split.folds > 1), then the external test sets. Not val, on which each side chose its threshold.
+COMPARED_SPLITS = ("test", OUT_OF_FOLD, ENSEMBLE_TEST)
 HEADER = (
     "dataset",
     "split",
@@ -50,10 +51,17 @@ class RevisionError(PipelineError, ValueError):
 
 @dataclass(frozen=True)
 class Side:
-    """One side's predictions (id, split, label, probability) and the threshold it decides at."""
+    """One side's predictions (id, split, label, probability) and the thresholds it decides at:
+    the model's, and the fold ensemble's (chosen out-of-fold) when it was cross-validated."""
 
     predictions: pd.DataFrame
     threshold: float
+    cross_validation_threshold: float | None = None
+
+    def threshold_for(self, split: str) -> float:
+        if split in (OUT_OF_FOLD, ENSEMBLE_TEST) and self.cross_validation_threshold is not None:
+            return self.cross_validation_threshold
+        return self.threshold
 
 
 def _git(*arguments: str) -> subprocess.CompletedProcess:
@@ -92,11 +100,12 @@ def read_side(name: str, revision: str | None) -> Side | str:
         return f"no {paths.predictions}"
     if metrics_text is None:
         return f"no {paths.metrics()} (its threshold)"
-    threshold = json.loads(metrics_text).get("threshold")
-    if threshold is None:
+    document = json.loads(metrics_text)
+    if document.get("threshold") is None:
         return f"no threshold in {paths.metrics()}"
     predictions = pd.read_csv(io.StringIO(csv_text), dtype={"id": str, "split": str})
-    return Side(predictions, float(threshold))
+    cross_validation = document.get("cross_validation", {}).get("threshold")
+    return Side(predictions, float(document["threshold"]), cross_validation)
 
 
 def paired_rows(new: Side, old: Side, split: str) -> tuple[pd.DataFrame, int, int]:
@@ -115,6 +124,13 @@ def paired_rows(new: Side, old: Side, split: str) -> tuple[pd.DataFrame, int, in
     both = merged[merged["_merge"] == "both"]
     same_label = both["label_new"] == both["label_old"]
     return both[same_label], int((merged["_merge"] != "both").sum()), int((~same_label).sum())
+
+
+def compared_splits(new: Side, old: Side) -> list[str]:
+    """The splits of `COMPARED_SPLITS` and the external test sets that either side holds."""
+    held = set(new.predictions["split"]) | set(old.predictions["split"])
+    external = sorted(split for split in held if split.startswith(external_split("")))
+    return [split for split in COMPARED_SPLITS if split in held] + external
 
 
 def _before_now(before: float | None, now: float | None) -> str:
@@ -165,7 +181,7 @@ def compare_revision(revision: str, *, n_resamples: int = 2000, seed: int = 0) -
             ]
             notes.append(f"{name}: not compared: {'; '.join(missing)}")
             continue
-        for split in COMPARED_SPLITS:
+        for split in compared_splits(new, old):
             paired, one_sided, relabelled = paired_rows(new, old, split)
             if one_sided or relabelled:
                 notes.append(
@@ -176,8 +192,8 @@ def compare_revision(revision: str, *, n_resamples: int = 2000, seed: int = 0) -
                 continue
             result = compare_predictions(
                 paired["label_new"],
-                (paired["probability_new"], new.threshold),
-                (paired["probability_old"], old.threshold),
+                (paired["probability_new"], new.threshold_for(split)),
+                (paired["probability_old"], old.threshold_for(split)),
                 n_resamples=n_resamples,
                 seed=seed,
             )
