@@ -44,6 +44,7 @@ def resolved_profile(datasets: list[str] | None) -> dict:
         if unknown:
             sys.exit(f"error: {unknown} not in {PROFILE.name}; it has {list(params['datasets'])}")
         params["datasets"] = {name: params["datasets"][name] for name in datasets}
+        params["trained"] = list(datasets)
     for dataset in params["datasets"].values():
         dataset["source"] = str((PROJECT / dataset["source"]).resolve())
         if "path" in dataset["backbone"]:
@@ -146,6 +147,7 @@ def main() -> None:
         if existing.exists():  # keep datasets of earlier runs so their results stay in the table
             earlier = YAML(typ="safe", pure=True).load(existing.read_text())["datasets"]
             params["datasets"] = earlier | params["datasets"]
+            params["trained"] = list(params["datasets"])
         prepare(workspace, params)
         reproduce(workspace, args.datasets or list(params["datasets"]))
     print(table(workspace, params))

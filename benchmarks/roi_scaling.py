@@ -105,7 +105,7 @@ def measure(name: str, raw_dir: Path, dataset: dict, limit: int | None, repeats:
     cores = len(os.sched_getaffinity(0))
     rows = split_rows(raw_dir, dataset["layout"], dataset["classes"], limit)
     sizes = (len(rows) // 2, len(rows))
-    params = project_params().model_dump() | {"datasets": {name: dataset}}
+    params = project_params().model_dump() | {"datasets": {name: dataset}, "trained": [name]}
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         workspace = Path(scratch)

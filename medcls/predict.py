@@ -155,7 +155,7 @@ class Predictor:
         """The model and threshold the pipeline wrote for dataset `name` (run from the project
         root): with split.folds > 1 the fold models' ensemble at the threshold chosen on their
         out-of-fold predictions."""
-        dataset, paths = params.dataset(name), DatasetPaths(name)
+        dataset, paths = params.trained_dataset(name), DatasetPaths(name)
         folds = params.split.folds
         models = [paths.for_fold(fold).model for fold in range(folds)] if folds > 1 else [paths.model]
         for output in (*models, paths.metrics()):

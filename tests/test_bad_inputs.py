@@ -258,7 +258,7 @@ def stage_workspace(root: Path, source: Path) -> Path:
     """A folder holding the pipeline code and params with one dataset, `busi`, read from `source`."""
     params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
     dataset = params["datasets"]["bus_uc"] | {"layout": "busi", "classes": synthetic.BUSI_CLASSES}
-    params["datasets"] = {"busi": dataset | {"source": str(source)}}
+    params["datasets"], params["trained"] = {"busi": dataset | {"source": str(source)}}, ["busi"]
     params["workers"] = 1
     write_pipeline(root / "workspace", params)
     return root / "workspace"

@@ -198,7 +198,7 @@ def test_validate_stage_writes_its_constant_marker_only_for_valid_params(tmp_pat
     result = run_stage_module(tmp_path, "stages.validate")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: learning_rate: unknown key (typo?); allowed here: datasets, fine_tune_lr, lr, seed, split, workers"
+        "error: learning_rate: unknown key (typo?); allowed here: datasets, fine_tune_lr, lr, seed, split, trained, workers"
     ]
     assert not (tmp_path / "data").exists()
     (tmp_path / "params.yaml").write_text(text)
@@ -219,9 +219,10 @@ def test_the_first_stage_of_every_dataset_waits_for_the_validate_stage():
 def test_dataset_paths_follow_dvc_yaml():
     paths = DatasetPaths("bus_uc")
     dvc_yaml = (PROJECT / "dvc.yaml").read_text()
-    for path in (paths.raw, paths.manifest, paths.rejected, paths.split, paths.tfrecords,
-                 paths.predictions, paths.metrics(), paths.metrics("split"), paths.external):
+    for path in (paths.raw, paths.manifest, paths.rejected, paths.split, paths.metrics("split")):
         assert str(path).replace("bus_uc", "${key}") in dvc_yaml, path
+    for path in (paths.tfrecords, paths.predictions, paths.metrics(), paths.external):
+        assert str(path).replace("bus_uc", "${item}") in dvc_yaml, path
     fold = paths.for_fold(3)
     for path in (paths.model, paths.dvclive / "metrics.json", paths.metrics("train"),
                  fold.model, fold.dvclive / "metrics.json", fold.metrics("train"),

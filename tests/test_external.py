@@ -158,3 +158,35 @@ def test_external_defaults_to_none():
     settings = config.validate(project_params()).dataset("bus_uc").evaluate
     assert settings.external == [] and settings.external_images == "all"
     assert settings.external_bootstrap == "group"
+
+
+def with_test_only(params: dict) -> dict:
+    params["datasets"]["hospital2"] = {
+        "source": "/data/hospital2", "layout": "busi", "classes": ["benign", "malignant"], "test_only": True,
+    }
+    params["datasets"]["bus_uc"]["evaluate"]["external"] = ["hospital2"]
+    return params
+
+
+def test_a_test_only_dataset_needs_no_model_params_and_can_be_tested_on():
+    typed = config.validate(with_test_only(project_params()))
+    assert isinstance(typed.dataset("hospital2"), config.TestOnlyDataset)
+    assert typed.dataset("bus_uc").evaluate.external == ["hospital2"]
+    with pytest.raises(config.ParamsError, match="hospital2 is test_only: it has no model"):
+        typed.trained_dataset("hospital2")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda p: p.update(trained=["bus_uc", "chest_xray", "hospital2"]), r"trained: must be \['bus_uc', 'chest_xray'\]"),
+        (lambda p: p.update(trained=["chest_xray", "bus_uc"]), r"trained: must be \['bus_uc', 'chest_xray'\]"),
+        (lambda p: p["datasets"]["hospital2"].update(image_size=64), "datasets.hospital2.image_size: unknown key"),
+        (lambda p: p["datasets"]["hospital2"].update(test_only=False), "datasets.hospital2.test_only"),
+    ],
+)
+def test_trained_must_list_the_datasets_with_a_model(change, message):
+    params = with_test_only(project_params())
+    change(params)
+    with pytest.raises(config.ParamsError, match=message):
+        config.validate(params)

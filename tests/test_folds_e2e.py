@@ -38,6 +38,7 @@ def repo(tmp_path_factory) -> Path:
     }
     params = tiny_params(sources)
     del params["datasets"]["chest_xray"]
+    params["trained"] = list(DATASETS)
     params["datasets"]["busi"]["evaluate"]["external"] = []
     params["split"].update(folds=FOLDS, fold_ids=list(range(FOLDS)))
     repo = create_workspace(root / "repo", params, message="project")

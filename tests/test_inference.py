@@ -117,7 +117,8 @@ def test_predictor_scores_the_pipelines_prepared_input(in_project):
         ]
     )
     np.testing.assert_array_equal(prepared, expected_inputs)
-    expected = keras.ops.convert_to_numpy(predictor.model(expected_inputs.astype("float32")))
+    (model,) = predictor.models
+    expected = keras.ops.convert_to_numpy(model(expected_inputs.astype("float32")))
     assert failures == []
     assert [p.probability for p in predictions] == pytest.approx(expected.reshape(-1).tolist(), abs=1e-6)
     for prediction in predictions:

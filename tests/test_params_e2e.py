@@ -27,6 +27,7 @@ def repo(tmp_path_factory) -> Path:
     source = synthetic.make_bus_uc(root / "source", n_per_class=4, size=32)
     params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
     params["datasets"] = {"bus_uc": params["datasets"]["bus_uc"] | {"source": str(source)}}
+    params["trained"] = ["bus_uc"]
     repo = create_workspace(root / "repo", params, message="project")
     first_run = stages_run(run(repo, "dvc", "repro", "download@bus_uc"))
     assert first_run == {"validate", "source@bus_uc", "download@bus_uc"}

@@ -27,8 +27,9 @@ from medcls.images.decode import mask_paths_of
 pytestmark = pytest.mark.e2e
 
 DATASETS = ("bus_uc", "busi", "chest_xray")
+TEST_ONLY = "bus_uc_hospital2"  # busi's model is tested on it; it has no model of its own
 # Run on every repro: validate checks the whole params file, source@ fingerprints the sources.
-ALWAYS_RUN = {"validate"} | {f"source@{name}" for name in DATASETS}
+ALWAYS_RUN = {"validate"} | {f"source@{name}" for name in (*DATASETS, TEST_ONLY)}
 
 TINY = {
     "image_size": 32,
@@ -65,9 +66,13 @@ def tiny_params(sources: dict[str, Path]) -> dict:
     breast, chest = params["datasets"]["bus_uc"], params["datasets"]["chest_xray"]
     busi = copy.deepcopy(breast) | {"layout": "busi", "classes": ["benign", "malignant"]}
     params["datasets"] = {"bus_uc": breast, "busi": busi, "chest_xray": chest}
+    params["trained"] = list(params["datasets"])
+    params["datasets"][TEST_ONLY] = {
+        "source": str(sources[TEST_ONLY]), "layout": "bus_uc", "classes": breast["classes"], "test_only": True,
+    }
     for name, dataset in params["datasets"].items():
         dataset.update(copy.deepcopy(TINY), source=str(sources[name]))
-    busi["evaluate"]["external"] = ["bus_uc"]  # the same task from another (generated) hospital
+    busi["evaluate"]["external"] = ["bus_uc", TEST_ONLY]  # the same task from other (generated) hospitals
     params["workers"] = 2
     return params
 
@@ -79,6 +84,7 @@ def repo(tmp_path_factory) -> Path:
         "bus_uc": synthetic.make_bus_uc(root / "sources" / "bus_uc", n_per_class=16, size=64),
         "busi": synthetic.make_busi(root / "sources" / "busi", n_per_class=16, size=64),
         "chest_xray": synthetic.make_kermany(root / "sources" / "kermany", n_patients_per_class=10, size=64),
+        TEST_ONLY: synthetic.make_bus_uc(root / "sources" / TEST_ONLY, n_per_class=8, size=64, seed=1),
     }
     repo = create_workspace(root / "repo", tiny_params(sources), message="project")
     output = run(repo, "dvc", "repro")
@@ -90,7 +96,7 @@ def repo(tmp_path_factory) -> Path:
 
 def test_first_repro_runs_every_stage_for_every_dataset(repo):
     expected = {f"{stage}@{name}" for stage in ("source", "download", "manifest", "split", "roi", "train", "external", "evaluate") for name in DATASETS}
-    expected.add("validate")
+    expected |= {"validate"} | {f"{stage}@{TEST_ONLY}" for stage in ("source", "download", "manifest", "split")}
     assert stages_run((repo.parent / "first_repro.log").read_text()) == expected
 
 
@@ -144,8 +150,9 @@ def test_metrics_validate_and_plots_exist(repo):
         assert "(../plots/" + name + "/gradcam.png)" in review
 
 
-def test_the_busi_model_is_tested_on_every_bus_uc_image(repo):
-    """External test set: bus_uc's usable images, prepared with busi's params, at busi's threshold."""
+def test_the_busi_model_is_tested_on_every_image_of_other_hospitals(repo):
+    """External test sets: bus_uc's and the test-only set's usable images, prepared with busi's
+    params, at busi's threshold."""
     document = json.loads((repo / "metrics/busi.json").read_text())
     bus_uc_images = len(pd.read_csv(repo / "data/manifest/bus_uc.csv"))
     external = document["external"]["bus_uc"]
@@ -159,6 +166,9 @@ def test_the_busi_model_is_tested_on_every_bus_uc_image(repo):
     assert int((decided & rows["label"]).sum()) == external["tp"]
     assert "| bus_uc |" in (repo / "reports/busi.md").read_text()
     assert "external" not in json.loads((repo / "metrics/bus_uc.json").read_text())
+    hospital = document["external"][TEST_ONLY]
+    assert hospital["n"] == len(pd.read_csv(repo / f"data/manifest/{TEST_ONLY}.csv"))
+    assert not (repo / "models" / TEST_ONLY).exists()
 
 
 def test_predict_on_test_images_reproduces_the_evaluation_probabilities(repo):

@@ -43,7 +43,7 @@ def workspace(tmp_path_factory) -> tuple[Path, Path]:
     source = synthetic.make_busi(root / "source", n_per_class=8, size=32)
     params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
     dataset = params["datasets"]["bus_uc"] | {"layout": "busi", "classes": synthetic.BUSI_CLASSES}
-    params["datasets"] = {NAME: dataset | {"source": str(source)}}
+    params["datasets"], params["trained"] = {NAME: dataset | {"source": str(source)}}, [NAME]
     params["workers"] = 1
     workspace = create_workspace(root / "workspace", params)
     run_in(workspace, "dvc", "config", "core.analytics", "false")

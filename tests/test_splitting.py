@@ -161,7 +161,7 @@ def test_folds_are_stratified_and_equal(folded) -> None:
 def split_stage_output(workspace: Path, folds: int | None) -> pd.DataFrame:
     """data/split/demo.csv as the split stage writes it, with `split.folds` set or left out."""
     params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
-    params["datasets"] = {"demo": params["datasets"]["bus_uc"]}
+    params["datasets"], params["trained"] = {"demo": params["datasets"]["bus_uc"]}, ["demo"]
     params["split"] = {key: params["split"][key] for key in FRACTIONS}
     if folds is not None:
         params["split"].update(folds=folds, fold_ids=list(range(folds)) if folds > 1 else [])

@@ -407,10 +407,34 @@ Layout = tagged_union(
 # --- a dataset and the whole file ---------------------------------------------------------------
 
 
-class DatasetParams(Section):
+class DataParams(Section):
+    """Where a dataset's images come from and which classes it has: all that its download,
+    manifest and split stages need."""
+
     source: str
     layout: Layout
     classes: list[str] = Field(min_length=2, max_length=2)
+
+    @field_validator("classes")
+    @classmethod
+    def _two_different_classes(cls, classes: list[str]) -> list[str]:
+        if classes[0].casefold() == classes[1].casefold():
+            raise ValueError(
+                f"expected two different class folders (compared ignoring case), got {classes}"
+            )
+        return classes
+
+
+class TestOnlyDataset(DataParams):
+    """`test_only: true`: a dataset that other datasets' models are tested on (their
+    `evaluate.external`); it is downloaded, listed and split, but has no model of its own."""
+
+    test_only: Literal[True]
+
+
+class DatasetParams(DataParams):
+    """A dataset a model is trained on."""
+
     image_size: Annotated[int, Field(ge=16)]
     images_per_shard: PositiveInt
     roi: RoiParams
@@ -421,15 +445,6 @@ class DatasetParams(Section):
     augment: AugmentParams
     train: TrainParams
     evaluate: EvaluateParams
-
-    @field_validator("classes")
-    @classmethod
-    def _two_different_classes(cls, classes: list[str]) -> list[str]:
-        if classes[0].casefold() == classes[1].casefold():
-            raise ValueError(
-                f"expected two different class folders (compared ignoring case), got {classes}"
-            )
-        return classes
 
     @model_validator(mode="after")
     def _image_fits_the_backbone(self) -> DatasetParams:
@@ -476,6 +491,14 @@ class SplitParams(Section):
         return self
 
 
+AnyDataset = tagged_union(
+    lambda value: "test_only" if "test_only" in _keys(value) else "trained",
+    "a dataset's params, or {source, layout, classes, test_only: true}",
+    trained=DatasetParams,
+    test_only=TestOnlyDataset,
+)
+
+
 class Params(Section):
     """Everything in params.yaml."""
 
@@ -486,13 +509,29 @@ class Params(Section):
     split: SplitParams
     # Names become file names and DVC stage names (download@<name>).
     datasets: dict[
-        Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")], DatasetParams
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")], AnyDataset
     ] = Field(min_length=1)
+    # The datasets with a model, in order: dvc.yaml's roi, train and evaluate stages iterate over
+    # this list, as DVC cannot filter the test-only datasets out of `datasets`.
+    trained: list[str]
+
+    @model_validator(mode="after")
+    def _trained_lists_every_dataset_with_a_model(self) -> Params:
+        expected = [
+            name for name, dataset in self.datasets.items() if isinstance(dataset, DatasetParams)
+        ]
+        if self.trained != expected:
+            raise ValueError(
+                f"trained: must be {expected} (every dataset that is not test_only, in the order of "
+                f"datasets: dvc.yaml's roi, train and evaluate stages iterate over it), got "
+                f"{self.trained}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _external_datasets_exist(self) -> Params:
         for name, dataset in self.datasets.items():
-            for other in dataset.evaluate.external:
+            for other in dataset.evaluate.external if isinstance(dataset, DatasetParams) else ():
                 if other == name or other not in self.datasets:
                     defined = ", ".join(sorted(set(self.datasets) - {name}))
                     raise ValueError(
@@ -501,13 +540,22 @@ class Params(Section):
                     )
         return self
 
-    def dataset(self, name: str) -> DatasetParams:
+    def dataset(self, name: str) -> DatasetParams | TestOnlyDataset:
         """The params of dataset `name`; a ParamsError lists the defined ones."""
         if name not in self.datasets:
             raise ParamsError(
                 f"datasets.{name}: no such dataset; defined: {', '.join(self.datasets)}"
             )
         return self.datasets[name]
+
+    def trained_dataset(self, name: str) -> DatasetParams:
+        """The params of dataset `name`, which must have a model (not be test_only)."""
+        dataset = self.dataset(name)
+        if isinstance(dataset, TestOnlyDataset):
+            raise ParamsError(
+                f"datasets.{name} is test_only: it has no model; trained: {', '.join(self.trained)}"
+            )
+        return dataset
 
 
 # --- loading and messages -----------------------------------------------------------------------
