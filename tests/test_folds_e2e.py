@@ -19,7 +19,7 @@ from medcls.demo.workspace import command_environment, create_workspace
 from medcls.demo.workspace import run_in as run
 from medcls.evaluation import metrics
 from medcls.images.decode import mask_paths_of
-from tests.test_pipeline_e2e import stages_run, tiny_params
+from tests.test_pipeline_e2e import TEST_ONLY, stages_run, tiny_params
 
 pytestmark = pytest.mark.e2e
 
@@ -34,10 +34,9 @@ def repo(tmp_path_factory) -> Path:
     sources = {
         "bus_uc": synthetic.make_bus_uc(root / "sources" / "bus_uc", n_per_class=16, size=64),
         "busi": synthetic.make_busi(root / "sources" / "busi", n_per_class=16, size=64),
-        "chest_xray": root / "unused",
     }
-    params = tiny_params(sources)
-    del params["datasets"]["chest_xray"]
+    params = tiny_params(sources | {"chest_xray": root, TEST_ONLY: root})  # both left out below
+    params["datasets"] = {name: params["datasets"][name] for name in DATASETS}
     params["trained"] = list(DATASETS)
     params["datasets"]["busi"]["evaluate"]["external"] = []
     params["split"].update(folds=FOLDS, fold_ids=list(range(FOLDS)))

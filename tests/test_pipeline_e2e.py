@@ -67,12 +67,12 @@ def tiny_params(sources: dict[str, Path]) -> dict:
     busi = copy.deepcopy(breast) | {"layout": "busi", "classes": ["benign", "malignant"]}
     params["datasets"] = {"bus_uc": breast, "busi": busi, "chest_xray": chest}
     params["trained"] = list(params["datasets"])
-    params["datasets"][TEST_ONLY] = {
-        "source": str(sources[TEST_ONLY]), "layout": "bus_uc", "classes": breast["classes"], "test_only": True,
-    }
     for name, dataset in params["datasets"].items():
         dataset.update(copy.deepcopy(TINY), source=str(sources[name]))
     busi["evaluate"]["external"] = ["bus_uc", TEST_ONLY]  # the same task from other (generated) hospitals
+    params["datasets"][TEST_ONLY] = {
+        "source": str(sources[TEST_ONLY]), "layout": "bus_uc", "classes": breast["classes"], "test_only": True,
+    }
     params["workers"] = 2
     return params
 

@@ -90,7 +90,12 @@ def cross_validated_predictions(
         rows, outputs = record_outputs(
             model, fold_records(tfrecord_dir, split_df, fold), OUT_OF_FOLD, batch_size
         )
-        out_of_fold.append(rows.assign(fold=fold, probability=outputs.reshape(-1).astype(float)))
+        out_of_fold.append(
+            rows.assign(
+                fold=pd.array([fold] * len(rows), dtype="Int64"),  # stays an int beside rows without
+                probability=outputs.reshape(-1).astype(float),
+            )
+        )
     test = [predict_splits(model, tfrecord_dir, ["test"], batch_size) for model in models]
     ensemble = test[0].assign(
         split=ENSEMBLE_TEST, probability=np.mean([rows["probability"] for rows in test], axis=0)
