@@ -32,7 +32,7 @@ def write_params(folder: Path, **dataset_changes) -> dict:
     """The project's params with one small dataset, NAME, changed as given."""
     params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
     dataset = params["datasets"]["chest_xray"] | copy.deepcopy(TINY) | dataset_changes
-    params |= {"workers": 1, "datasets": {NAME: dataset}}
+    params |= {"workers": 1, "datasets": {NAME: dataset}, "trained": [NAME]}
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "params.yaml").open("w") as stream:
         YAML().dump(params, stream)

@@ -31,7 +31,7 @@ def split_workspace(tmp_path) -> Path:
     source = synthetic.make_kermany(tmp_path / "source", n_patients_per_class=6, size=48)
     params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
     dataset = params["datasets"][NAME] | copy.deepcopy(TINY) | {"source": str(source)}
-    params |= {"workers": 1, "datasets": {NAME: dataset}}
+    params |= {"workers": 1, "datasets": {NAME: dataset}, "trained": [NAME]}
     workspace = create_workspace(tmp_path / "repo", params)
     run_in(workspace, "dvc", "repro", f"split@{NAME}")
     return workspace
