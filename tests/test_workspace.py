@@ -36,7 +36,8 @@ def test_dvc_commands_write_nothing_to_home_or_the_temp_folder(tmp_path, monkeyp
     temp.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("TMPDIR", str(temp))
-    target = workspace.create_workspace(tmp_path / "ws", {"seed": 1, "datasets": {}})
+    params = {"seed": 1, "datasets": {}, "trained": [], "split": {"fold_ids": []}}  # what dvc.yaml reads
+    target = workspace.create_workspace(tmp_path / "ws", params)
     workspace.run_in(target, "dvc", "status")
     assert workspace.run_in(target, "dvc", "config", "core.analytics").strip() == "false"
     assert list(home.iterdir()) == [] and list(temp.iterdir()) == []
