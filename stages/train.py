@@ -4,13 +4,16 @@
 train_fold stage): on the train and val images of every other fold, validated on its own.
 
 Runs on one device, on several GPUs or on several machines (see `medcls.training.distribute`); the same
-command on every machine of a cluster, only the chief writes the outputs.
+command on every machine of a cluster, only the chief writes the outputs. Every epoch is backed up
+(`medcls.training.resume`): a killed run started again continues after its last finished epoch.
 """
 
 import contextlib
+import shutil
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,7 +28,7 @@ from medcls.pipeline.config import DatasetParams, Params, TrainParams
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage
-from medcls.training import augment, curves, determinism, distribute, fit, inputs
+from medcls.training import augment, curves, determinism, distribute, fit, inputs, resume
 
 
 def planned_phases(schedule: TrainParams, lr: float, fine_tune_lr: float) -> list[fit.Phase]:
@@ -73,11 +76,22 @@ def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
     determinism.configure_determinism(schedule.deterministic, seed)
     policy = fit.configure_precision(schedule.mixed_precision)
     batch_size = distribute.global_batch_size(schedule.batch_size, strategy)
+    budget = inputs.memory_budget(schedule.memory_fraction)
 
     read_records, labels = training_records(paths)
 
     def batches(role: str, **options):
-        made = inputs.make_batches(read_records(role), batch_size=batch_size, cache=True, **options)
+        if paths.fold is None:  # a whole split: cached in RAM while it fits the budget, else streamed
+            made = inputs.split_batches(
+                paths.tfrecords,
+                role,
+                batch_size=batch_size,
+                image_size=dataset.image_size,
+                budget=budget,
+                **options,
+            )
+        else:  # a fold's images, picked by id from the train and val records, cached
+            made = inputs.make_batches(read_records(role), batch_size=batch_size, cache=True, **options)
         return distribute.shard_by_data(made)
 
     augmenter = augment.build_augmenter(dataset.augment, seed)
@@ -86,8 +100,13 @@ def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
     caching = any(phase.cache_features for phase in planned)
     plain_batches = batches("train", shuffle=True, seed=seed) if caching else None
     chief = distribute.is_chief()
+    backup = resume.TrainingBackup(
+        distribute.task_folder(paths.train_backup), _inputs_fingerprint(params, dataset, paths)
+    )
+    spill_dir = distribute.task_folder(paths.feature_cache)
 
-    with strategy.scope(), _live(paths, chief) as live:
+    live_dir = backup.folder / "dvclive"  # moved into place at the end; resumed with the backup
+    with strategy.scope(), _live(live_dir, chief, backup.resuming) as live:
         model = classifier.build_classifier(
             dataset.backbone, dataset.head, dataset.image_size, seed=seed
         )
@@ -101,11 +120,18 @@ def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
             jit_compile=schedule.jit_compile,
             callbacks=[DVCLiveCallback(live=live)] if chief else [],
             plain_train_ds=plain_batches,
+            backup=backup,
+            feature_budget=budget,
+            spill_dir=spill_dir,
         )
+    shutil.rmtree(spill_dir, ignore_errors=True)
     if not chief:
+        backup.remove()
         return
     paths.model.parent.mkdir(parents=True, exist_ok=True)
     model.save(paths.model)
+    shutil.rmtree(paths.dvclive, ignore_errors=True)
+    shutil.copytree(live_dir, paths.dvclive)
     curves.save_training_curves_png(
         paths.dvclive / "plots" / "metrics", paths.plots / "training_curves.png"
     )
@@ -119,14 +145,27 @@ def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
             "seconds": round(time.perf_counter() - started, 1),
         },
     )
+    backup.remove()  # last: a run killed before this point resumes
 
 
-def _live(paths: DatasetPaths, chief: bool) -> contextlib.AbstractContextManager:
+def _inputs_fingerprint(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> dict:
+    """What a backup must have been made from to be resumed: the params training reads and the
+    TFRecords (names and sizes)."""
+    return {
+        "params": params.model_dump(mode="json", include={"seed", "lr", "fine_tune_lr"}),
+        "dataset": dataset.model_dump(mode="json"),
+        "records": {path.name: path.stat().st_size for path in sorted(paths.tfrecords.iterdir())},
+    }
+
+
+def _live(folder: Path, chief: bool, resuming: bool) -> contextlib.AbstractContextManager:
     """DVCLive on the chief; nothing on the other workers of a cluster. Used as a context manager, so
-    the callback's `end()` after each phase's `fit` is deferred to the end of training."""
+    the callback's `end()` after each phase's `fit` is deferred to the end of training. A resumed
+    run appends to the curves logged before the interruption (DVC deletes the stage's outputs
+    before it runs the stage again, so they are logged in the backup's folder)."""
     if not chief:
         return contextlib.nullcontext()
-    return Live(str(paths.dvclive), dvcyaml=None, report=None)
+    return Live(str(folder), dvcyaml=None, report=None, resume=resuming)
 
 
 if __name__ == "__main__":

@@ -187,7 +187,35 @@ def read_labels(tfrecord_dir: Path, split: str) -> np.ndarray:
     return values
 
 
+def stream_split(
+    tfrecord_dir: Path, split: str, *, seed: int, buffer: int, interleaved: int = 8
+) -> tf.data.Dataset:
+    """All records of one split in an order that changes every epoch, in memory bounded by
+    `buffer` (not by the split's size): the shards in an order reshuffled every epoch, `interleaved`
+    of them read at a time, then the records shuffled in a buffer of `buffer` serialized (still
+    PNG-compressed) records. Seeded: the same seed gives the same sequence of epochs.
+
+    The length is the index's; `read_split` is what checks the records against it."""
+    paths, count = _shards(tfrecord_dir, split)
+    shards = tf.data.Dataset.from_tensor_slices([str(path) for path in paths])
+    records = shards.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(interleaved, len(paths)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    records = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    parsed = records.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)
+    return parsed.apply(tf.data.experimental.assert_cardinality(count))
+
+
 def _records(tfrecord_dir: Path, split: str) -> tuple[tf.data.TFRecordDataset, int]:
+    """The split's records, in shard order, and their count from the index."""
+    paths, count = _shards(tfrecord_dir, split)
+    return tf.data.TFRecordDataset([str(path) for path in paths]), count
+
+
+def _shards(tfrecord_dir: Path, split: str) -> tuple[list[Path], int]:
     """The split's shards and record count from the index, once exactly those shards are on disk."""
     tfrecord_dir = Path(tfrecord_dir)
     index = _read_index(tfrecord_dir)
@@ -203,8 +231,7 @@ def _records(tfrecord_dir: Path, split: str) -> tuple[tf.data.TFRecordDataset, i
         raise _incomplete(
             tfrecord_dir, f"split {split!r} has shards {on_disk}, its index lists {listed}"
         )
-    records = tf.data.TFRecordDataset([str(tfrecord_dir / name) for name in listed])
-    return records, index[split]["records"]
+    return [tfrecord_dir / name for name in listed], index[split]["records"]
 
 
 def _read_index(tfrecord_dir: Path) -> dict:

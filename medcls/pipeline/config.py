@@ -281,6 +281,9 @@ class TrainParams(Section):
     jit_compile: Literal["auto", True, False]
     cache_features: bool = False
     deterministic: bool = True  # seeds and TensorFlow op determinism: same seed, same results
+    # share of the machine's memory that in-RAM caches (decoded images, backbone features) may
+    # fill; a split that needs more is streamed from its shards, features go to disk (0: never cache)
+    memory_fraction: Fraction = 0.25
 
 
 # --- evaluation -------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+SCRATCH = Path("tmp")  # ignored by git (.gitignore) and DVC (.dvcignore)
+
 
 @dataclass(frozen=True)
 class DatasetPaths:
@@ -21,6 +23,11 @@ class DatasetPaths:
     @property
     def _fold_folder(self) -> str:
         return "" if self.fold is None else f"fold{self.fold}"
+
+    @property
+    def _scratch_name(self) -> str:
+        """Side by side, never nested: removing one model's scratch leaves the folds' alone."""
+        return self.name if self.fold is None else f"{self.name}-{self._fold_folder}"
 
     @property
     def source_fingerprint(self) -> Path:
@@ -66,6 +73,16 @@ class DatasetPaths:
     @property
     def dvclive(self) -> Path:
         return Path("dvclive") / self.name / self._fold_folder
+
+    @property
+    def train_backup(self) -> Path:
+        """Scratch state of an unfinished train stage (git- and DVC-ignored, never an output)."""
+        return SCRATCH / "train_backup" / self._scratch_name
+
+    @property
+    def feature_cache(self) -> Path:
+        """Backbone features too large for the memory budget (git- and DVC-ignored scratch)."""
+        return SCRATCH / "features" / self._scratch_name
 
     @property
     def plots(self) -> Path:

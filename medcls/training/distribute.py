@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import tensorflow as tf
 
@@ -48,6 +49,16 @@ def is_chief(tf_config: Mapping | None = None) -> bool:
     if "chief" in config.get("cluster", {}):
         return task.get("type") == "chief"
     return task.get("type", "worker") == "worker" and task.get("index", 0) == 0
+
+
+def task_folder(folder: Path, tf_config: Mapping | None = None) -> Path:
+    """`folder` for this process's own scratch files; `<folder>-<type>-<index>` for a task of a
+    cluster, so that workers that share a disk (e.g. on one machine) never write the same files."""
+    config = _tf_config() if tf_config is None else tf_config
+    if "cluster" not in config:
+        return folder
+    task = config.get("task", {})
+    return folder.with_name(f"{folder.name}-{task.get('type', 'worker')}-{task.get('index', 0)}")
 
 
 def global_batch_size(per_replica: int, strategy: tf.distribute.Strategy) -> int:

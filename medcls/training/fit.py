@@ -3,12 +3,14 @@
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from medcls.model.classifier import split_at_backbone, unfreeze_top
+from medcls.training.resume import TrainingBackup
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,9 @@ def train(
     jit_compile: bool | str = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
     plain_train_ds: tf.data.Dataset | None = None,
+    backup: TrainingBackup | None = None,
+    feature_budget: float = math.inf,
+    spill_dir: Path | None = None,
 ) -> dict[str, dict]:
     """Run the phases in order (skipping those with 0 epochs); return a summary per phase name.
 
@@ -65,7 +70,10 @@ def train(
     A phase with `cache_features` runs the frozen backbone once over `plain_train_ds` (the training
     batches without augmentation) and `val_ds`, then fits only the head, which shares its layers
     with `model`, on those features: the backbone's forward pass, most of an epoch's time, is not
-    repeated every epoch.
+    repeated every epoch. Features beyond `feature_budget` bytes go to files in `spill_dir`.
+
+    With a `backup`, every epoch is backed up and a run started again after an interruption
+    skips the phases that finished and resumes the one in progress after its last finished epoch.
     """
     summaries, epoch = {}, 0
     best_auc, best_phase, best_weights = -math.inf, None, None
@@ -74,42 +82,15 @@ def train(
             continue
         if phase.unfreezes:
             unfreeze_top(model, fraction=phase.unfreeze_fraction, layers=phase.unfreeze_layers)
-        fitted, train_data, val_data = (
-            _on_cached_features(model, plain_train_ds, val_ds)
-            if phase.cache_features
-            else (model, train_ds, val_ds)
+        finished = backup.finished_phase(model, phase.name) if backup else None
+        summaries[phase.name] = finished or _fit_phase(
+            model, phase, epoch, train_ds, val_ds, plain_train_ds,
+            loss=loss, class_weight=class_weight, jit_compile=jit_compile, callbacks=callbacks,
+            backup=backup, feature_budget=feature_budget, spill_dir=spill_dir,
         )
-        fitted.compile(
-            optimizer=keras.optimizers.Adam(phase.learning_rate),
-            loss=loss,
-            metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
-            jit_compile=jit_compile,
-        )
-        early_stopping = keras.callbacks.EarlyStopping(
-            monitor="val_auc", mode="max", patience=phase.patience, restore_best_weights=True
-        )
-        history = fitted.fit(
-            train_data,
-            validation_data=val_data,
-            initial_epoch=epoch,
-            epochs=epoch + phase.epochs,
-            class_weight=class_weight,
-            shuffle=False,  # the dataset shuffles itself (see inputs.make_batches)
-            callbacks=[early_stopping, *callbacks],
-            verbose=2,
-        )
-        epoch += len(history.epoch)
-        best = early_stopping.best  # None or NaN if val AUC was never a number
-        phase_auc = math.nan if best is None else float(best)
-        summaries[phase.name] = {
-            "learning_rate": _learning_rate_used(fitted),
-            "epochs_run": len(history.epoch),
-            "trainable_weights": len(model.trainable_weights),
-            "trainable_params": sum(math.prod(weight.shape) for weight in model.trainable_weights),
-            "cached_features": phase.cache_features,
-            "early_stopping_val_auc": phase_auc if math.isfinite(phase_auc) else None,
-        }
-        if phase_auc > best_auc:
+        epoch += summaries[phase.name]["epochs_run"]
+        phase_auc = summaries[phase.name]["early_stopping_val_auc"]
+        if phase_auc is not None and phase_auc > best_auc:
             best_auc, best_phase, best_weights = phase_auc, phase.name, model.get_weights()
     if best_phase is not None and best_phase != list(summaries)[-1]:
         model.set_weights(best_weights)
@@ -118,8 +99,70 @@ def train(
     return summaries
 
 
+def _fit_phase(
+    model: keras.Model,
+    phase: Phase,
+    epoch: int,
+    train_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset,
+    plain_train_ds: tf.data.Dataset | None,
+    *,
+    loss: keras.losses.Loss,
+    class_weight: dict[int, float] | None,
+    jit_compile: bool | str,
+    callbacks: Sequence[keras.callbacks.Callback],
+    backup: TrainingBackup | None,
+    feature_budget: float,
+    spill_dir: Path | None,
+) -> dict:
+    """Train one phase from epoch `epoch` (or from its backup); return its summary."""
+    fitted, train_data, val_data = (
+        _on_cached_features(model, plain_train_ds, val_ds, feature_budget, spill_dir)
+        if phase.cache_features
+        else (model, train_ds, val_ds)
+    )
+    fitted.compile(
+        optimizer=keras.optimizers.Adam(phase.learning_rate),
+        loss=loss,
+        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+        jit_compile=jit_compile,
+    )
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_auc", mode="max", patience=phase.patience, restore_best_weights=True
+    )
+    resumed = backup.restore_epoch(fitted, phase.name) if backup else None
+    backing_up = [backup.epoch_callback(phase.name, early_stopping)] if backup else []
+    history = fitted.fit(
+        train_data,
+        validation_data=val_data,
+        initial_epoch=epoch if resumed is None else resumed,
+        epochs=epoch + phase.epochs,
+        class_weight=class_weight,
+        shuffle=False,  # the dataset shuffles itself (see inputs.make_batches)
+        callbacks=[early_stopping, *callbacks, *backing_up],
+        verbose=2,
+    )
+    best = early_stopping.best  # None or NaN if val AUC was never a number
+    phase_auc = math.nan if best is None else float(best)
+    summary = {
+        "learning_rate": _learning_rate_used(fitted),
+        "epochs_run": (history.epoch[-1] + 1 if history.epoch else resumed) - epoch,
+        "trainable_weights": len(model.trainable_weights),
+        "trainable_params": sum(math.prod(weight.shape) for weight in model.trainable_weights),
+        "cached_features": phase.cache_features,
+        "early_stopping_val_auc": phase_auc if math.isfinite(phase_auc) else None,
+    }
+    if backup:
+        backup.record_phase(model, phase.name, summary)
+    return summary
+
+
 def _on_cached_features(
-    model: keras.Model, train_ds: tf.data.Dataset | None, val_ds: tf.data.Dataset
+    model: keras.Model,
+    train_ds: tf.data.Dataset | None,
+    val_ds: tf.data.Dataset,
+    budget: float,
+    spill_dir: Path | None,
 ) -> tuple[keras.Model, tf.data.Dataset, tf.data.Dataset]:
     """The classifier's head and the backbone features of the train and val batches."""
     if train_ds is None:
@@ -127,28 +170,91 @@ def _on_cached_features(
             "cache_features: pass plain_train_ds, the training batches without augmentation"
         )
     extractor, head = split_at_backbone(model)
-    train_features = cached_features(extractor, train_ds, shuffle=True)
-    return head, train_features, cached_features(extractor, val_ds, shuffle=False)
+    spill = {split: spill_dir / f"{split}.features" if spill_dir else None for split in ("train", "val")}
+    train_features = cached_features(
+        extractor, train_ds, shuffle=True, budget=budget, spill_to=spill["train"]
+    )
+    val_features = cached_features(
+        extractor, val_ds, shuffle=False, budget=budget, spill_to=spill["val"]
+    )
+    return head, train_features, val_features
 
 
 def cached_features(
-    extractor: keras.Model, batches: tf.data.Dataset, *, shuffle: bool
+    extractor: keras.Model,
+    batches: tf.data.Dataset,
+    *,
+    shuffle: bool,
+    budget: float = math.inf,
+    spill_to: Path | None = None,
 ) -> tf.data.Dataset:
-    """One pass of `extractor` over (images, labels) batches, kept in memory as (features, labels)
-    batches of the same size, reshuffled every epoch when `shuffle`.
+    """One pass of `extractor` over (images, labels) batches, kept as (features, labels) batches of
+    the same size, reshuffled every epoch when `shuffle`.
 
+    The features stay in RAM while they fit `budget` bytes, else are written to the file `spill_to`
+    and read back from it by batch (the page cache keeps what fits): the same batches either way.
     The extractor is called directly rather than through `predict`, which under a distribution
     strategy would hand every replica the whole batch and return each output once per replica.
     """
     extract = tf.function(lambda images: extractor(images, training=False), reduce_retracing=True)
-    features, labels = [], []
+    store, labels = None, []
     for images, batch_labels in batches:
-        features.append(keras.ops.convert_to_numpy(extract(images)))
+        batch_features = keras.ops.convert_to_numpy(extract(images))
+        if store is None:
+            on_disk = spill_to is not None and batch_features.nbytes * len(batches) > budget
+            store = _FeatureFile(spill_to) if on_disk else _FeatureList()
+            batch_size = len(batch_features)
+        store.append(batch_features)
         labels.append(keras.ops.convert_to_numpy(batch_labels))
-    pairs = tf.data.Dataset.from_tensor_slices((np.concatenate(features), np.concatenate(labels)))
+    features, labels = store.array(), np.concatenate(labels)
+
+    def gather(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return features[indices], labels[indices]
+
+    order = tf.data.Dataset.range(len(labels))
     if shuffle:
-        pairs = pairs.shuffle(len(pairs), reshuffle_each_iteration=True)
-    return pairs.batch(len(features[0])).prefetch(tf.data.AUTOTUNE)
+        order = order.shuffle(len(labels), reshuffle_each_iteration=True)
+    dtypes = (tf.as_dtype(features.dtype), tf.as_dtype(labels.dtype))
+    shapes = ((None, *features.shape[1:]), (None, *labels.shape[1:]))
+    pairs = order.batch(batch_size).map(
+        lambda indices: tuple(
+            tf.ensure_shape(tensor, shape)
+            for tensor, shape in zip(tf.numpy_function(gather, [indices], dtypes), shapes, strict=True)
+        )
+    )
+    return pairs.prefetch(tf.data.AUTOTUNE)
+
+
+class _FeatureList:
+    """Feature batches in RAM."""
+
+    def __init__(self) -> None:
+        self.batches: list[np.ndarray] = []
+
+    def append(self, batch: np.ndarray) -> None:
+        self.batches.append(batch)
+
+    def array(self) -> np.ndarray:
+        return np.concatenate(self.batches)
+
+
+class _FeatureFile:
+    """Feature batches appended to a file, read back as a read-only memory map."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.stream, self.rows, self.row = path, path.open("wb"), 0, None
+
+    def append(self, batch: np.ndarray) -> None:
+        self.stream.write(np.ascontiguousarray(batch).tobytes())
+        self.rows += len(batch)
+        self.row = (batch.dtype, batch.shape[1:])
+
+    def array(self) -> np.ndarray:
+        self.stream.close()
+        dtype, shape = self.row
+        print(f"features of {self.rows} images on disk: {self.path}")
+        return np.memmap(self.path, dtype=dtype, mode="r", shape=(self.rows, *shape))
 
 
 def _learning_rate_used(model: keras.Model) -> float:

@@ -3,12 +3,50 @@
 Images stay float32 in 0..255 all the way to the model, which preprocesses them itself.
 """
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from medcls.images import tfrecords
+
 SHUFFLE_BUFFER = 8192  # holds either training split whole, so shuffling is a true permutation
+STREAM_BUFFER = 4096  # records (PNG bytes) shuffled while streaming: about 60 MB at 224 px
+
+
+def memory_budget(fraction: float) -> int:
+    """`fraction` of this machine's physical memory, in bytes: what in-RAM caches may hold."""
+    return int(fraction * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def split_batches(
+    tfrecord_dir: Path,
+    split: str,
+    *,
+    batch_size: int,
+    image_size: int,
+    budget: int,
+    augmenter: keras.Sequential | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> tf.data.Dataset:
+    """The batches of one split: its decoded images cached in RAM while they fit `budget` bytes,
+    else read from the shards every epoch, so memory does not grow with the dataset.
+
+    Without `shuffle` both give the same batches. With it, the cache is shuffled as a whole
+    (a buffer of up to SHUFFLE_BUFFER images) and the stream by shard order and a bounded buffer
+    (`tfrecords.stream_split`): both seeded and reshuffled every epoch, but different orders.
+    """
+    records = tfrecords.read_split(tfrecord_dir, split)
+    cached = len(records) * image_size * image_size * 3 <= budget
+    if shuffle and not cached:
+        records = tfrecords.stream_split(tfrecord_dir, split, seed=seed, buffer=STREAM_BUFFER)
+        shuffle = False  # done by the stream
+    return make_batches(
+        records, batch_size=batch_size, augmenter=augmenter, shuffle=shuffle, seed=seed, cache=cached
+    )
 
 
 def make_batches(
