@@ -3,12 +3,11 @@
 `python -m stages.train <dataset> <fold>` trains one cross-validation fold's model instead (the
 train_fold stage): on the train and val images of every other fold, validated on its own.
 
-Runs on one device, on several GPUs or on several machines (see `medcls.training.distribute`); the same
-command on every machine of a cluster, only the chief writes the outputs. Every epoch is backed up
+Runs on one device or on several GPUs (see `medcls.training.distribute`; several machines are
+refused, Keras 3 cannot train on them). Every epoch is backed up
 (`medcls.training.resume`): a killed run started again continues after its last finished epoch.
 """
 
-import contextlib
 import shutil
 import time
 from collections.abc import Callable
@@ -99,14 +98,11 @@ def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
     planned = planned_phases(schedule, params.lr, params.fine_tune_lr)
     caching = any(phase.cache_features for phase in planned)
     plain_batches = batches("train", shuffle=True, seed=seed) if caching else None
-    chief = distribute.is_chief()
-    backup = resume.TrainingBackup(
-        distribute.task_folder(paths.train_backup), _inputs_fingerprint(params, dataset, paths)
-    )
-    spill_dir = distribute.task_folder(paths.feature_cache)
+    backup = resume.TrainingBackup(paths.train_backup, _inputs_fingerprint(params, dataset, paths))
+    spill_dir = paths.feature_cache
 
     live_dir = backup.folder / "dvclive"  # moved into place at the end; resumed with the backup
-    with strategy.scope(), _live(live_dir, chief, backup.resuming) as live:
+    with strategy.scope(), _live(live_dir, backup.resuming) as live:
         model = classifier.build_classifier(
             dataset.backbone, dataset.head, dataset.image_size, seed=seed
         )
@@ -118,16 +114,13 @@ def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
             loss=losses.make_loss(dataset.loss),
             class_weight=losses.class_weights(labels, dataset.class_weight),
             jit_compile=schedule.jit_compile,
-            callbacks=[DVCLiveCallback(live=live)] if chief else [],
+            callbacks=[DVCLiveCallback(live=live)],
             plain_train_ds=plain_batches,
             backup=backup,
             feature_budget=budget,
             spill_dir=spill_dir,
         )
     shutil.rmtree(spill_dir, ignore_errors=True)
-    if not chief:
-        backup.remove()
-        return
     paths.model.parent.mkdir(parents=True, exist_ok=True)
     model.save(paths.model)
     shutil.rmtree(paths.dvclive, ignore_errors=True)
@@ -158,13 +151,11 @@ def _inputs_fingerprint(params: Params, dataset: DatasetParams, paths: DatasetPa
     }
 
 
-def _live(folder: Path, chief: bool, resuming: bool) -> contextlib.AbstractContextManager:
-    """DVCLive on the chief; nothing on the other workers of a cluster. Used as a context manager, so
-    the callback's `end()` after each phase's `fit` is deferred to the end of training. A resumed
-    run appends to the curves logged before the interruption (DVC deletes the stage's outputs
-    before it runs the stage again, so they are logged in the backup's folder)."""
-    if not chief:
-        return contextlib.nullcontext()
+def _live(folder: Path, resuming: bool) -> Live:
+    """DVCLive, used as a context manager, so the callback's `end()` after each phase's `fit` is
+    deferred to the end of training. A resumed run appends to the curves logged before the
+    interruption (DVC deletes the stage's outputs before it runs the stage again, so they are
+    logged in the backup's folder)."""
     return Live(str(folder), dvcyaml=None, report=None, resume=resuming)
 
 

@@ -1,4 +1,4 @@
-"""Strategy choice, chief election, and real training under MirroredStrategy on two CPU replicas.
+"""Strategy choice and real training under MirroredStrategy on two CPU replicas.
 
 The MirroredStrategy run needs two logical CPU devices, which can only be configured before
 TensorFlow starts, so it runs in a fresh interpreter: `python -m tests.test_distribution`.
@@ -44,25 +44,6 @@ def task(cluster: dict, kind: str, index: int = 0) -> dict:
 )
 def test_strategy_kind_follows_the_cluster_then_the_gpus(tf_config, gpus, kind):
     assert distribute.strategy_kind(tf_config, gpus) == kind
-
-
-@pytest.mark.parametrize(
-    "tf_config, chief",
-    [
-        ({}, True),
-        (task(WORKERS, "worker", 0), True),
-        (task(WORKERS, "worker", 1), False),
-        (task(CHIEF_AND_WORKER, "chief"), True),
-        (task(CHIEF_AND_WORKER, "worker"), False),
-    ],
-)
-def test_only_the_chief_writes(tf_config, chief):
-    assert distribute.is_chief(tf_config) is chief
-
-
-def test_without_tf_config_this_process_is_the_chief(monkeypatch):
-    monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert distribute.is_chief()
 
 
 def test_datasets_are_sharded_by_element():

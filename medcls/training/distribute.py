@@ -1,8 +1,12 @@
-"""Data-parallel training: one strategy for one device, several GPUs, or several machines.
+"""Data-parallel training: one strategy for one device or several GPUs.
 
-The train stage runs unchanged everywhere: `choose_strategy` reads the machine (GPUs) and the
-`TF_CONFIG` environment variable (the cluster), the model is built and compiled in the strategy's
-scope, each step's batch is split across the replicas, and only the chief writes outputs.
+The train stage runs unchanged on one device or several GPUs: `choose_strategy` reads the machine
+(GPUs), the model is built and compiled in the strategy's scope and each step's batch is split across
+the replicas.
+
+Several machines (a `TF_CONFIG` cluster) are refused: Keras 3's `fit` cannot run under
+MultiWorkerMirroredStrategy (see `MultiWorkerUnsupportedError`), as `tests/test_multi_worker.py`
+shows with two real worker processes.
 """
 
 from __future__ import annotations
@@ -10,11 +14,19 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import tensorflow as tf
 
+from medcls.pipeline.errors import PipelineError
+
 SINGLE, MIRRORED, MULTI_WORKER = "single", "mirrored", "multi_worker"
+
+
+class MultiWorkerUnsupportedError(PipelineError):
+    """A cluster in TF_CONFIG. Keras 3's `fit` fails under MultiWorkerMirroredStrategy (3.15 with
+    TensorFlow 2.20, run on two processes): it reduces a whole input batch, a tuple the collective
+    reduce cannot take, then every step's scalar logs with `axis=0` (tensorflow/tensorflow#72388).
+    Refused before any work rather than failing in Keras' train step."""
 
 
 def _tf_config() -> Mapping:
@@ -35,30 +47,14 @@ def choose_strategy() -> tf.distribute.Strategy:
     multi-worker strategy must be created before TensorFlow initialises its runtime)."""
     kind = strategy_kind(_tf_config(), len(tf.config.list_physical_devices("GPU")))
     if kind == MULTI_WORKER:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        raise MultiWorkerUnsupportedError(
+            "TF_CONFIG describes a cluster of several machines, but Keras 3 cannot train with "
+            "MultiWorkerMirroredStrategy (tensorflow/tensorflow#72388); unset TF_CONFIG and train "
+            "on one machine (its GPUs are all used)"
+        )
     if kind == MIRRORED:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
-
-
-def is_chief(tf_config: Mapping | None = None) -> bool:
-    """Whether this process writes the outputs: the "chief" task of a cluster that has one, else
-    worker 0; without a cluster, always."""
-    config = _tf_config() if tf_config is None else tf_config
-    task = config.get("task", {})
-    if "chief" in config.get("cluster", {}):
-        return task.get("type") == "chief"
-    return task.get("type", "worker") == "worker" and task.get("index", 0) == 0
-
-
-def task_folder(folder: Path, tf_config: Mapping | None = None) -> Path:
-    """`folder` for this process's own scratch files; `<folder>-<type>-<index>` for a task of a
-    cluster, so that workers that share a disk (e.g. on one machine) never write the same files."""
-    config = _tf_config() if tf_config is None else tf_config
-    if "cluster" not in config:
-        return folder
-    task = config.get("task", {})
-    return folder.with_name(f"{folder.name}-{task.get('type', 'worker')}-{task.get('index', 0)}")
 
 
 def global_batch_size(per_replica: int, strategy: tf.distribute.Strategy) -> int:
