@@ -91,6 +91,12 @@ def test_single_class_split_has_null_auc_and_valid_json():
     json.dumps({**result, **intervals}, allow_nan=False)
 
 
+def test_perfect_ranking_has_pr_auc_1_not_a_rounding_error_above():
+    labels = np.repeat([0, 1], 43)  # 43 positives: sklearn's sum of recall steps is 1 + 2e-16
+    document = metrics.binary_metrics(labels, np.linspace(0, 1, 86), threshold=0.5)
+    assert document["pr_auc"] == 1.0
+
+
 def test_precision_without_predicted_positives_is_null():
     result = metrics.binary_metrics([0, 1], [0.2, 0.4], 0.9)
     assert result["precision"] is None

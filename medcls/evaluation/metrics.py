@@ -177,7 +177,8 @@ def roc_auc(y_true: ArrayLike, y_prob: ArrayLike) -> float | None:
 def binary_metrics(y_true: ArrayLike, y_prob: ArrayLike, threshold: float) -> dict:
     """Confusion counts at `threshold`, the rates derived from them, and threshold-free scores.
 
-    pr_auc is the average precision (None without positives); brier and ece use all rows.
+    pr_auc is the average precision (None without positives), at most 1: summed over recall steps,
+    it can exceed 1 by a rounding error when every positive ranks first; brier and ece use all rows.
     """
     y_true, y_prob = checked_arrays(y_true, y_prob)
     predicted = predict_positive(y_prob, threshold).astype(int)
@@ -187,7 +188,7 @@ def binary_metrics(y_true: ArrayLike, y_prob: ArrayLike, threshold: float) -> di
         **counts,
         **rates_from_counts(**counts),
         "auc": roc_auc(y_true, y_prob),
-        "pr_auc": float(average_precision_score(y_true, y_prob)) if tp + fn else None,
+        "pr_auc": min(1.0, float(average_precision_score(y_true, y_prob))) if tp + fn else None,
         "brier": float(brier_score_loss(y_true, y_prob)),
         "ece": expected_calibration_error(y_true, y_prob),
     }
