@@ -143,6 +143,14 @@ def test_bootstrap_auc_matches_sklearn_on_the_same_resamples():
     assert intervals["auc_ci95"] == pytest.approx(list(np.percentile(reference, [2.5, 97.5])))
 
 
+def test_bootstrap_in_chunks_gives_the_intervals_of_one_matrix(monkeypatch):
+    labels, probs = synthetic(300, seed=6)
+    whole = metrics.bootstrap_ci(labels, probs, 0.5, n_resamples=500, seed=1)
+    monkeypatch.setattr(metrics, "RESAMPLE_CELLS", 300 * 7)  # chunks of 7 resamples, 500 = 71*7 + 3
+    assert len(list(metrics.resample_counts(np.random.default_rng(0), 300, 500))) == 72
+    assert metrics.bootstrap_ci(labels, probs, 0.5, n_resamples=500, seed=1) == whole
+
+
 def test_bootstrap_interval_narrows_with_more_data():
     def width(n: int) -> float:
         intervals = metrics.bootstrap_ci(*synthetic(n, seed=4), 0.5, n_resamples=300, seed=0)

@@ -59,9 +59,10 @@ def paired_auc_difference(
     y_true, prob_new = checked_arrays(y_true, prob_new)
     _, prob_old = checked_arrays(y_true, prob_old)
     auc_new, auc_old = roc_auc(y_true, prob_new), roc_auc(y_true, prob_old)
-    rng = np.random.default_rng(seed)
-    weights = resample_weights(rng, y_true.size, n_resamples, groups)
-    resampled = weighted_aucs(weights, y_true, prob_new) - weighted_aucs(weights, y_true, prob_old)
+    weights = resample_weights(np.random.default_rng(seed), y_true.size, n_resamples, groups)
+    resampled = np.concatenate(
+        [weighted_aucs(w, y_true, prob_new) - weighted_aucs(w, y_true, prob_old) for w in weights]
+    )
     units = "images" if groups is None else f"groups ({y_true.size} images)"
     count = y_true.size if groups is None else pd.unique(np.asarray(groups)).size
     return {

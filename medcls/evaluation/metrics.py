@@ -197,26 +197,41 @@ def binary_metrics(y_true: ArrayLike, y_prob: ArrayLike, threshold: float) -> di
 # --- bootstrap -------------------------------------------------------------------------------
 
 
-def resample_counts(rng: np.random.Generator, n_rows: int, n_resamples: int) -> np.ndarray:
-    """(resamples, rows) matrix: how often each row is drawn, with replacement, in each resample."""
-    draws = rng.integers(0, n_rows, size=(n_resamples, n_rows))
-    flat = draws + n_rows * np.arange(n_resamples)[:, None]
-    return np.bincount(flat.ravel(), minlength=n_resamples * n_rows).reshape(n_resamples, n_rows)
+# Resamples x rows held at once: the AUC of a chunk takes about ten such matrices (~16 MB each),
+# so the bootstrap's memory stays flat however many images a split has (1000 resamples of
+# 15,000 test images took 1.2 GB at once).
+RESAMPLE_CELLS = 2_000_000
+
+
+def resample_counts(
+    rng: np.random.Generator, n_rows: int, n_resamples: int, row_width: int | None = None
+) -> Iterator[np.ndarray]:
+    """(resamples, rows) matrices, a chunk of resamples at a time: how often each row is drawn, with
+    replacement, in each resample. The chunks hold the very draws of one whole matrix. Chunks are
+    sized for resamples `row_width` wide (default `n_rows`), the width the caller expands them to."""
+    chunk = max(1, RESAMPLE_CELLS // (row_width or n_rows))
+    for start in range(0, n_resamples, chunk):
+        count = min(chunk, n_resamples - start)
+        draws = rng.integers(0, n_rows, size=(count, n_rows))
+        flat = draws + n_rows * np.arange(count)[:, None]
+        yield np.bincount(flat.ravel(), minlength=count * n_rows).reshape(count, n_rows)
 
 
 def resample_weights(
     rng: np.random.Generator, n_rows: int, n_resamples: int, groups: ArrayLike | None = None
-) -> np.ndarray:
-    """(resamples, rows) bootstrap weights: rows drawn with replacement, or with `groups` (one id
-    per row) whole groups drawn with replacement (cluster bootstrap), each row weighing as often as
-    its group was drawn. Images of one patient are not independent; resampling them one by one
-    would make an interval too narrow."""
+) -> Iterator[np.ndarray]:
+    """(resamples, rows) bootstrap weights, a chunk of resamples at a time: rows drawn with
+    replacement, or with `groups` (one id per row) whole groups drawn with replacement (cluster
+    bootstrap), each row weighing as often as its group was drawn. Images of one patient are not
+    independent; resampling them one by one would make an interval too narrow."""
     if groups is None:
-        return resample_counts(rng, n_rows, n_resamples)
+        yield from resample_counts(rng, n_rows, n_resamples)
+        return
     codes, unique = pd.factorize(np.asarray(groups))
     if codes.size != n_rows:
         raise ValueError(f"need one group per row; got {codes.size} groups for {n_rows} rows")
-    return resample_counts(rng, unique.size, n_resamples)[:, codes]
+    for counts in resample_counts(rng, unique.size, n_resamples, row_width=n_rows):
+        yield counts[:, codes]
 
 
 def weighted_aucs(weights: np.ndarray, y_true: np.ndarray, y_prob: np.ndarray) -> np.ndarray:
@@ -261,12 +276,14 @@ def bootstrap_ci(
     with no usable resample is [None, None].
     """
     y_true, y_prob = checked_arrays(y_true, y_prob)
-    weights = resample_weights(np.random.default_rng(seed), y_true.size, n_resamples, groups)
     correct = predict_positive(y_prob, threshold) == (y_true == 1)
-    drawn = weights.sum(axis=1)
+    aucs, accuracies = [], []
+    for weights in resample_weights(np.random.default_rng(seed), y_true.size, n_resamples, groups):
+        aucs.append(weighted_aucs(weights, y_true, y_prob))
+        accuracies.append(weights @ correct / weights.sum(axis=1))
     return {
-        "auc_ci95": percentile_interval(weighted_aucs(weights, y_true, y_prob), level),
-        "accuracy_ci95": percentile_interval(weights @ correct / drawn, level),
+        "auc_ci95": percentile_interval(np.concatenate(aucs), level),
+        "accuracy_ci95": percentile_interval(np.concatenate(accuracies), level),
     }
 
 
