@@ -99,7 +99,9 @@ def run_predict(arguments: argparse.Namespace) -> int:
     if warning:
         print(warning, file=sys.stderr)
 
-    predictions, failures, prepared = predictor.predict_files(images, masks)
+    predictions, failures, prepared = predictor.predict_files(
+        images, masks, keep_inputs=bool(arguments.explain)
+    )
     for failure in failures:
         print(f"skipped {failure.path}: {failure.error}", file=sys.stderr)
     if arguments.json:

@@ -203,25 +203,34 @@ class Predictor:
         return Prediction(path, probability, label, self.classes[label])
 
     def predict_files(
-        self, images: Sequence[Path], masks: Sequence[tuple[Path, ...]]
+        self, images: Sequence[Path], masks: Sequence[tuple[Path, ...]], *, keep_inputs: bool = True
     ) -> tuple[list[Prediction], list[Failure], np.ndarray]:
         """Predictions for the readable images, failures for the rest, and the prepared inputs of
-        the predicted ones (for explanations), each in input order."""
-        prepared, kept, failures = [], [], []
-        for image, image_masks in zip(images, masks, strict=True):
-            try:
-                prepared.append(self.prepare(image, image_masks))
-                kept.append(image)
-            except (OSError, ValueError, cv2.error) as error:
-                failures.append(Failure(image, _one_line(error)))
-        if not prepared:
-            return [], failures, np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
-        inputs = np.stack(prepared)
-        predictions = [
-            self.decide(path, float(probability))
-            for path, probability in zip(kept, self.probabilities(inputs), strict=True)
-        ]
-        return predictions, failures, inputs
+        the predicted ones (for explanations; empty unless `keep_inputs`), each in input order.
+
+        Images are prepared and scored BATCH_SIZE at a time, so without `keep_inputs` memory does
+        not grow with their number."""
+        predictions, failures, inputs = [], [], []
+        pairs = list(zip(images, masks, strict=True))
+        for start in range(0, len(pairs), BATCH_SIZE):
+            prepared, kept = [], []
+            for image, image_masks in pairs[start : start + BATCH_SIZE]:
+                try:
+                    prepared.append(self.prepare(image, image_masks))
+                    kept.append(image)
+                except (OSError, ValueError, cv2.error) as error:
+                    failures.append(Failure(image, _one_line(error)))
+            if not prepared:
+                continue
+            batch = np.stack(prepared)
+            predictions += [
+                self.decide(path, float(probability))
+                for path, probability in zip(kept, self.probabilities(batch), strict=True)
+            ]
+            if keep_inputs:
+                inputs.append(batch)
+        empty = np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
+        return predictions, failures, np.concatenate(inputs) if inputs else empty
 
 
 def _one_line(error: BaseException) -> str:

@@ -182,3 +182,15 @@ def test_cli_skips_an_image_whose_mask_has_another_size(in_project, capsys, scal
         f"skipped {image}: the mask is {round(width * scale)}x{round(height * scale)} pixels but "
         f"the image is {width}x{height}: a lesion mask must have its image's size\n"
     )
+
+
+def test_predictions_in_batches_match_one_batch_and_keep_no_inputs(in_project, monkeypatch):
+    predictor = predict.Predictor.for_dataset("bus_uc", config.load())
+    images = [UNDECODABLE, *(Path(image) for image in good_images())]
+    masks = [(Path(mask),) for mask in masks_of([str(image) for image in images])]
+    whole, whole_failures, _ = predictor.predict_files(images, masks)
+    monkeypatch.setattr(predict, "BATCH_SIZE", 2)  # several batches, the first with a failure
+    batched, failures, inputs = predictor.predict_files(images, masks, keep_inputs=False)
+    assert [p.path for p in batched] == [p.path for p in whole] and failures == whole_failures
+    assert [p.probability for p in batched] == pytest.approx([p.probability for p in whole], abs=1e-6)
+    assert len(inputs) == 0
