@@ -1,5 +1,10 @@
 """The train stage survives a SIGKILL: started again, it continues after the last finished epoch of
-the phase it was in, skips the phases that finished, and removes its backup once done.
+the phase it was in, skips the phases that finished (kept exactly as an uninterrupted run ends
+them), and removes its backup once done.
+
+The resumed phase itself is not bitwise that of an uninterrupted run: the backup holds weights,
+optimizer and early stopping, not the random state of the input pipeline (shuffle order,
+augmentation) nor of dropout, which continue from their start instead of from the epoch.
 
 The stage runs as `python -m stages.train` in a tiny project (generated chest X-rays, a small CNN).
 The kill is made deterministic by a wrapper that sends SIGKILL to its own process at the start of a
@@ -86,8 +91,18 @@ def project(tmp_path_factory) -> Path:
     return make_project(tmp_path_factory.mktemp("resume") / "project")
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(project) -> dict:
+    """The phase summaries of a run that nothing interrupts."""
+    result = run(project, "-m", "stages.train", NAME)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads((project / PATHS.metrics("train")).read_text())["phases"]
+
+
 @pytest.mark.parametrize("phase, kill_at", [("frozen", 2), ("fine_tune", 5)])
-def test_a_killed_train_stage_resumes_after_its_last_finished_epoch(project, phase, kill_at):
+def test_a_killed_train_stage_resumes_after_its_last_finished_epoch(
+    project, uninterrupted, phase, kill_at
+):
     backup = project / PATHS.train_backup
     (project / PATHS.model).unlink(missing_ok=True)  # as `dvc repro` does before it runs the stage
     killed = run(project, "-c", KILLING_TRAIN, phase, str(kill_at))
@@ -97,13 +112,14 @@ def test_a_killed_train_stage_resumes_after_its_last_finished_epoch(project, pha
 
     resumed = run(project, "-m", "stages.train", NAME)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    summary = json.loads((project / PATHS.metrics("train")).read_text())["phases"]
     assert f"{phase}: resuming after epoch {kill_at} from {PATHS.train_backup}" in resumed.stdout
-    if phase == "fine_tune":
+    if phase == "fine_tune":  # the finished phase is kept as it was (training is deterministic)
         assert f"frozen: finished before the interruption, restored from {PATHS.train_backup}" in (
             resumed.stdout
         )
+        assert summary["frozen"] == uninterrupted["frozen"]
     assert f"Epoch {kill_at + 1}/" in resumed.stdout and f"Epoch {kill_at}/" not in resumed.stdout
-    summary = json.loads((project / PATHS.metrics("train")).read_text())["phases"]
     assert [summary[name]["epochs_run"] for name in ("frozen", "fine_tune")] == [4, 2]
     assert logged_steps(project) == list(range(6))  # one continuous history across the kill
     assert (project / PATHS.model).is_file()
