@@ -37,19 +37,32 @@ UP_TO_DATE_SECONDS = 60  # a rerun that only checks stages; it keeps the earlier
 
 def resolved_profile(datasets: list[str] | None) -> dict:
     """The profile with its relative data and weights paths made absolute (they are relative to the
-    project root) and, when asked, only some of its datasets."""
+    project root) and, when asked, only some of its datasets (with the test-only datasets they are
+    evaluated on)."""
     params = YAML(typ="safe", pure=True).load(PROFILE.read_text())
     if datasets:
         unknown = sorted(set(datasets) - set(params["datasets"]))
         if unknown:
             sys.exit(f"error: {unknown} not in {PROFILE.name}; it has {list(params['datasets'])}")
-        params["datasets"] = {name: params["datasets"][name] for name in datasets}
-        params["trained"] = list(datasets)
+        external = [
+            other
+            for name in datasets
+            for other in params["datasets"][name].get("evaluate", {}).get("external", [])
+        ]
+        params["datasets"] = {
+            name: dataset for name, dataset in params["datasets"].items() if name in {*datasets, *external}
+        }
     for dataset in params["datasets"].values():
         dataset["source"] = str((PROJECT / dataset["source"]).resolve())
-        if "path" in dataset["backbone"]:
+        if "path" in dataset.get("backbone", {}):
             dataset["backbone"]["path"] = str((PROJECT / dataset["backbone"]["path"]).resolve())
+    params["trained"] = trained(params)
     return params
+
+
+def trained(params: dict) -> list[str]:
+    """The datasets with a model: every one that is not only tested on."""
+    return [name for name, dataset in params["datasets"].items() if not dataset.get("test_only")]
 
 
 def prepare(workspace: Path, params: dict) -> None:
@@ -87,6 +100,15 @@ def _number(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
+def _external(scores: dict) -> str:
+    """Each external test set's AUC with its (patient-grouped) interval, or "–"."""
+    external = scores.get("external", {})
+    return "; ".join(
+        f"{other}: {_number(split['auc'])} {_interval(split['auc_ci95'])}"
+        for other, split in sorted(external.items())
+    ) or "–"
+
+
 def _paired(document: dict) -> str:
     """The model − baseline test AUC difference with its interval and verdict, or "–"."""
     pair = document.get("versus_baseline", {}).get("test")
@@ -103,12 +125,13 @@ def table(workspace: Path, params: dict) -> str:
     the paired model − baseline AUC difference on the classifier's row."""
     lines = [
         "| dataset | backbone | model | test AUC [95 % CI] | sensitivity | specificity | accuracy "
-        "| model − baseline AUC (paired) | train stage | whole pipeline |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model − baseline AUC (paired) | external test AUC [95 % CI] | train stage | whole pipeline |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     timings_file = workspace / TIMINGS
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
-    for name, dataset in params["datasets"].items():
+    for name in trained(params):
+        dataset = params["datasets"][name]
         metrics_file = workspace / "metrics" / f"{name}.json"
         if not metrics_file.exists():
             continue
@@ -126,7 +149,8 @@ def table(workspace: Path, params: dict) -> str:
             lines.append(
                 f"| {name} | {backbone} | {model} | {_number(test['auc'])} {_interval(test['auc_ci95'])}"
                 f" | {_number(test['sensitivity'])} | {_number(test['specificity'])}"
-                f" | {_number(test['accuracy'])} | {paired} | {train_time} | {pipeline_time} |"
+                f" | {_number(test['accuracy'])} | {paired} | {_external(scores)}"
+                f" | {train_time} | {pipeline_time} |"
             )
     return "\n".join(lines)
 
@@ -147,9 +171,9 @@ def main() -> None:
         if existing.exists():  # keep datasets of earlier runs so their results stay in the table
             earlier = YAML(typ="safe", pure=True).load(existing.read_text())["datasets"]
             params["datasets"] = earlier | params["datasets"]
-            params["trained"] = list(params["datasets"])
+            params["trained"] = trained(params)
         prepare(workspace, params)
-        reproduce(workspace, args.datasets or list(params["datasets"]))
+        reproduce(workspace, [name for name in args.datasets or params["trained"] if name in params["trained"]])
     print(table(workspace, params))
 
 
