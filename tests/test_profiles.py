@@ -12,8 +12,10 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 def test_offline_profile_is_valid_and_names_busi_apart_from_bus_uc():
     params = config.load(PROJECT / "profiles" / "offline-shared.yaml")
-    assert set(params.datasets) == {"busi", "chest_xray", "chest_xray_vgg16"}
+    assert set(params.datasets) == {"busi", "chest_xray", "chest_xray_vgg16", "bus_uclm_dev"}
     assert params.datasets["busi"].layout == "busi"
+    assert params.datasets["bus_uclm_dev"].test_only
+    assert params.datasets["busi"].evaluate.external == ["bus_uclm_dev"]
     assert params.datasets["chest_xray_vgg16"].backbone == config.ApplicationBackbone(
         name="vgg16", weights="none"
     )
@@ -22,7 +24,8 @@ def test_offline_profile_is_valid_and_names_busi_apart_from_bus_uc():
 def test_benchmark_makes_profile_paths_absolute_and_selects_datasets():
     params = real_data.resolved_profile(["busi"])
     busi = params["datasets"]["busi"]
-    assert list(params["datasets"]) == ["busi"]
+    assert list(params["datasets"]) == ["busi", "bus_uclm_dev"]  # with the set it is tested on
+    assert params["trained"] == ["busi"]
     # Compared resolved: ../shared may be a symbolic link.
     assert Path(busi["source"]) == (PROJECT.parent / "shared" / "data" / "busi").resolve()
     assert Path(busi["backbone"]["path"]).is_absolute()

@@ -61,7 +61,7 @@ def make_project(folder: Path, images_per_shard: int = 8, **train_changes) -> Pa
     dataset["train"] |= SCHEDULE | train_changes
     dataset["augment"] = {"flip_horizontal": True}
     dataset["evaluate"] |= {"bootstrap": 0, "baseline": False}
-    params |= {"workers": 1, "datasets": {NAME: dataset}}
+    params |= {"workers": 1, "datasets": {NAME: dataset}, "trained": [NAME]}
     folder.mkdir(parents=True)
     with (folder / "params.yaml").open("w") as stream:
         YAML().dump(params, stream)
