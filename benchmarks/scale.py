@@ -106,6 +106,7 @@ def write_images(raw: Path, count: int, px: int) -> None:
 def make_project(folder: Path, count: int, px: int) -> None:
     params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
     params["datasets"] = {NAME: DATASET | {"image_size": px}}
+    params["trained"] = [NAME]
     folder.mkdir(parents=True)
     with (folder / "params.yaml").open("w") as stream:
         YAML().dump(params, stream)
