@@ -213,6 +213,18 @@ def test_a_missing_folder_is_refused(tmp_path) -> None:
         read_split(tmp_path / "busi", "train")
 
 
+def test_damaged_external_records_name_the_external_stage(written, tmp_path) -> None:
+    """Another dataset's images prepared for busi's model are written by external@busi, not by
+    a roi stage (there is no roi@bus_uclm_dev)."""
+    out = tmp_path / "data" / "external" / "busi" / "bus_uclm_dev"
+    shutil.copytree(written[1][0], out)
+    _truncate_a_shard(out)
+    with pytest.raises(IncompleteRecordsError) as raised:
+        read_split(out, "train")
+    assert "the external stage's output" in str(raised.value)
+    assert "run `dvc repro external@busi`" in str(raised.value)
+
+
 def test_colours_survive_the_round_trip(tmp_path: Path) -> None:
     red = np.zeros((8, 8, 3), np.uint8)
     red[..., 0] = 200

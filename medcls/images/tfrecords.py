@@ -27,6 +27,7 @@ from medcls.images.decode import mask_paths_of
 from medcls.images.parallel import ordered_starmap
 from medcls.images.roi import prepare_file_png
 from medcls.pipeline.errors import PipelineError
+from medcls.pipeline.paths import stage_writing_records
 
 INDEX = "index.json"
 
@@ -256,7 +257,8 @@ def _unreadable(tfrecord_dir: Path, error: tf.errors.OpError) -> IncompleteRecor
 
 
 def _incomplete(tfrecord_dir: Path, problem: str) -> IncompleteRecordsError:
+    stage = stage_writing_records(tfrecord_dir)
     return IncompleteRecordsError(
-        f"{tfrecord_dir}: {problem}: the roi stage's output is missing, incomplete or damaged; "
-        f"run `dvc repro roi@{Path(tfrecord_dir).name}` to write it again"
+        f"{tfrecord_dir}: {problem}: the {stage.partition('@')[0]} stage's output is missing, "
+        f"incomplete or damaged; run `dvc repro {stage}` to write it again"
     )

@@ -97,3 +97,13 @@ class DatasetPaths:
         (`metrics/<name>_fold<i>_train.json` for a fold's training)."""
         owner = "_".join(filter(None, (self.name, self._fold_folder)))
         return Path("metrics") / (f"{owner}_{stage}.json" if stage else f"{self.name}.json")
+
+
+def stage_writing_records(records: Path) -> str:
+    """The DVC stage that writes a TFRecord folder, for the message that says how to rebuild it:
+    `external@<name>` for another dataset prepared for model <name> (data/external/<name>/<other>),
+    `roi@<name>` for a dataset's own (data/tfrecords/<name>)."""
+    records = Path(records)
+    if records.parent.parent.parts[-2:] == DatasetPaths("").external.parts:
+        return f"external@{records.parent.name}"
+    return f"roi@{records.name}"
