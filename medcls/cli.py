@@ -110,14 +110,18 @@ def run_predict(arguments: argparse.Namespace) -> int:
         for line in predict.format_lines(predictions, predictor.threshold):
             print(line)
     if arguments.explain and predictions:
+        import numpy as np
+
         from medcls.evaluation import gradcam  # matplotlib and Grad-CAM only when asked for
 
         titles = [
             f"{prediction.path.name}\n{prediction.class_name}, p = {prediction.probability:.3f}"
             for prediction in predictions
         ]
+        decisions = np.array([prediction.label == 1 for prediction in predictions])
         gradcam.save_image_overlays(
-            predictor.models, prepared, titles, predictor.threshold, arguments.explain
+            predictor.models, prepared, titles, predictor.threshold, arguments.explain,
+            decisions=decisions,
         )
         print(f"Grad-CAM overlays written to {arguments.explain}", file=sys.stderr)
     return 1 if failures else 0

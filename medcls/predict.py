@@ -1,8 +1,10 @@
 """Classify image files with a trained model, prepared exactly as the pipeline prepared its TFRecords.
 
 Every image goes through `medcls.images.roi.prepare_file` with the dataset's `image_size` and `roi` params,
-the function the roi stage used, so a probability here equals the evaluate stage's for the same
-image and model. The decision threshold is the one the evaluate stage chose on validation.
+the function the roi stage used, and is scored as the evaluate stage scored it (test-time
+augmentation views, temperature), so a probability here equals the evaluate stage's for the same
+image and model. The decision threshold is the one the evaluate stage chose on validation; the
+threshold, the views and the temperature are read from the metrics file that stage wrote.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import keras
 import numpy as np
 
 from medcls.evaluation import metrics
+from medcls.evaluation.calibration import apply_temperature
+from medcls.evaluation.tta import mean_output
 from medcls.images.decode import MASK_SEPARATOR
 from medcls.images.roi import prepare_file
 from medcls.model import classifier
@@ -142,13 +146,16 @@ def mask_warning(dataset: str, uses_mask: bool, has_masks: bool, whole_image: bo
 @dataclass(frozen=True)
 class Predictor:
     """A trained model (or the ensemble of the cross-validation fold models) with the
-    preprocessing, class names and threshold of its dataset."""
+    preprocessing, class names and threshold of its dataset, the test-time augmentation `views`
+    and the `temperature` (None: not calibrated) of its evaluation."""
 
     models: Sequence[keras.Model]
     classes: Sequence[str]
     threshold: float
     image_size: int
     roi: RoiParams
+    views: Sequence[str] = ()
+    temperature: float | None = None
 
     @classmethod
     def for_dataset(cls, name: str, params: Params) -> Predictor:
@@ -164,13 +171,20 @@ class Predictor:
                     f"{output} not found; run `dvc repro evaluate@{name}` first (from the project root)"
                 )
         document = json.loads(paths.metrics().read_text())
-        threshold = document["cross_validation"]["threshold"] if folds > 1 else document["threshold"]
+        if folds > 1:
+            folded = document["cross_validation"]
+            threshold, temperature = folded["threshold"], folded.get("temperature")
+        else:
+            threshold = document["threshold"]
+            temperature = document.get("calibration", {}).get("temperature")
         return cls(
             models=[classifier.load_classifier(model) for model in models],
             classes=dataset.classes,
             threshold=float(threshold),
             image_size=dataset.image_size,
             roi=dataset.roi,
+            views=document.get("tta", []),
+            temperature=temperature,
         )
 
     @property
@@ -185,15 +199,18 @@ class Predictor:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """P(positive) for a stack of prepared uint8 images, computed as the evaluate stage does
-        (an ensemble's is the mean of its models')."""
-        return np.mean([self._model_probabilities(model, images) for model in self.models], axis=0)
+        (an ensemble's is the mean of its models', then scaled by the temperature)."""
+        probabilities = np.mean(
+            [self._model_probabilities(model, images) for model in self.models], axis=0
+        )
+        if self.temperature is None:
+            return probabilities
+        return apply_temperature(probabilities, self.temperature)
 
-    @staticmethod
-    def _model_probabilities(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    def _model_probabilities(self, model: keras.Model, images: np.ndarray) -> np.ndarray:
+        views = self.views
         outputs = [
-            keras.ops.convert_to_numpy(
-                model(keras.ops.cast(images[start : start + BATCH_SIZE], "float32"), training=False)
-            )
+            mean_output(model, keras.ops.cast(images[start : start + BATCH_SIZE], "float32"), views)
             for start in range(0, len(images), BATCH_SIZE)
         ]
         return np.concatenate(outputs).reshape(-1).astype(float)

@@ -1,6 +1,10 @@
 """The evaluate stage's work as library calls: every scorer's predictions (the model, the fold
 models and their ensemble, the baseline, external test sets), one metrics document with the paired
-model-vs-baseline differences, and the figures drawn from them."""
+model-vs-baseline differences, and the figures drawn from them.
+
+The model's probabilities are those `medcls predict` gives: with test-time augmentation (`tta`)
+averaged over the views, with `calibration: temperature` scaled by the fitted temperature, before
+any threshold is chosen. The baseline is scored as it is, neither augmented nor scaled."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pathlib import Path
 import keras
 import pandas as pd
 
-from medcls.evaluation import baseline, compare, metrics, plots, scoring
+from medcls.evaluation import baseline, calibration, compare, metrics, plots, scoring
 from medcls.model import classifier
 from medcls.pipeline.config import DatasetParams, Params
 from medcls.pipeline.paths import DatasetPaths
@@ -33,7 +37,9 @@ def assess(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Asses
     model = classifier.load_classifier(paths.model)
     settings, seed = dataset.evaluate, params.seed
     external = {other: paths.external_records(other) for other in settings.external}
-    predictions = scoring.predict_with_external(model, paths.tfrecords, ["val", "test"], external)
+    predictions = scoring.predict_with_external(
+        model, paths.tfrecords, ["val", "test"], external, views=settings.tta
+    )
     split_df, fold_models = None, []
     if params.split.folds > 1:
         split_df = pd.read_csv(paths.split, keep_default_na=False)
@@ -41,8 +47,14 @@ def assess(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Asses
             classifier.load_classifier(paths.for_fold(fold).model)
             for fold in range(params.split.folds)
         ]
-        cross_validated = scoring.cross_validated_predictions(fold_models, paths.tfrecords, split_df)
+        cross_validated = scoring.cross_validated_predictions(
+            fold_models, paths.tfrecords, split_df, external=external, views=settings.tta
+        )
         predictions = pd.concat([predictions, cross_validated], ignore_index=True)
+    temperatures = {}
+    if settings.calibration == "temperature":
+        unscaled = predictions
+        predictions, temperatures = calibration.temperature_scaled(predictions)
     scoring_options = dict(rule=settings.threshold, n_bootstrap=settings.bootstrap, seed=seed)
     by_group = settings.external_bootstrap == "group"
     external_options = dict(
@@ -58,9 +70,23 @@ def assess(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Asses
             document["external"] = metrics.external_metrics(
                 rows, document["threshold"], list(external), **external_options
             )
+        if external and fold_models:
+            document["ensemble_external"] = metrics.external_metrics(
+                rows,
+                document["cross_validation"]["threshold"],
+                list(external),
+                ensemble=True,
+                **external_options,
+            )
         return document
 
     document = scored(predictions)
+    if settings.tta:
+        document["tta"] = list(settings.tta)
+    if temperatures:
+        document["calibration"] = calibration.summary(unscaled, predictions, temperatures)
+        if fold_models:
+            document["cross_validation"]["temperature"] = temperatures[metrics.OUT_OF_FOLD]
     if settings.baseline:
         extractor = baseline.feature_extractor(dataset.backbone, dataset.image_size, seed=seed)
         baseline_rows, regularization = baseline.logistic_regression_predictions(
@@ -80,14 +106,14 @@ def assess(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Asses
         pairing = dict(n_resamples=settings.bootstrap, seed=seed)
         paired_splits = ["test"] + ([metrics.OUT_OF_FOLD, metrics.ENSEMBLE_TEST] if fold_models else [])
         document["versus_baseline"] = compare.versus_baseline(predictions, paired_splits, **pairing)
-        if external:
+        external_scorers = [("external", metrics.external_split)]
+        if fold_models:
+            external_scorers.append(("ensemble_external", metrics.ensemble_external_split))
+        for key, split_of in external_scorers if external else ():
             external_pairs = compare.versus_baseline(
-                predictions,
-                [metrics.external_split(other) for other in external],
-                by_group=by_group,
-                **pairing,
+                predictions, [split_of(other) for other in external], by_group=by_group, **pairing
             )
-            document["versus_baseline"]["external"] = dict(zip(external, external_pairs.values()))
+            document["versus_baseline"][key] = dict(zip(external, external_pairs.values()))
     metrics.validate_metrics(document)
     return Assessment(document, predictions, model, fold_models)
 

@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from medcls.evaluation.metrics import ENSEMBLE_TEST, OUT_OF_FOLD, external_split, roc_auc
+from medcls.evaluation.metrics import OUT_OF_FOLD, ensemble_split, external_split, roc_auc
 from medcls.evaluation.scoring import model_outputs
 from medcls.model.backbones import build_backbone
 from medcls.model.blocks import Preprocess
@@ -51,7 +51,8 @@ def logistic_regression_predictions(
     `external:<dataset>`, scored by the same fitted regression. A `split_df` with cross-validation
     folds adds the baseline's cross-validation, treated as the model's: one regression per fold
     (fitted on the other folds' train + val images, C chosen on its own fold), its `out_of_fold`
-    rows and the mean of the fold regressions on test (`ensemble_test`)."""
+    rows and the mean of the fold regressions on test (`ensemble_test`) and on the external test
+    sets (`ensemble_external:<dataset>`)."""
     splits = {split: model_outputs(extractor, tfrecord_dir, split, batch_size) for split in SPLITS}
     for name, folder in (external or {}).items():
         rows, features = model_outputs(extractor, folder, "test", batch_size)
@@ -94,12 +95,13 @@ def _tuned_regression(
 
 
 def _cross_validated(splits: dict, split_df: pd.DataFrame, seed: int) -> list[pd.DataFrame]:
-    """Out-of-fold rows of one regression per fold, and their mean probability on test."""
+    """Out-of-fold rows of one regression per fold, and their mean probability on test and on the
+    external test sets."""
     pooled = pd.concat([splits["train"][0], splits["val"][0]], ignore_index=True)
     features = np.concatenate([splits["train"][1], splits["val"][1]])
     fold_of = pooled["id"].map(split_df.set_index("path")["fold"]).to_numpy()
-    test, test_features = splits["test"]
-    out_of_fold, test_probabilities = [], []
+    held_out = [split for split in splits if split not in ("train", "val")]  # test, external
+    out_of_fold, held_out_probabilities = [], {split: [] for split in held_out}
     for fold in sorted(set(fold_of)):
         own = fold_of == fold
         fitted, _ = _tuned_regression(
@@ -110,6 +112,12 @@ def _cross_validated(splits: dict, split_df: pd.DataFrame, seed: int) -> list[pd
                 split=OUT_OF_FOLD, fold=fold, probability=fitted.predict_proba(features[own])[:, 1]
             )
         )
-        test_probabilities.append(fitted.predict_proba(test_features)[:, 1])
-    ensemble = test.assign(split=ENSEMBLE_TEST, probability=np.mean(test_probabilities, axis=0))
-    return [*out_of_fold, ensemble]
+        for split in held_out:
+            held_out_probabilities[split].append(fitted.predict_proba(splits[split][1])[:, 1])
+    ensembles = [
+        splits[split][0].assign(
+            split=ensemble_split(split), probability=np.mean(probabilities, axis=0)
+        )
+        for split, probabilities in held_out_probabilities.items()
+    ]
+    return [*out_of_fold, *ensembles]

@@ -98,16 +98,20 @@ def grad_cam(
 
 
 def ensemble_grad_cam(
-    models: keras.Model | Sequence[keras.Model], images: np.ndarray, threshold: float = 0.5
+    models: keras.Model | Sequence[keras.Model],
+    images: np.ndarray,
+    threshold: float = 0.5,
+    decisions: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`grad_cam` of a model, or of an ensemble (cross-validation folds): the mean probability
-    decides at `threshold`, and the map is the mean of every member's map for that decision,
-    scaled to a peak of 1."""
+    decides at `threshold` unless `decisions` are given, and the map is the mean of every member's
+    map for that decision, scaled to a peak of 1."""
     members = [models] if isinstance(models, keras.Model) else list(models)
     if len(members) == 1:
-        return grad_cam(members[0], images, threshold)
+        return grad_cam(members[0], images, threshold, decisions)
     probabilities = np.mean([grad_cam(member, images, threshold)[1] for member in members], axis=0)
-    decisions = metrics.predict_positive(probabilities, threshold)
+    if decisions is None:
+        decisions = metrics.predict_positive(probabilities, threshold)
     maps = np.mean([grad_cam(member, images, threshold, decisions)[0] for member in members], axis=0)
     peaks = maps.max(axis=(1, 2), keepdims=True)
     return np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0), probabilities
@@ -172,10 +176,12 @@ def save_image_overlays(
     threshold: float,
     out_png: Path,
     columns: int = 4,
+    decisions: np.ndarray | None = None,
 ) -> None:
     """Grad-CAM of prepared model inputs (of a model or an ensemble), one titled panel each,
-    `columns` to a row."""
-    heatmaps, _ = ensemble_grad_cam(model, images, threshold)
+    `columns` to a row; each map explains `decisions` (N booleans), by default the plain image's
+    at `threshold`."""
+    heatmaps, _ = ensemble_grad_cam(model, images, threshold, decisions)
     panels = [Panel(*panel) for panel in zip(images, heatmaps, titles, strict=True)]
     rows = [panels[start : start + columns] for start in range(0, len(panels), columns)]
     layer = last_spatial_layer(_first(model)).name
@@ -235,12 +241,15 @@ def save_gradcam_grid(
     `per_outcome` images each, overlaid on the model's input crop, probability in each title.
 
     `predictions` is the evaluate stage's table (id, split, label, probability); its `split` rows
-    are the test images as the model, or the ensemble of fold models, scored them.
+    are the test images as the model, or the ensemble of fold models, scored them. Each map
+    explains the decision reported there (with test-time augmentation or a temperature, that of
+    the reported probability), computed on the plain image.
     """
     sample = outcome_sample(predictions, threshold, seed=seed, per_outcome=per_outcome, split=split)
     by_id = _records_by_id(tfrecord_dir, "test", set(sample["id"]))
     images = np.stack([by_id[key] for key in sample["id"]])
-    heatmaps, _ = ensemble_grad_cam(model, images, threshold)
+    decisions = sample["outcome"].isin(["TP", "FP"]).to_numpy()
+    heatmaps, _ = ensemble_grad_cam(model, images, threshold, decisions)
     panels = [
         Panel(image, heatmap, f"{Path(row.id).name}\np = {row.probability:.3f}")
         for row, image, heatmap in zip(sample.itertuples(), images, heatmaps, strict=True)

@@ -33,6 +33,7 @@ COUNT_KEYS = ("tp", "fp", "tn", "fn")
 # Cross-validation (split.folds > 1): every train + val image scored by the fold model that did not
 # see it, and the test split scored by the mean probability of the fold models.
 OUT_OF_FOLD, ENSEMBLE_TEST = "out_of_fold", "ensemble_test"
+ECE_BINS = 10  # equal-width probability bins of the expected calibration error
 # Metrics written with unrounded floats agree with their recomputation far tighter than this.
 TOLERANCE = 1e-9
 
@@ -137,7 +138,7 @@ def rates_from_counts(tp: int, fp: int, tn: int, fn: int) -> dict:
     }
 
 
-def calibration_bins(y_true: ArrayLike, y_prob: ArrayLike, bins: int = 10) -> list[dict]:
+def calibration_bins(y_true: ArrayLike, y_prob: ArrayLike, bins: int = ECE_BINS) -> list[dict]:
     """Reliability table over equal-width probability bins ([k/b, (k+1)/b), the last one closed).
 
     Empty bins are left out. The ECE, the calibration plot data and the reliability figure all
@@ -158,7 +159,7 @@ def calibration_bins(y_true: ArrayLike, y_prob: ArrayLike, bins: int = 10) -> li
     ]
 
 
-def expected_calibration_error(y_true: ArrayLike, y_prob: ArrayLike, bins: int = 10) -> float:
+def expected_calibration_error(y_true: ArrayLike, y_prob: ArrayLike, bins: int = ECE_BINS) -> float:
     """Bin-size weighted mean gap between predicted probability and observed positive rate."""
     table = calibration_bins(y_true, y_prob, bins)
     total = sum(row["count"] for row in table)
@@ -166,6 +167,15 @@ def expected_calibration_error(y_true: ArrayLike, y_prob: ArrayLike, bins: int =
         sum(row["count"] * abs(row["mean_predicted"] - row["fraction_positive"]) for row in table)
         / total
     )
+
+
+def calibration_scores(y_true: ArrayLike, y_prob: ArrayLike) -> dict:
+    """Brier score (mean squared error of the probability) and ECE, over all rows."""
+    y_true, y_prob = checked_arrays(y_true, y_prob)
+    return {
+        "brier": float(brier_score_loss(y_true, y_prob)),
+        "ece": expected_calibration_error(y_true, y_prob),
+    }
 
 
 def roc_auc(y_true: ArrayLike, y_prob: ArrayLike) -> float | None:
@@ -189,8 +199,7 @@ def binary_metrics(y_true: ArrayLike, y_prob: ArrayLike, threshold: float) -> di
         **rates_from_counts(**counts),
         "auc": roc_auc(y_true, y_prob),
         "pr_auc": min(1.0, float(average_precision_score(y_true, y_prob))) if tp + fn else None,
-        "brier": float(brier_score_loss(y_true, y_prob)),
-        "ece": expected_calibration_error(y_true, y_prob),
+        **calibration_scores(y_true, y_prob),
     }
 
 
@@ -358,6 +367,28 @@ def external_split(dataset: str) -> str:
     return f"external:{dataset}"
 
 
+def ensemble_split(split: str) -> str:
+    """The split name of the fold models' ensemble on `split` (test or an external test set)."""
+    return f"ensemble_{split}"
+
+
+def ensemble_external_split(dataset: str) -> str:
+    """The split name of the fold models' ensemble on an external test set."""
+    return ensemble_split(external_split(dataset))
+
+
+def is_cross_validated(split: str) -> bool:
+    """Whether rows of `split` are scored by the fold models (out-of-fold or their ensemble)."""
+    return split == OUT_OF_FOLD or split.startswith("ensemble_")
+
+
+def document_keys(split: str) -> tuple[str, ...]:
+    """Where a split's metrics are in the metrics document: `external:x` under external.x,
+    `ensemble_external:x` under ensemble_external.x, the others under their own name."""
+    key, _, dataset = split.partition(":")
+    return (key, dataset) if dataset else (key,)
+
+
 def external_metrics(
     predictions: pd.DataFrame,
     threshold: float,
@@ -367,14 +398,17 @@ def external_metrics(
     n_bootstrap: int,
     seed: int,
     by_group: bool,
+    ensemble: bool = False,
 ) -> dict:
-    """`{dataset: metrics}` of each external test set's rows (split `external:<dataset>`) at the
-    training dataset's threshold, which is never re-tuned on them; `by_group` resamples whole
-    groups; `images` says which of their images they are (all, test)."""
+    """`{dataset: metrics}` of each external test set's rows (split `external:<dataset>`, or with
+    `ensemble` the fold models' `ensemble_external:<dataset>`) at the training dataset's
+    threshold, which is never re-tuned on them; `by_group` resamples whole groups; `images` says
+    which of their images they are (all, test)."""
     options = dict(images=images, n_bootstrap=n_bootstrap, seed=seed, by_group=by_group)
+    split_of = ensemble_external_split if ensemble else external_split
     return {
         name: _external_set_metrics(
-            predictions[predictions["split"] == external_split(name)], threshold, **options
+            predictions[predictions["split"] == split_of(name)], threshold, **options
         )
         for name in names
     }
@@ -413,6 +447,10 @@ def _non_finite_paths(value: object, path: str = "") -> Iterator[str]:
             yield from _non_finite_paths(item, f"{path}[{position}]")
 
 
+# The document's entries of external test sets: the model's, and the fold models' ensemble's
+EXTERNAL_KEYS = ("external", "ensemble_external")
+
+
 def _split_objects(document: dict) -> Iterator[tuple[str, dict]]:
     """Every per-split metrics object, including those of an optional baseline and of the
     external test sets."""
@@ -422,10 +460,11 @@ def _split_objects(document: dict) -> Iterator[tuple[str, dict]]:
         for split in ("val", "test", OUT_OF_FOLD, ENSEMBLE_TEST):
             if isinstance(owner.get(split), Mapping):
                 yield f"{prefix}{split}", owner[split]
-        external = owner.get("external")
-        for name, split in external.items() if isinstance(external, Mapping) else ():
-            if isinstance(split, Mapping):
-                yield f"{prefix}external.{name}", split
+        for key in EXTERNAL_KEYS:
+            external = owner.get(key)
+            for name, split in external.items() if isinstance(external, Mapping) else ():
+                if isinstance(split, Mapping):
+                    yield f"{prefix}{key}.{name}", split
 
 
 def _nested(document: Mapping, keys: tuple[str, ...]) -> object:
@@ -484,7 +523,7 @@ def _paired_problems(document: Mapping) -> list[str]:
         for split, value in (pairs.items() if isinstance(pairs, Mapping) else ())
         for keys, pair in (
             (((split, name), item) for name, item in value.items())
-            if split == "external" and isinstance(value, Mapping)
+            if split in EXTERNAL_KEYS and isinstance(value, Mapping)
             else [((split,), value)]
         )
     ]
@@ -509,6 +548,26 @@ def _paired_problems(document: Mapping) -> list[str]:
     return problems
 
 
+def _calibration_problems(document: Mapping) -> list[str]:
+    """Calibrated Brier scores and ECEs that disagree with those of the split they describe."""
+    calibration = document.get("calibration")
+    after = calibration.get("after") if isinstance(calibration, Mapping) else None
+    problems = []
+    for split, scores in after.items() if isinstance(after, Mapping) else ():
+        try:
+            written = _nested(document, document_keys(split))
+        except (KeyError, TypeError):
+            problems.append(f"calibration.after.{split}: no such split in the document")
+            continue
+        problems += [
+            f"calibration.after.{split}.{key}: {value!r} disagrees with the split's "
+            f"{written.get(key)!r}"
+            for key, value in scores.items()
+            if not _agree(value, written.get(key))
+        ]
+    return problems
+
+
 def validate_metrics(document: dict) -> None:
     """Refuse a metrics document that breaks the schema or contradicts itself; list all problems."""
     schema = json.loads(SCHEMA_PATH.read_text())
@@ -519,6 +578,6 @@ def validate_metrics(document: dict) -> None:
     problems += _non_finite_paths(document)
     for where, split in _split_objects(document):
         problems += _count_problems(where, split) + _interval_problems(where, split)
-    problems += _paired_problems(document)
+    problems += _paired_problems(document) + _calibration_problems(document)
     if problems:
         raise ValueError("invalid metrics document:\n  " + "\n  ".join(problems))

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from medcls.evaluation.compare import auc_verdict, difference_text
+from medcls.evaluation.metrics import EXTERNAL_KEYS
 
 SPLITS = ("val", "test")
 # (row label, metric key, key of its 95 % interval or None)
@@ -80,7 +81,7 @@ def baseline_comparison(document: Mapping) -> list[str]:
     """One sentence per split: does the model beat the baseline on the same images, how surely."""
     lines = []
     for split, pair in document.get("versus_baseline", {}).items():
-        if split == "external":
+        if split in EXTERNAL_KEYS:
             continue  # in the external test sets' table
         lines.append(
             f"- {split}: AUC {_number(document[split]['auc'])} vs "
@@ -92,15 +93,35 @@ def baseline_comparison(document: Mapping) -> list[str]:
 
 
 def external_table(document: Mapping) -> list[str]:
-    """One row per external test set: the model's metrics at its own threshold, and the baseline."""
-    pairs = document.get("versus_baseline", {}).get("external", {})
-    baseline = document.get("baseline", {}).get("external", {})
+    """One row per external test set and scorer (the model at its own threshold, and with
+    cross-validation the fold models' ensemble at theirs), beside the baseline's."""
     rows = []
-    for name, split in document["external"].items():
+    for key, scorer in zip(EXTERNAL_KEYS, ("model", "fold ensemble"), strict=True):
+        rows += _external_rows(document, key, scorer)
+    header = [
+        "external test set",
+        "scored by",
+        "images",
+        "AUC",
+        "sensitivity",
+        "specificity",
+        "accuracy",
+        "baseline AUC",
+        "model − baseline AUC",
+    ]
+    return _table(header, rows)
+
+
+def _external_rows(document: Mapping, key: str, scorer: str) -> list[list[str]]:
+    pairs = document.get("versus_baseline", {}).get(key, {})
+    baseline = document.get("baseline", {}).get(key, {})
+    rows = []
+    for name, split in document.get(key, {}).items():
         pair = pairs.get(name)
         rows.append(
             [
                 name,
+                scorer,
                 f"{split['n']} ({split['images']})",
                 _cell(split, "auc", "auc_ci95"),
                 _number(split["sensitivity"]),
@@ -113,17 +134,36 @@ def external_table(document: Mapping) -> list[str]:
                 else UNDEFINED,
             ]
         )
-    header = [
-        "external test set",
-        "images",
-        "AUC",
-        "sensitivity",
-        "specificity",
-        "accuracy",
-        "baseline AUC",
-        "model − baseline AUC",
+    return rows
+
+
+def calibration_section(document: Mapping) -> list[str]:
+    """The temperature(s) and each split's Brier score and ECE before and after scaling."""
+    settings = document["calibration"]
+    folded = document.get("cross_validation", {}).get("temperature")
+    fold_text = (
+        f"; the fold models' temperature, fitted on their out-of-fold predictions and applied to "
+        f"them and to the ensembles, is {folded:.3f}"
+        if folded is not None
+        else ""
+    )
+    rows = [
+        [
+            split,
+            f"{_number(before['brier'])} → {_number(settings['after'][split]['brier'])}",
+            f"{_number(before['ece'])} → {_number(settings['after'][split]['ece'])}",
+        ]
+        for split, before in settings["before"].items()
     ]
-    return _table(header, rows)
+    return [
+        f"Temperature scaling: every probability of the model is sigmoid(logit(p) / T) with "
+        f"T = {settings['temperature']:.3f}, fitted on {settings['fitted_on']} (negative "
+        f"log-likelihood){fold_text}. Ranks, AUC and the decisions at the threshold chosen on "
+        f"validation are unchanged; the baseline is not scaled. ECE over {settings['ece_bins']} "
+        "equal-width probability bins.",
+        "",
+        *_table(["split", "Brier score (before → after)", "ECE (before → after)"], rows),
+    ]
 
 
 def cross_validation_section(document: Mapping) -> list[str]:
@@ -155,6 +195,15 @@ def cross_validation_section(document: Mapping) -> list[str]:
     ]
 
 
+def _tta_text(document: Mapping) -> str:
+    if not document.get("tta"):
+        return ""
+    return (
+        " The model's probability of an image is the mean over the image and its views "
+        f"{', '.join(document['tta'])} (test-time augmentation; Grad-CAM explains the plain image)."
+    )
+
+
 def confusion_table(split: Mapping, classes: Sequence[str]) -> list[str]:
     """Rows actual, columns predicted, negative class first."""
     negative, positive = classes
@@ -182,7 +231,7 @@ def write_report(
         f"Written by the evaluate stage from `metrics/{name}.json`. Threshold "
         f"{document['threshold']:.3f} ({document.get('threshold_rule', 'rule not recorded')}), chosen on val and applied "
         "as is to test. AUC and accuracy show their 95 % bootstrap interval in parentheses; "
-        f"positive class: {classes[1]}.",
+        f"positive class: {classes[1]}.{_tta_text(document)}",
         "",
         "## Metrics",
         "",
@@ -195,6 +244,8 @@ def write_report(
         lines += ["## Cross-validation", "", *cross_validation_section(document), ""]
     if "versus_baseline" in document:
         lines += ["## Model vs baseline", "", *baseline_comparison(document), ""]
+    if "calibration" in document:
+        lines += ["## Calibration", "", *calibration_section(document), ""]
     if document.get("external"):
         units = {split["bootstrap_unit"] for split in document["external"].values()}
         resampled = "whole patients (groups)" if units == {"group"} else "images"
@@ -202,8 +253,9 @@ def write_report(
             "## External test sets",
             "",
             f"Other datasets, prepared with this model's image size and ROI params, classes matched "
-            f"by label; threshold {document['threshold']:.3f} from this dataset's validation, not "
-            f"re-tuned. The 95 % intervals resample {resampled}.",
+            f"by label; threshold {document['threshold']:.3f} from this dataset's validation (the "
+            f"fold ensemble's: chosen out-of-fold), not re-tuned. The 95 % intervals resample "
+            f"{resampled}.",
             "",
             *external_table(document),
             "",

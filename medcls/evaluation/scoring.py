@@ -9,7 +9,8 @@ import pandas as pd
 import tensorflow as tf
 
 from medcls.data.splitting import fold_members
-from medcls.evaluation.metrics import ENSEMBLE_TEST, OUT_OF_FOLD, external_split
+from medcls.evaluation.metrics import OUT_OF_FOLD, ensemble_split, external_split
+from medcls.evaluation.tta import mean_output
 from medcls.images import tfrecords
 
 # The predictions file is kept in git for commit-to-commit comparisons: image ids, labels and
@@ -18,20 +19,30 @@ COMMITTED_COLUMNS = ["id", "split", "fold", "label", "probability", "baseline_pr
 
 
 def model_outputs(
-    model: keras.Model, tfrecord_dir: Path, split: str, batch_size: int = 64
+    model: keras.Model,
+    tfrecord_dir: Path,
+    split: str,
+    batch_size: int = 64,
+    views: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """The rows (id, group, split, label) of one split and the model's output for each, in order."""
-    return record_outputs(model, tfrecords.read_split(tfrecord_dir, split), split, batch_size)
+    """The rows (id, group, split, label) of one split and the model's output for each, in order
+    (with test-time augmentation `views`: the mean over the plain image and those views)."""
+    records = tfrecords.read_split(tfrecord_dir, split)
+    return record_outputs(model, records, split, batch_size, views)
 
 
 def record_outputs(
-    model: keras.Model, records: tf.data.Dataset, split: str, batch_size: int = 64
+    model: keras.Model,
+    records: tf.data.Dataset,
+    split: str,
+    batch_size: int = 64,
+    views: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """The rows (id, group, label, `split`) of TFRecord examples and the model's output for each."""
+    """The rows (id, group, label, `split`) of TFRecord examples and the model's output for each
+    (averaged over the plain image and `views`)."""
     rows, outputs = {"id": [], "group": [], "label": []}, []
     for batch in records.batch(batch_size):
-        images = keras.ops.cast(batch["image"], "float32")
-        outputs.append(keras.ops.convert_to_numpy(model(images, training=False)))
+        outputs.append(mean_output(model, keras.ops.cast(batch["image"], "float32"), views))
         rows["label"].append(batch["label"].numpy())
         rows["id"] += [value.decode() for value in batch["id"].numpy()]
         rows["group"] += [value.decode() for value in batch["group"].numpy()]
@@ -47,12 +58,16 @@ def record_outputs(
 
 
 def predict_splits(
-    model: keras.Model, tfrecord_dir: Path, splits: Sequence[str], batch_size: int = 64
+    model: keras.Model,
+    tfrecord_dir: Path,
+    splits: Sequence[str],
+    batch_size: int = 64,
+    views: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Probabilities for every image of the given splits, with its id, group and true label."""
     frames = []
     for split in splits:
-        frame, probabilities = model_outputs(model, tfrecord_dir, split, batch_size)
+        frame, probabilities = model_outputs(model, tfrecord_dir, split, batch_size, views)
         frames.append(frame.assign(probability=probabilities.reshape(-1).astype(float)))
     return pd.concat(frames, ignore_index=True)
 
@@ -63,11 +78,14 @@ def predict_with_external(
     splits: Sequence[str],
     external: Mapping[str, Path],
     batch_size: int = 64,
+    views: Sequence[str] = (),
 ) -> pd.DataFrame:
     """`predict_splits`, plus the `test` records of each external test set ({dataset: TFRecord
     folder}) with their split named `external:<dataset>`."""
-    frames = [predict_splits(model, tfrecord_dir, splits, batch_size)] + [
-        predict_splits(model, folder, ["test"], batch_size).assign(split=external_split(name))
+    frames = [predict_splits(model, tfrecord_dir, splits, batch_size, views)] + [
+        predict_splits(model, folder, ["test"], batch_size, views).assign(
+            split=external_split(name)
+        )
         for name, folder in external.items()
     ]
     return pd.concat(frames, ignore_index=True)
@@ -80,24 +98,37 @@ def fold_records(tfrecord_dir: Path, split_df: pd.DataFrame, fold: int) -> tf.da
 
 
 def cross_validated_predictions(
-    models: Sequence[keras.Model], tfrecord_dir: Path, split_df: pd.DataFrame, batch_size: int = 64
+    models: Sequence[keras.Model],
+    tfrecord_dir: Path,
+    split_df: pd.DataFrame,
+    batch_size: int = 64,
+    external: Mapping[str, Path] | None = None,
+    views: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Every train + val image predicted by the fold model that did not see it (split
     `out_of_fold`, with its `fold`), and every test image by the ensemble, the mean probability of
-    the fold models (split `ensemble_test`)."""
+    the fold models (split `ensemble_test`); so is every image of the `external` test sets
+    ({dataset: TFRecord folder}; split `ensemble_external:<dataset>`)."""
     out_of_fold = []
     for fold, model in enumerate(models):
-        rows, outputs = record_outputs(
-            model, fold_records(tfrecord_dir, split_df, fold), OUT_OF_FOLD, batch_size
-        )
+        records = fold_records(tfrecord_dir, split_df, fold)
+        rows, outputs = record_outputs(model, records, OUT_OF_FOLD, batch_size, views)
         out_of_fold.append(
             rows.assign(
                 fold=pd.array([fold] * len(rows), dtype="Int64"),  # stays an int beside rows without
                 probability=outputs.reshape(-1).astype(float),
             )
         )
-    test = [predict_splits(model, tfrecord_dir, ["test"], batch_size) for model in models]
-    ensemble = test[0].assign(
-        split=ENSEMBLE_TEST, probability=np.mean([rows["probability"] for rows in test], axis=0)
-    )
-    return pd.concat([*out_of_fold, ensemble], ignore_index=True)
+    scored_sets = {"test": tfrecord_dir} | {
+        external_split(name): folder for name, folder in (external or {}).items()
+    }
+    ensembles = []
+    for split, folder in scored_sets.items():
+        each = [predict_splits(model, folder, ["test"], batch_size, views) for model in models]
+        ensembles.append(
+            each[0].assign(
+                split=ensemble_split(split),
+                probability=np.mean([rows["probability"] for rows in each], axis=0),
+            )
+        )
+    return pd.concat([*out_of_fold, *ensembles], ignore_index=True)

@@ -312,6 +312,10 @@ ThresholdRule = tagged_union(
 )
 
 
+# flip_horizontal: the mirror image; zoom_in: the central 90 % of the crop, resized back
+TtaView = Literal["flip_horizontal", "zoom_in"]
+
+
 class EvaluateParams(Section):
     threshold: ThresholdRule
     bootstrap: NonNegativeInt  # resamples for the 95 % intervals; 0: no intervals
@@ -323,6 +327,19 @@ class EvaluateParams(Section):
     # group: resample whole patients (cluster bootstrap), as images of one patient are not
     # independent; image: resample images
     external_bootstrap: Literal["group", "image"] = "group"
+    # Test-time augmentation: the probability is the mean over the plain image and these views of
+    # it, wherever the model scores images (evaluate, `medcls predict`); the baseline is unaffected
+    tta: list[TtaView] = []
+    # temperature: one T fitted on val (the fold models': out-of-fold) rescales every probability
+    # of the model, sigmoid(logit / T), so that they are calibrated; ranks and decisions unchanged
+    calibration: Literal["none", "temperature"] = "none"
+
+    @field_validator("tta")
+    @classmethod
+    def _distinct_views(cls, views: list[str]) -> list[str]:
+        if len(set(views)) != len(views):
+            raise ValueError(f"expected each view once, got {views}")
+        return views
 
     @field_validator("bootstrap")
     @classmethod
