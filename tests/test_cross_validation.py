@@ -85,9 +85,13 @@ def test_compare_covers_out_of_fold_and_external_splits_either_side_holds():
     new = Side(scored(seed=4, separation=0.4), 0.5, 0.4)
     old_rows = scored(seed=5, separation=0.4)
     old_rows.loc[old_rows.index[:5], "split"] = metrics.external_split("other")
+    old_rows.loc[old_rows.index[5:10], "split"] = metrics.ensemble_external_split("other")
     old = Side(old_rows, 0.5)
     assert compared_splits(new, old) == [
-        "test", metrics.OUT_OF_FOLD, metrics.ENSEMBLE_TEST, metrics.external_split("other")
+        "test", metrics.OUT_OF_FOLD, metrics.ENSEMBLE_TEST, metrics.external_split("other"),
+        metrics.ensemble_external_split("other"),
     ]
     assert new.threshold_for(metrics.OUT_OF_FOLD) == 0.4 and new.threshold_for("test") == 0.5
+    assert new.threshold_for(metrics.ensemble_external_split("other")) == 0.4
+    assert new.threshold_for(metrics.external_split("other")) == 0.5
     assert old.threshold_for(metrics.ENSEMBLE_TEST) == 0.5

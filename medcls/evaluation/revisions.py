@@ -24,7 +24,13 @@ from medcls.evaluation.compare import (
     compare_predictions,
     difference_text,
 )
-from medcls.evaluation.metrics import ENSEMBLE_TEST, OUT_OF_FOLD, external_split
+from medcls.evaluation.metrics import (
+    ENSEMBLE_TEST,
+    OUT_OF_FOLD,
+    ensemble_external_split,
+    external_split,
+    is_cross_validated,
+)
 from medcls.pipeline.errors import PipelineError
 from medcls.pipeline.paths import DatasetPaths
 
@@ -59,7 +65,7 @@ class Side:
     cross_validation_threshold: float | None = None
 
     def threshold_for(self, split: str) -> float:
-        if split in (OUT_OF_FOLD, ENSEMBLE_TEST) and self.cross_validation_threshold is not None:
+        if is_cross_validated(split) and self.cross_validation_threshold is not None:
             return self.cross_validation_threshold
         return self.threshold
 
@@ -127,9 +133,15 @@ def paired_rows(new: Side, old: Side, split: str) -> tuple[pd.DataFrame, int, in
 
 
 def compared_splits(new: Side, old: Side) -> list[str]:
-    """The splits of `COMPARED_SPLITS` and the external test sets that either side holds."""
+    """The splits of `COMPARED_SPLITS` and the external test sets (scored by the model, then by
+    the fold ensemble) that either side holds."""
     held = set(new.predictions["split"]) | set(old.predictions["split"])
-    external = sorted(split for split in held if split.startswith(external_split("")))
+    external = [
+        split
+        for prefix in (external_split(""), ensemble_external_split(""))
+        for split in sorted(held)
+        if split.startswith(prefix)
+    ]
     return [split for split in COMPARED_SPLITS if split in held] + external
 
 
