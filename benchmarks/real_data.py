@@ -142,6 +142,13 @@ def table(workspace: Path, params: dict) -> str:
         models = [
             ("classifier", document, _paired(document), f"{training['seconds'] / 60:.1f} min", pipeline)
         ]
+        if "cross_validation" in document:
+            ensemble = {
+                "test": document["ensemble_test"],
+                "external": document.get("ensemble_external", {}),
+            }
+            folds = document["cross_validation"]["folds"]
+            models.append((f"ensemble of the {folds} fold models", ensemble, "", "–", "–"))
         if "baseline" in document:
             models.append(("baseline (frozen features + LR)", document["baseline"], "", "–", "–"))
         for model, scores, paired, train_time, pipeline_time in models:

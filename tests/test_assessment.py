@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks import real_data
 from medcls import predict
 from medcls.data.manifest import build_manifest
 from medcls.data.splitting import cross_validation_folds, grouped_stratified_split
@@ -138,3 +139,17 @@ def test_the_report_shows_the_ensemble_on_the_external_set_and_the_calibration(p
     assert "## Calibration" in text and "flip_horizontal" in text
     ece = result.document["calibration"]["before"][ENSEMBLE_EXTERNAL]["ece"]
     assert f"| {ENSEMBLE_EXTERNAL} |" in text and f"{ece:.3f} →" in text
+
+
+def test_the_real_data_table_has_a_row_for_the_fold_ensemble(project, tmp_path):
+    _, _, result = project
+    document = result.document
+    (tmp_path / "metrics").mkdir()
+    write_json(tmp_path / "metrics" / f"{NAME}.json", document)
+    write_json(tmp_path / "metrics" / f"{NAME}_train.json", {"seconds": 60})
+    params = {"datasets": {NAME: {"backbone": {"name": "small_cnn"}}}}
+    row = next(
+        line for line in real_data.table(tmp_path, params).splitlines() if "fold models" in line
+    )
+    external = document["ensemble_external"][OTHER]["auc"]
+    assert f"| {document['ensemble_test']['auc']:.3f}" in row and f"{OTHER}: {external:.3f}" in row
