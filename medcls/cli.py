@@ -24,7 +24,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "predict",
         help="classify image files",
         description="Classify images with models/<dataset>/model.keras at the threshold in "
-        "metrics/<dataset>.json, preprocessed exactly as the pipeline does.",
+        "metrics/<dataset>.json (with the test-time augmentation and temperature recorded there), "
+        "preprocessed exactly as the pipeline does.",
     )
     parser.add_argument("--dataset", required=True, help="dataset name in params.yaml")
     parser.add_argument("images", nargs="+", help="image files, folders or globs")
