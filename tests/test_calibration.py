@@ -104,3 +104,9 @@ def test_calibration_is_off_by_default_and_takes_temperature():
     assert config.EvaluateParams(**evaluate, calibration="temperature").calibration == "temperature"
     with pytest.raises(ValueError):
         config.EvaluateParams(**evaluate, calibration="platt")
+
+
+def test_separable_predictions_stop_at_the_lowest_temperature():
+    labels, probabilities = np.array([0, 0, 1, 1]), np.array([0.2, 0.4, 0.6, 0.8])
+    fitted = calibration.fit_temperature(labels, probabilities)
+    assert fitted == pytest.approx(calibration.TEMPERATURE_BOUNDS[0], rel=1e-3)

@@ -19,8 +19,10 @@ from scipy.special import expit, logit
 
 from medcls.evaluation import metrics
 
-# Searched range: a fit at a bound means the held-out predictions are (almost) separable
-TEMPERATURE_BOUNDS = (0.05, 20.0)
+# Searched range. A fit at the lower bound means separable held-out predictions (the likelihood
+# only grows as T -> 0); below it, float64 would round the probabilities of logits beyond about 7
+# to exactly 1, merging their ranks, so AUC and decisions would no longer be kept
+TEMPERATURE_BOUNDS = (0.2, 20.0)
 # The fit clips probabilities to float32's resolution near 1, so one saturated wrong prediction
 # (p = 1.0, logit infinite) gives a finite likelihood; scaling itself keeps 0 and 1 as they are
 FIT_EPSILON = 1e-7
