@@ -1,0 +1,129 @@
+"""Robustness variants (issue 14): busi's recipe changed one params set at a time, each measured on
+BUSI's validation and test splits and on the external set of another hospital (bus_uclm_dev).
+
+    python -m benchmarks.robustness                        # every variant of robustness.yaml
+    python -m benchmarks.robustness --variants reference   # some of them
+    python -m benchmarks.robustness --table-only           # the table of earlier runs
+
+Runs in the real-data workspace (default ../real-data-runs, shared with `benchmarks.real_data`, whose
+cached data and models it reuses): per variant, the profile plus the variant's params, `dvc repro
+evaluate@busi`, the metrics kept in the workspace's robustness/<variant>.json. The workspace ends on
+the plain profile again (DVC's run cache restores it without training). Skips without ../shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from benchmarks.real_data import SHARED, prepare, resolved_profile
+from medcls.demo.workspace import PROJECT, command_environment, run_in
+
+DATASET = "busi"
+EXTERNAL = "bus_uclm_dev"
+VARIANTS = Path(__file__).with_name("robustness.yaml")
+RESULTS = "robustness"
+
+
+def with_changes(params: dict, changes: dict) -> dict:
+    """`params` with each dotted key of `changes` set (the last key replaced whole)."""
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = params
+        for key in parents:
+            node = node[key]
+        if last not in node:
+            raise SystemExit(f"error: {dotted} is not a key of the profile")
+        node[last] = value
+    return params
+
+
+def run_variant(workspace: Path, name: str, changes: dict) -> None:
+    """`dvc repro evaluate@busi` with the variant's params; its metrics to robustness/<name>.json."""
+    prepare(workspace, with_changes(resolved_profile([DATASET]), changes))
+    started = time.perf_counter()
+    subprocess.run(
+        ["dvc", "repro", f"evaluate@{DATASET}"], cwd=workspace, env=command_environment(), check=True
+    )
+    seconds = time.perf_counter() - started
+    train = json.loads((workspace / "metrics" / f"{DATASET}_train.json").read_text())
+    record = {
+        "changes": changes,
+        "repro_seconds": round(seconds),
+        "train_seconds": train["seconds"],
+        "metrics": json.loads((workspace / "metrics" / f"{DATASET}.json").read_text()),
+    }
+    (workspace / RESULTS).mkdir(exist_ok=True)
+    (workspace / RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    shutil.copy(workspace / "params.yaml", workspace / RESULTS / f"{name}.params.yaml")
+    run_in(workspace, "git", "add", "-A")
+    run_in(workspace, "git", "commit", "-qm", f"robustness: {name}", "--allow-empty")
+    print(f"{name}: dvc repro took {seconds / 60:.1f} min")
+
+
+def _auc(scores: dict | None) -> str:
+    if not scores or scores.get("auc") is None:
+        return "–"
+    low, high = scores.get("auc_ci95") or (None, None)
+    interval = "" if low is None else f" [{low:.3f}, {high:.3f}]"
+    return f"{scores['auc']:.3f}{interval}"
+
+
+def _rate(scores: dict | None, key: str) -> str:
+    return "–" if not scores or scores.get(key) is None else f"{scores[key]:.3f}"
+
+
+def table(workspace: Path, variants: dict) -> str:
+    """A Markdown row per measured variant: val, test and external AUC with 95 % intervals (the
+    external one resampling patients), and the external sensitivity/specificity at val's threshold."""
+    lines = [
+        "| variant | what changed | val AUC | test AUC | external AUC | external sens / spec "
+        "| train stage |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, variant in variants.items():
+        result_file = workspace / RESULTS / f"{name}.json"
+        if not result_file.exists():
+            continue
+        result = json.loads(result_file.read_text())
+        document = result["metrics"]
+        external = document.get("external", {}).get(EXTERNAL)
+        lines.append(
+            f"| {name} | {variant['why']} | {_auc(document.get('val'))} | {_auc(document['test'])} "
+            f"| {_auc(external)} | {_rate(external, 'sensitivity')} / {_rate(external, 'specificity')} "
+            f"| {result['train_seconds'] / 60:.1f} min |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", help="names in robustness.yaml (default: all)")
+    parser.add_argument("--workspace", type=Path, default=PROJECT.parent / "real-data-runs")
+    parser.add_argument("--table-only", action="store_true", help="print the table of earlier runs")
+    args = parser.parse_args()
+    if not SHARED.is_dir():
+        print(f"skipped: {SHARED} not found (the real data and weights live there)")
+        return
+    variants = YAML(typ="safe", pure=True).load(VARIANTS.read_text())
+    unknown = sorted(set(args.variants or []) - set(variants))
+    if unknown:
+        raise SystemExit(f"error: {unknown} not in {VARIANTS.name}; it has {list(variants)}")
+    workspace = args.workspace.resolve()
+    if not args.table_only:
+        names = args.variants or list(variants)
+        if names[-1] != "reference":  # end on the plain profile, as benchmarks.real_data expects
+            names.append("reference")
+        for name in names:
+            run_variant(workspace, name, variants[name]["set"])
+    print(table(workspace, variants))
+
+
+if __name__ == "__main__":
+    main()
