@@ -54,6 +54,7 @@ def run_variant(workspace: Path, name: str, changes: dict) -> None:
     seconds = time.perf_counter() - started
     train = json.loads((workspace / "metrics" / f"{DATASET}_train.json").read_text())
     record = {
+        "commit": run_in(PROJECT, "git", "describe", "--always", "--dirty").strip(),
         "changes": changes,
         "repro_seconds": round(seconds),
         "train_seconds": train["seconds"],
