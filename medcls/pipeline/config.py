@@ -217,6 +217,20 @@ class RoiParams(Section):
     margin: Annotated[float, Field(ge=0, le=2)]
     mask_background: bool
     keep_aspect: bool
+    # training sees a margin drawn per image in [margin - j, margin + j] (at least 0); every other
+    # use of the images sees `margin`
+    margin_jitter: Annotated[float, Field(ge=0, le=2)] = 0.0
+
+    @model_validator(mode="after")
+    def _jitter_needs_a_mask(self) -> RoiParams:
+        if self.margin_jitter and not self.use_mask:
+            raise ValueError("margin_jitter needs use_mask: true (the margin is around the mask box)")
+        return self
+
+    def preparation(self) -> dict:
+        """The options of `medcls.images.roi.prepare`: how every image is prepared, but for the
+        wide copies that margin jitter trains on."""
+        return self.model_dump(exclude={"margin_jitter"})
 
 
 class AugmentParams(Section):
@@ -234,13 +248,21 @@ class AugmentParams(Section):
     contrast: Fraction = 0.0
     saturation: Fraction = 0.0
     channel_shift: Annotated[float, Field(ge=0, le=255)] = 0.0
+    # ultrasound: multiplicative speckle (std of the per-pixel factor), gamma range, largest blur
+    # sigma in pixels, smallest side fraction of a simulated lower-resolution scan
+    speckle: Annotated[float, Field(ge=0, le=1)] = 0.0
+    gamma: list[Annotated[float, Field(gt=0)]] | None = Field(
+        default=None, min_length=2, max_length=2
+    )
+    blur: Annotated[float, Field(ge=0, le=10)] = 0.0
+    downscale: Fraction = 0.0
 
-    @field_validator("brightness")
+    @field_validator("brightness", "gamma")
     @classmethod
-    def _low_then_high(cls, brightness: list[float] | None) -> list[float] | None:
-        if brightness and brightness[0] > brightness[1]:
-            raise ValueError(f"expected [low, high] with low <= high, got {brightness}")
-        return brightness
+    def _low_then_high(cls, bounds: list[float] | None) -> list[float] | None:
+        if bounds and bounds[0] > bounds[1]:
+            raise ValueError(f"expected [low, high] with low <= high, got {bounds}")
+        return bounds
 
 
 class FineTuneByFraction(Section):

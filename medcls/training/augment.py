@@ -7,7 +7,7 @@ from functools import partial
 import keras
 from keras import ops
 
-from medcls.pipeline.config import AugmentParams
+from medcls.pipeline.config import AugmentParams, RoiParams
 
 VALUE_RANGE = (0, 255)
 FILL_MODE = "nearest"  # what the reports' ImageDataGenerator filled uncovered pixels with
@@ -156,6 +156,137 @@ class RandomAffine(_PixelAugmentation):
         return {**super().get_config(), **geometry}
 
 
+@keras.saving.register_keras_serializable(package="medcls")
+class RandomSpeckle(_PixelAugmentation):
+    """Multiplies each pixel by 1 + `strength` · n, n standard normal: the multiplicative speckle of
+    coherent imaging (its intensity scales with the echo, unlike additive noise). One factor per
+    pixel for all channels, so grey scans (grey replicated to RGB) stay grey."""
+
+    def __init__(self, strength: float, seed: int | None = None, **kwargs) -> None:
+        super().__init__(seed, **kwargs)
+        self.strength = strength
+
+    def transform(self, images):
+        shape = (*ops.shape(images)[:3], 1)
+        noise = keras.random.normal(shape, dtype=images.dtype, seed=self.seed_generator)
+        return images * (1 + self.strength * noise)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "strength": self.strength}
+
+
+@keras.saving.register_keras_serializable(package="medcls")
+class RandomGamma(_PixelAugmentation):
+    """255 · (x / 255) ^ g with g drawn per image, log-uniformly from `gamma_range`: g and 1/g
+    (darker and brighter mid-tones by the same amount) are equally likely when the range is
+    symmetric in ratio, e.g. [0.8, 1.25]. Black and white stay black and white."""
+
+    def __init__(
+        self, gamma_range: tuple[float, float], seed: int | None = None, **kwargs
+    ) -> None:
+        super().__init__(seed, **kwargs)
+        self.gamma_range = tuple(gamma_range)
+
+    def transform(self, images):
+        log_low, log_high = (math.log(bound) for bound in self.gamma_range)
+        gamma = ops.exp(self._uniform((ops.shape(images)[0], 1, 1, 1), log_low, log_high, images))
+        return 255 * ops.power(ops.clip(images, *VALUE_RANGE) / 255, gamma)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "gamma_range": list(self.gamma_range)}
+
+
+@keras.saving.register_keras_serializable(package="medcls")
+class RandomGaussianBlur(_PixelAugmentation):
+    """A Gaussian blur whose sigma is drawn per image in [0, `max_sigma`] pixels (0: unchanged),
+    as a softer transducer or focus would give. Separable: a weighted sum of 2·⌈3·max_sigma⌉ + 1
+    shifted copies of the image along each axis, with per-image weights (a convolution would need
+    one kernel for the whole batch); borders are mirrored."""
+
+    def __init__(self, max_sigma: float, seed: int | None = None, **kwargs) -> None:
+        super().__init__(seed, **kwargs)
+        self.max_sigma = max_sigma
+        self.radius = max(1, math.ceil(3 * max_sigma))
+
+    def transform(self, images):
+        sigma = self._uniform((ops.shape(images)[0], 1), 0, self.max_sigma, images)
+        offsets = ops.arange(-self.radius, self.radius + 1, dtype=images.dtype)
+        weights = ops.exp(-0.5 * ops.square(offsets / ops.maximum(sigma, 1e-3)))  # [B, taps]
+        weights = weights / ops.sum(weights, axis=1, keepdims=True)
+        return self._smooth(self._smooth(images, weights, axis=1), weights, axis=2)
+
+    def _smooth(self, images, weights, axis: int):
+        """`images` convolved along `axis` (1: rows, 2: columns) with each image's own weights."""
+        padding = [[0, 0]] * 4
+        padding[axis] = [self.radius, self.radius]
+        padded = ops.pad(images, padding, mode="symmetric")
+        length = ops.shape(images)[axis]
+        taps = ops.reshape(weights, (-1, weights.shape[1], 1, 1, 1))
+        blurred = 0.0
+        for tap in range(2 * self.radius + 1):
+            window = padded[:, tap : tap + length] if axis == 1 else padded[:, :, tap : tap + length]
+            blurred = blurred + taps[:, tap] * window
+        return blurred
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "max_sigma": self.max_sigma}
+
+
+def _centre_zooms(images, zoom):
+    """`images` resampled (bilinear) about their centre by a [B] zoom: above 1 shrinks the content
+    into the middle, below 1 enlarges the middle (`affine_transforms`' zoom)."""
+    height, width = (ops.cast(size, images.dtype) for size in ops.shape(images)[1:3])
+    none = ops.zeros_like(zoom)
+    transforms = affine_transforms(
+        none, none, none, zoom, zoom, none, none, height=height, width=width
+    )
+    return ops.image.affine_transform(images, transforms, fill_mode=FILL_MODE)
+
+
+@keras.saving.register_keras_serializable(package="medcls")
+class RandomDownscale(_PixelAugmentation):
+    """Each image shrunk to a side fraction drawn in [`min_factor`, 1] and enlarged back, both
+    bilinear: the detail of a lower-resolution scanner. Per image, as two centred zooms (no
+    anti-aliasing on the way down: mild for factors above 1/2)."""
+
+    def __init__(self, min_factor: float, seed: int | None = None, **kwargs) -> None:
+        super().__init__(seed, **kwargs)
+        self.min_factor = min_factor
+
+    def transform(self, images):
+        factor = self._uniform((ops.shape(images)[0],), self.min_factor, 1.0, images)
+        return _centre_zooms(_centre_zooms(images, 1 / factor), factor)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "min_factor": self.min_factor}
+
+
+def margin_crop(images, margins, widest: float):
+    """Crops made at margin `widest` around their box, shown at [B] `margins` (at most `widest`):
+    the centred crop of (1 + 2·margin) / (1 + 2·widest) of the side, resized back (bilinear)."""
+    return _centre_zooms(images, (1 + 2 * margins) / (1 + 2 * widest))
+
+
+@keras.saving.register_keras_serializable(package="medcls")
+class RandomMarginCrop(_PixelAugmentation):
+    """The lesion at a margin drawn per image in [max(margin - jitter, 0), margin + jitter], from
+    crops made at margin + jitter (the roi stage's wide training records), by `margin_crop`."""
+
+    def __init__(self, margin: float, jitter: float, seed: int | None = None, **kwargs) -> None:
+        super().__init__(seed, **kwargs)
+        self.margin, self.jitter = margin, jitter
+
+    def transform(self, images):
+        widest = self.margin + self.jitter
+        margins = self._uniform(
+            (ops.shape(images)[0],), max(self.margin - self.jitter, 0.0), widest, images
+        )
+        return margin_crop(images, margins, widest)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "margin": self.margin, "jitter": self.jitter}
+
+
 FLIPS = {"flip_horizontal": "horizontal", "flip_vertical": "vertical"}
 GEOMETRY = ("rotation", "shift", "shear", "zoom")  # one RandomAffine layer for all four
 INTENSITIES: dict[str, Callable[..., keras.layers.Layer]] = {
@@ -164,12 +295,26 @@ INTENSITIES: dict[str, Callable[..., keras.layers.Layer]] = {
     "saturation": RandomSaturation,
     "channel_shift": RandomChannelShift,
 }
-AUGMENTATION_KEYS = (*FLIPS, *GEOMETRY, *INTENSITIES)
+# In the order of image formation: speckle, then the scanner's blur and resolution, then display
+ULTRASOUND: dict[str, Callable[..., keras.layers.Layer]] = {
+    "speckle": RandomSpeckle,
+    "blur": RandomGaussianBlur,
+    "downscale": RandomDownscale,
+    "gamma": RandomGamma,
+}
+# A key's position gives its layer's seed: new keys go at the end, so the others keep theirs.
+AUGMENTATION_KEYS = (*FLIPS, *GEOMETRY, *INTENSITIES, *ULTRASOUND)
+MARGIN_CROP_SEED = 100  # the margin crop's seed offset, beyond every key's position
 
 
-def build_augmenter(spec: AugmentParams, seed: int) -> keras.Sequential | None:
+def build_augmenter(
+    spec: AugmentParams, seed: int, roi: RoiParams | None = None
+) -> keras.Sequential | None:
     """The random augmentations switched on in `spec` (0/false = off), or None when none is:
-    flips, then one affine transform, then intensity changes.
+    flips, then one affine transform, then intensity changes, then the ultrasound ones.
+
+    With a `roi` whose `margin_jitter` is on, a `RandomMarginCrop` comes first: the augmenter is
+    then for the wide training records (`tfrecords.wide`), which it crops to a random margin.
 
     Each layer gets its own seed, from the position of its (first) key in AUGMENTATION_KEYS, so
     that, e.g., the two flips are drawn independently and switching one augmentation on or off does
@@ -183,9 +328,15 @@ def build_augmenter(spec: AugmentParams, seed: int) -> keras.Sequential | None:
     geometry = {key: on[key] for key in GEOMETRY if key in on}
     if geometry:
         makers[next(iter(geometry))] = partial(RandomAffine, **geometry)
-    makers |= {key: partial(make, on[key]) for key, make in INTENSITIES.items() if key in on}
+    for makers_of_kind in (INTENSITIES, ULTRASOUND):
+        makers |= {key: partial(make, on[key]) for key, make in makers_of_kind.items() if key in on}
     layers = [
         make(seed=seed + AUGMENTATION_KEYS.index(key), dtype="float32")
         for key, make in makers.items()
     ]
+    if roi is not None and roi.margin_jitter:
+        crop = RandomMarginCrop(
+            roi.margin, roi.margin_jitter, seed=seed + MARGIN_CROP_SEED, dtype="float32"
+        )
+        layers.insert(0, crop)
     return keras.Sequential(layers, name="augmenter") if layers else None
