@@ -194,7 +194,7 @@ class Predictor:
     def prepare(self, image: Path, masks: tuple[Path, ...]) -> np.ndarray:
         """The (size, size, 3) uint8 model input; an image without masks is used whole."""
         masks_given = [str(mask) for mask in masks]
-        options = self.roi.model_dump()
+        options = self.roi.preparation()
         return prepare_file(Path(), str(image), masks_given, size=self.image_size, **options)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ def prepare(name: str, params: Params, dataset: DatasetParams, paths: DatasetPat
             images_per_shard=dataset.images_per_shard,
             workers=workers(params),
             size=dataset.image_size,
-            **dataset.roi.model_dump(),
+            **dataset.roi.preparation(),
         )
         summary[other] = external.describe(rows, images)
         print(f"{name}: external test set {other}: {len(rows)} images ({images})")

@@ -11,7 +11,6 @@ refused, Keras 3 cannot train on them). Every epoch is backed up
 import shutil
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -52,18 +51,28 @@ def planned_phases(schedule: TrainParams, lr: float, fine_tune_lr: float) -> lis
     ]
 
 
-def training_records(paths: DatasetPaths) -> tuple[Callable[[str], tf.data.Dataset], np.ndarray]:
-    """A reader of the "train" and "val" records, and the training labels: the train and val
-    splits, or for a fold the other folds' images and the fold's own."""
+def records_of(split: str, wide: bool) -> str:
+    """The records of `split`, or with `wide` its copies cropped for margin jitter."""
+    return tfrecords.wide(split) if wide else split
+
+
+def training_records(
+    paths: DatasetPaths,
+) -> tuple[Callable[[str, bool], tf.data.Dataset], np.ndarray]:
+    """A reader of the "train" and "val" records (wide or not: `records_of`), and the training
+    labels: the train and val splits, or for a fold the other folds' images and the fold's own."""
     if paths.fold is None:
-        return partial(tfrecords.read_split, paths.tfrecords), tfrecords.read_labels(
-            paths.tfrecords, "train"
-        )
+
+        def read_split(role: str, wide: bool = False) -> tf.data.Dataset:
+            return tfrecords.read_split(paths.tfrecords, records_of(role, wide))
+
+        return read_split, tfrecords.read_labels(paths.tfrecords, "train")
     rows = pd.read_csv(paths.split, keep_default_na=False)
     members = splitting.fold_members(rows, paths.fold)
 
-    def read(role: str) -> tf.data.Dataset:
-        return tfrecords.read_ids(paths.tfrecords, ["train", "val"], members[role]["path"].tolist())
+    def read(role: str, wide: bool = False) -> tf.data.Dataset:
+        splits = [records_of(split, wide) for split in tfrecords.TRAINABLE_SPLITS]
+        return tfrecords.read_ids(paths.tfrecords, splits, members[role]["path"].tolist())
 
     return read, members["train"]["label"].to_numpy()
 
@@ -79,22 +88,26 @@ def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
 
     read_records, labels = training_records(paths)
 
-    def batches(role: str, **options):
+    def batches(role: str, wide: bool = False, **options):
         if paths.fold is None:  # a whole split: cached in RAM while it fits the budget, else streamed
             made = inputs.split_batches(
                 paths.tfrecords,
-                role,
+                records_of(role, wide),
                 batch_size=batch_size,
                 image_size=dataset.image_size,
                 budget=budget,
                 **options,
             )
         else:  # a fold's images, picked by id from the train and val records, cached
-            made = inputs.make_batches(read_records(role), batch_size=batch_size, cache=True, **options)
+            made = inputs.make_batches(
+                read_records(role, wide), batch_size=batch_size, cache=True, **options
+            )
         return distribute.shard_by_data(made)
 
-    augmenter = augment.build_augmenter(dataset.augment, seed)
-    train_batches = batches("train", augmenter=augmenter, shuffle=True, seed=seed)
+    # with margin jitter, training crops the wide records; the plain (cached-features) view does not
+    augmenter = augment.build_augmenter(dataset.augment, seed, roi=dataset.roi)
+    wide = bool(dataset.roi.margin_jitter)
+    train_batches = batches("train", wide, augmenter=augmenter, shuffle=True, seed=seed)
     planned = planned_phases(schedule, params.lr, params.fine_tune_lr)
     caching = any(phase.cache_features for phase in planned)
     plain_batches = batches("train", shuffle=True, seed=seed) if caching else None

@@ -55,7 +55,7 @@ def bus_uc(params: dict) -> dict:
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda p: bus_uc(p)["roi"].update(margn=0.2), "datasets.bus_uc.roi.margn: unknown key (typo?); allowed here: keep_aspect, margin, mask_background, use_mask"),
+        (lambda p: bus_uc(p)["roi"].update(margn=0.2), "datasets.bus_uc.roi.margn: unknown key (typo?); allowed here: keep_aspect, margin, margin_jitter, mask_background, use_mask"),
         (lambda p: p.update(lrr=0.1), "lrr: unknown key (typo?)"),
         (lambda p: p.update(learning_rate=1e-5), "learning_rate: unknown key (typo?)"),
         (lambda p: bus_uc(p).update(trian={"epochs": 50}), "datasets.bus_uc.trian: unknown key (typo?)"),
@@ -124,6 +124,10 @@ CSV = {
         (lambda p: bus_uc(p)["evaluate"].update(bootstrap=5), "datasets.bus_uc.evaluate.bootstrap: expected 0 (no intervals) or at least 40"),
         (lambda p: bus_uc(p).update(classes=["benign", "Benign"]), "datasets.bus_uc.classes: expected two different class folders"),
         (lambda p: bus_uc(p)["augment"].update(brightness=[1.1, 0.9]), "datasets.bus_uc.augment.brightness: expected [low, high] with low <= high"),
+        (lambda p: bus_uc(p)["augment"].update(gamma=[1.25, 0.8]), "datasets.bus_uc.augment.gamma: expected [low, high] with low <= high"),
+        (lambda p: bus_uc(p)["augment"].update(gamma=[0, 1.25]), "datasets.bus_uc.augment.gamma: expected gammas above 0, got [0.0, 1.25]"),
+        (lambda p: bus_uc(p)["augment"].update(downscale=1.5), "datasets.bus_uc.augment.downscale: 1.5 is outside [0, 1]"),
+        (lambda p: p["datasets"]["chest_xray"]["roi"].update(margin_jitter=0.1), "datasets.chest_xray.roi: margin_jitter needs use_mask: true"),
         (lambda p: bus_uc(p)["head"]["blocks"][0]["pdf"].update(kernel_sizes=[], dilation_rates=[]), "datasets.bus_uc.head.blocks[0].pdf.kernel_sizes: expected at least 1 items, got 0"),
         (lambda p: p["datasets"].update({"bus uc": bus_uc(p)}), "datasets.bus uc: expected a name of letters, digits"),
     ],
@@ -180,7 +184,7 @@ def test_a_stage_stops_before_work_with_the_key_in_its_message(tmp_path):
     assert result.stderr.splitlines() == [
         "error: datasets.bus_uc.roi.margin: required key is missing",
         "error: datasets.bus_uc.roi.margn: unknown key (typo?); allowed here: keep_aspect, margin, "
-        "mask_background, use_mask",
+        "margin_jitter, mask_background, use_mask",
     ]
     assert not (tmp_path / "data").exists()
 

@@ -114,3 +114,11 @@ def prepare_file_png(raw_dir: Path, path: str, mask_paths: Sequence[str], **roi_
     """`prepare_file`, PNG-encoded: what the TFRecord writer stores. Encoding in the worker keeps it
     parallel and sends results back across the process boundary compressed."""
     return encode_png(prepare_file(raw_dir, path, mask_paths, **roi_params))
+
+
+def prepare_file_png_at(
+    raw_dir: Path, roi_params: dict, path: str, mask_paths: Sequence[str], margin: float
+) -> bytes:
+    """`prepare_file_png` with the margin of this image: the roi stage also writes the training
+    images at a wider margin, for margin jitter."""
+    return prepare_file_png(raw_dir, path, mask_paths, **{**roi_params, "margin": margin})

@@ -25,11 +25,14 @@ import tensorflow as tf
 
 from medcls.images.decode import mask_paths_of
 from medcls.images.parallel import ordered_starmap
-from medcls.images.roi import prepare_file_png
+from medcls.images.roi import prepare_file_png_at
 from medcls.pipeline.errors import PipelineError
 from medcls.pipeline.paths import stage_writing_records
 
 INDEX = "index.json"
+# The splits a model trains on (val too: cross-validation folds train on it), of which margin jitter
+# needs wide copies
+TRAINABLE_SPLITS = ("train", "val")
 
 _FEATURES = {
     "image": tf.io.FixedLenFeature([], tf.string),
@@ -41,6 +44,12 @@ _FEATURES = {
 
 class IncompleteRecordsError(PipelineError):
     """TFRecords that are missing, partial or damaged: the roi stage must write them again."""
+
+
+def wide(split: str) -> str:
+    """The name of the records of `split` cropped at margin + margin_jitter: what training crops to
+    a random margin (`medcls.training.augment.RandomMarginCrop`); `split` itself keeps `margin`."""
+    return f"{split}_wide"
 
 
 def shard_name(split: str, index: int, count: int) -> str:
@@ -74,9 +83,13 @@ def write_tfrecords(
     margin: float,
     mask_background: bool,
     keep_aspect: bool,
+    margin_jitter: float = 0.0,
 ) -> dict[str, int]:
     """Replace `out_dir` by `<split>-NNNNN-of-NNNNN.tfrecord` shards and their index; return images
     written per split.
+
+    With `margin_jitter`, the TRAINABLE_SPLITS are also written at margin + margin_jitter, as
+    `wide(split)`; every split keeps its records at `margin`, byte for byte.
 
     The shards are written beside `out_dir` and renamed into place once the index is written, so an
     interrupted run leaves no partial `out_dir`. Within a split, records are ordered by content
@@ -96,7 +109,14 @@ def write_tfrecords(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        counts = _write_shards_and_index(split_df, raw_dir, staging, images_per_shard, workers, roi)
+        counts = _write_shards_and_index(
+            _with_margins(split_df, margin, margin_jitter),
+            raw_dir,
+            staging,
+            images_per_shard,
+            workers,
+            roi,
+        )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -105,12 +125,24 @@ def write_tfrecords(
     return counts
 
 
+def _with_margins(split_df: pd.DataFrame, margin: float, margin_jitter: float) -> pd.DataFrame:
+    """The rows with the margin each is cropped at, plus with `margin_jitter` the wide copies."""
+    rows = split_df.assign(margin=margin)
+    if not margin_jitter:
+        return rows
+    trainable = rows[rows["split"].isin(TRAINABLE_SPLITS)]
+    wide_copies = trainable.assign(
+        split=trainable["split"].map(wide), margin=margin + margin_jitter
+    )
+    return pd.concat([rows, wide_copies], ignore_index=True)
+
+
 def _write_shards_and_index(
     split_df: pd.DataFrame, raw_dir: Path, out_dir: Path, per_shard: int, workers: int, roi: dict
 ) -> dict[str, int]:
     rows = split_df.sort_values(["split", "sha256", "path"], ignore_index=True)
-    prepare = partial(prepare_file_png, raw_dir, **roi)
-    arguments = zip(rows["path"], rows["mask_paths"].map(mask_paths_of))
+    prepare = partial(prepare_file_png_at, raw_dir, roi)
+    arguments = zip(rows["path"], rows["mask_paths"].map(mask_paths_of), rows["margin"])
     pngs = ordered_starmap(prepare, arguments, workers=workers)
     records = zip(rows.itertuples(), pngs, strict=True)  # strict: also lets the pool finish
     counts = {str(split): int(count) for split, count in rows["split"].value_counts().items()}

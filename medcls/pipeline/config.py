@@ -251,9 +251,7 @@ class AugmentParams(Section):
     # ultrasound: multiplicative speckle (std of the per-pixel factor), gamma range, largest blur
     # sigma in pixels, smallest side fraction of a simulated lower-resolution scan
     speckle: Annotated[float, Field(ge=0, le=1)] = 0.0
-    gamma: list[Annotated[float, Field(gt=0)]] | None = Field(
-        default=None, min_length=2, max_length=2
-    )
+    gamma: list[float] | None = Field(default=None, min_length=2, max_length=2)
     blur: Annotated[float, Field(ge=0, le=10)] = 0.0
     downscale: Fraction = 0.0
 
@@ -263,6 +261,13 @@ class AugmentParams(Section):
         if bounds and bounds[0] > bounds[1]:
             raise ValueError(f"expected [low, high] with low <= high, got {bounds}")
         return bounds
+
+    @field_validator("gamma")
+    @classmethod
+    def _positive(cls, gamma: list[float] | None) -> list[float] | None:
+        if gamma and min(gamma) <= 0:
+            raise ValueError(f"expected gammas above 0, got {gamma}")
+        return gamma
 
 
 class FineTuneByFraction(Section):
