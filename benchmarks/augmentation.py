@@ -4,7 +4,9 @@ For each default model, at its image size and batch size: each augmentation swit
 of the model's augmentations together (its train-stage augmenter), and the Keras layers the
 project's own layers replace, drawn from the same ranges (geometry: RandomRotation,
 RandomTranslation, RandomShear and RandomZoom, each resampling the batch; saturation:
-RandomSaturation's HSV round trip). Random pixels; nothing is read from disk.
+RandomSaturation's HSV round trip). For a model that crops to lesion masks, also the ultrasound
+augmentations and the ROI margin crop, which the defaults leave off, each alone at the values below.
+Random pixels; nothing is read from disk.
 
     python -m benchmarks.augmentation [--batches 20] [--epochs 3]
 """
@@ -18,8 +20,11 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.common import SEED, default_models, machine, print_table, stopwatch
-from medcls.pipeline.config import AugmentParams
+from medcls.pipeline.config import AugmentParams, RoiParams
 from medcls.training import augment
+
+ULTRASOUND_EXAMPLES = {"speckle": 0.2, "gamma": [0.8, 1.25], "blur": 1.0, "downscale": 0.5}
+MARGIN_JITTER_EXAMPLE = 0.05
 
 
 def keras_equivalents(spec: AugmentParams) -> dict[str, keras.Sequential]:
@@ -41,6 +46,19 @@ def keras_equivalents(spec: AugmentParams) -> dict[str, keras.Sequential]:
         )
         equivalents["Keras layer: saturation"] = keras.Sequential([saturation])
     return equivalents
+
+
+def ultrasound_augmenters(roi: RoiParams) -> dict[str, keras.Sequential]:
+    """Label -> each ultrasound augmentation alone, and the margin crop of ROI jitter, at the
+    example values."""
+    augmenters = {
+        f"{key} {value} alone": augment.build_augmenter(AugmentParams(**{key: value}), SEED)
+        for key, value in ULTRASOUND_EXAMPLES.items()
+    }
+    jittered = roi.model_copy(update={"margin_jitter": MARGIN_JITTER_EXAMPLE})
+    label = f"roi.margin_jitter {MARGIN_JITTER_EXAMPLE} alone"
+    augmenters[label] = augment.build_augmenter(AugmentParams(), SEED, roi=jittered)
+    return augmenters
 
 
 def rate(augmenter: keras.Layer, pixels: np.ndarray, batch_size: int, epochs: int) -> float:
@@ -81,6 +99,8 @@ def main() -> None:
             if value
         }
         augmenters["all (the train stage's augmenter)"] = augment.build_augmenter(spec, SEED)
+        if dataset.roi.use_mask:
+            augmenters |= ultrasound_augmenters(dataset.roi)
         augmenters |= keras_equivalents(spec)
         for label, augmenter in augmenters.items():
             images_per_second = rate(augmenter, pixels, batch_size, args.epochs)
