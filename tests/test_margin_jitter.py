@@ -1,11 +1,14 @@
 """ROI margin jitter: the roi stage adds wide copies of the training images, every split keeps its
 records at `margin` byte for byte, and cropping a wide copy gives the image at a smaller margin."""
 
+import copy
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
+from ruamel.yaml import YAML
 
 from medcls.data.manifest import build_manifest
 from medcls.data.splitting import cross_validation_folds, grouped_stratified_split
@@ -17,7 +20,9 @@ from medcls.pipeline.paths import DatasetPaths
 from medcls.training.augment import margin_crop
 from stages.train import training_records
 
-ROI = dict(size=32, use_mask=True, margin=0.1, mask_background=False, keep_aspect=True)
+ROOT = Path(__file__).resolve().parents[1]
+ROI_PARAMS = dict(use_mask=True, margin=0.1, mask_background=False, keep_aspect=True)
+ROI = dict(size=32, **ROI_PARAMS)
 JITTER = 0.2
 SPLITS = ("train", "val", "test")
 
@@ -128,3 +133,42 @@ def test_margin_jitter_needs_the_mask_and_stays_out_of_the_preparation():
     assert RoiParams(**options, margin_jitter=0.05).preparation() == options
     with pytest.raises(ValidationError, match="margin_jitter needs use_mask: true"):
         RoiParams(**{**options, "use_mask": False}, margin_jitter=0.05)
+
+
+def test_the_train_stage_augments_the_wide_copies_and_caches_features_of_the_margin(
+    rows, written, monkeypatch, tmp_path
+):
+    """One tiny run of the train stage with margin jitter and cached phase-1 features: the
+    augmented batches come from `train_wide` through a margin crop, the plain ones from `train`."""
+    from medcls.pipeline import config
+    from medcls.training import inputs
+    from stages import train as train_stage
+    from tests.test_pipeline_e2e import TINY
+
+    monkeypatch.chdir(tmp_path)
+    folder = DatasetPaths("busi")
+    shutil.copytree(written[JITTER][0], folder.tfrecords)
+    params = YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())
+    dataset = params["datasets"]["bus_uc"] | copy.deepcopy(TINY)
+    dataset["roi"] = {**ROI_PARAMS, "margin_jitter": JITTER}
+    dataset["augment"] = {}
+    dataset["train"] |= {
+        "epochs": 1,
+        "cache_features": True,
+        "fine_tune": {"epochs": 0, "patience": 1, "unfreeze_layers": 1},
+    }
+    params |= {"datasets": {"busi": dataset}, "trained": ["busi"]}
+    read = []
+
+    def recording(tfrecord_dir, split, **options):
+        augmenter = options.get("augmenter")
+        read.append((split, augmenter and [type(layer).__name__ for layer in augmenter.layers]))
+        return split_batches(tfrecord_dir, split, **options)
+
+    split_batches = inputs.split_batches
+    monkeypatch.setattr(inputs, "split_batches", recording)
+    typed = config.validate(params)
+    train_stage.train("busi", typed, typed.trained_dataset("busi"), folder)
+    assert sorted(read, key=str) == sorted(
+        [("train_wide", ["RandomMarginCrop"]), ("train", None), ("val", None)], key=str
+    )
