@@ -221,7 +221,7 @@ class RandomGaussianBlur(_PixelAugmentation):
         padding[axis] = [self.radius, self.radius]
         padded = ops.pad(images, padding, mode="symmetric")
         length = ops.shape(images)[axis]
-        taps = ops.reshape(weights, (-1, weights.shape[1], 1, 1, 1))
+        taps = ops.reshape(weights, (-1, 2 * self.radius + 1, 1, 1, 1))
         blurred = 0.0
         for tap in range(2 * self.radius + 1):
             window = padded[:, tap : tap + length] if axis == 1 else padded[:, :, tap : tap + length]
