@@ -24,6 +24,7 @@ from ruamel.yaml import YAML
 
 from benchmarks.real_data import SHARED, prepare, resolved_profile
 from medcls.demo.workspace import PROJECT, command_environment, run_in
+from medcls.evaluation import metrics
 
 DATASET = "busi"
 EXTERNAL = "bus_uclm_dev"
@@ -32,14 +33,13 @@ RESULTS = "robustness"
 
 
 def with_changes(params: dict, changes: dict) -> dict:
-    """`params` with each dotted key of `changes` set (the last key replaced whole)."""
+    """`params` with each dotted key of `changes` set (the last key replaced whole, or added: the
+    pipeline's params validation rejects a misspelt one)."""
     for dotted, value in changes.items():
         *parents, last = dotted.split(".")
         node = params
         for key in parents:
             node = node[key]
-        if last not in node:
-            raise SystemExit(f"error: {dotted} is not a key of the profile")
         node[last] = value
     return params
 
@@ -80,25 +80,39 @@ def _rate(scores: dict | None, key: str) -> str:
     return "–" if not scores or scores.get(key) is None else f"{scores[key]:.3f}"
 
 
+def _calibration(scores: dict | None) -> str:
+    return f"{_rate(scores, 'ece')} / {_rate(scores, 'brier')}"
+
+
+def scorers(document: dict) -> tuple[dict | None, dict, dict | None]:
+    """The (validation, test, external) scores of a variant: its fold ensemble's (out-of-fold for
+    validation) when it was cross-validated, else the single model's."""
+    if metrics.ENSEMBLE_TEST in document:
+        external = document.get("ensemble_external", {}).get(EXTERNAL)
+        return document[metrics.OUT_OF_FOLD], document[metrics.ENSEMBLE_TEST], external
+    return document.get("val"), document["test"], document.get("external", {}).get(EXTERNAL)
+
+
 def table(workspace: Path, variants: dict) -> str:
-    """A Markdown row per measured variant: val, test and external AUC with 95 % intervals (the
-    external one resampling patients), and the external sensitivity/specificity at val's threshold."""
+    """A Markdown row per measured variant: validation (out-of-fold for a fold ensemble), test and
+    external AUC with 95 % intervals (the external one resampling patients), the external
+    sensitivity/specificity at the validation threshold, and calibration (ECE, Brier score)."""
     lines = [
         "| variant | what changed | val AUC | test AUC | external AUC | external sens / spec "
-        "| train stage |",
-        "|---|---|---|---|---|---|---|",
+        "| ECE / Brier, test | ECE / Brier, external | train stage | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, variant in variants.items():
         result_file = workspace / RESULTS / f"{name}.json"
         if not result_file.exists():
             continue
         result = json.loads(result_file.read_text())
-        document = result["metrics"]
-        external = document.get("external", {}).get(EXTERNAL)
+        validation, test, external = scorers(result["metrics"])
         lines.append(
-            f"| {name} | {variant['why']} | {_auc(document.get('val'))} | {_auc(document['test'])} "
-            f"| {_auc(external)} | {_rate(external, 'sensitivity')} / {_rate(external, 'specificity')} "
-            f"| {result['train_seconds'] / 60:.1f} min |"
+            f"| {name} | {variant['why']} | {_auc(validation)} | {_auc(test)} | {_auc(external)} "
+            f"| {_rate(external, 'sensitivity')} / {_rate(external, 'specificity')} "
+            f"| {_calibration(test)} | {_calibration(external)} "
+            f"| {result['train_seconds'] / 60:.1f} min | {result.get('commit', '–')} |"
         )
     return "\n".join(lines)
 
