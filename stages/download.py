@@ -1,4 +1,5 @@
-"""Stage download: bring the dataset's source (Kaggle, https archive or local copy) into data/raw/<name>."""
+"""Stage download: bring the dataset's sources (Kaggle, https archives or local copies) into
+data/raw/<name>: its one source there, or each of several in data/raw/<name>/<source name>."""
 
 from medcls.data import sources
 from medcls.pipeline.config import DatasetParams, Params
@@ -7,7 +8,13 @@ from medcls.pipeline.stage import run_stage
 
 
 def download(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
-    sources.fetch(dataset.source, paths.raw)
+    sources.fetch_all(
+        {
+            dataset.folder_of(source_name): (source.source, dataset.source_key(name, source_name))
+            for source_name, source in dataset.named_sources(name).items()
+        },
+        paths.raw,
+    )
 
 
 if __name__ == "__main__":

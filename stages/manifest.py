@@ -8,8 +8,12 @@ from medcls.pipeline.stage import run_stage, workers
 
 
 def build(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
-    rows, rejected = manifest.build_manifest(
-        paths.raw, dataset.layout, dataset.classes, workers=workers(params)
+    readings = {
+        source_name: manifest.SourceReading(dataset.folder_of(source_name), source.layout, source.classes)
+        for source_name, source in dataset.named_sources(name).items()
+    }
+    rows, rejected = manifest.build_sources_manifest(
+        paths.raw, readings, dataset.classes, workers=workers(params)
     )
     paths.manifest.parent.mkdir(parents=True, exist_ok=True)
     rejected.to_csv(paths.rejected, index=False)

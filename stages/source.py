@@ -1,43 +1,68 @@
-"""Stage source: fingerprint the dataset's source so that a changed local copy re-runs download.
+"""Stage source: fingerprint the dataset's sources so that a changed local copy re-runs download,
+and record, in one form for one source or several, what the later data stages read.
 
 DVC runs this stage on every `dvc repro` (always_changed): only a running stage can notice a change
-outside the workspace. download depends on the fingerprint, so it re-runs only when the fingerprint
-changes, and a download whose result is identical leaves every later stage cached.
+outside the workspace. Its output `data/sources/<name>.json` is also the params file of the data
+stages (dvc.yaml): download tracks its `fetch` key (each source with its fingerprint), manifest its
+`read` key (each source's folder, layout and classes), split its `hold_out` key. params.yaml cannot
+serve them directly: a dataset of one source has `source` and `layout` keys, one of several has
+`sources`, and DVC refuses to track a key that is missing. A download whose result is identical
+leaves every later stage cached.
 """
 
 import json
 import sys
 
 from medcls.data import sources
-from medcls.pipeline.config import DatasetParams, Params
+from medcls.pipeline.config import DatasetParams, Params, SourceParams
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage
 
 
 def record(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
-    source = dataset.source
-    if warning := sources.unpinned_kaggle_warning(source):
-        print(warning, file=sys.stderr)
-    try:
-        fingerprint = sources.fingerprint(source)
-    except FileNotFoundError:
-        if not _recorded_for(paths, source):
-            raise
-        print(
-            f"warning: {name}: source {source!r} not found here; keeping {paths.raw} as fetched "
-            "from it earlier (e.g. pulled from a DVC remote)",
-            file=sys.stderr,
-        )
-        return
+    recorded = _recorded(paths)
+    named = dataset.named_sources(name)
+    fetch = {
+        source_name: _fingerprint(source, recorded.get(source_name), paths, source_name)
+        for source_name, source in named.items()
+    }
+    description = {
+        "fetch": fetch,
+        "read": {source_name: _reading(dataset, source_name, source) for source_name, source in named.items()},
+        "hold_out": dataset.held_out(),
+    }
     # not outputs.write_json: this stage runs on every repro and must not pay for importing matplotlib
     paths.source_fingerprint.parent.mkdir(parents=True, exist_ok=True)
-    paths.source_fingerprint.write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
+    paths.source_fingerprint.write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
 
 
-def _recorded_for(paths: DatasetPaths, source: str) -> bool:
-    """Whether the fingerprint kept from the last run (the output persists) is of this source."""
+def _fingerprint(source: SourceParams, recorded: dict | None, paths: DatasetPaths, name: str) -> dict:
+    """The source's fingerprint; for a local source gone from this machine, the one recorded when
+    data/raw was fetched from it (e.g. pulled from a DVC remote since)."""
+    if warning := sources.unpinned_kaggle_warning(source.source):
+        print(warning, file=sys.stderr)
+    try:
+        return sources.fingerprint(source.source)
+    except FileNotFoundError:
+        if not recorded or recorded.get("source") != source.source:
+            raise
+        print(
+            f"warning: {name}: source {source.source!r} not found here; keeping {paths.raw} as "
+            "fetched from it earlier (e.g. pulled from a DVC remote)",
+            file=sys.stderr,
+        )
+        return recorded
+
+
+def _reading(dataset: DatasetParams, name: str, source: SourceParams) -> dict:
+    layout = source.layout if isinstance(source.layout, str) else source.layout.model_dump()
+    return {"folder": dataset.folder_of(name), "layout": layout, "classes": source.classes}
+
+
+def _recorded(paths: DatasetPaths) -> dict:
+    """The fingerprints kept from the last run (the output persists), by source name."""
     record_file = paths.source_fingerprint
-    return record_file.is_file() and json.loads(record_file.read_text()).get("source") == source
+    return json.loads(record_file.read_text()).get("fetch", {}) if record_file.is_file() else {}
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Stage split: grouped, stratified train/val/test split (no patient or identical image in two splits),
-and with `split.folds` > 1 the cross-validation fold of every train and val image."""
+"""Stage split: grouped, stratified train/val/test split (no patient or identical image in two splits;
+held-out sources all in test), and with `split.folds` > 1 the cross-validation fold of every train
+and val image."""
 
 import pandas as pd
 
@@ -12,7 +13,9 @@ from medcls.pipeline.stage import run_stage
 
 def split(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
     rows = pd.read_csv(paths.manifest, keep_default_na=False)
-    rows["split"] = splitting.grouped_stratified_split(rows, params.split.fractions, params.seed)
+    rows["split"] = splitting.grouped_stratified_split(
+        rows, params.split.fractions, params.seed, held_out=dataset.held_out()
+    )
     if params.split.folds > 1:
         rows["fold"] = splitting.cross_validation_folds(
             rows, rows["split"], params.split.folds, params.seed

@@ -63,7 +63,7 @@ def bus_uc(params: dict) -> dict:
         (lambda p: p.update(lr="1e-5"), "lr: expected float, got str '1e-5'"),
         (lambda p: p.update(seed=True), "seed: expected int, got bool True"),
         (lambda p: p["split"].update(test=0.3), "split: train + val + test must sum to 1, got 1.15"),
-        (lambda p: p["datasets"]["chest_xray"].pop("layout"), "datasets.chest_xray.layout: required key is missing"),
+        (lambda p: p["datasets"]["chest_xray"].pop("layout"), "datasets.chest_xray: layout: required key missing; give source and layout (one source), or sources"),
         (lambda p: p["datasets"]["chest_xray"].update(layout="kaggle"), "datasets.chest_xray.layout: expected one of ['bus_uc', 'busi', 'kermany'], got str 'kaggle'"),
         (lambda p: bus_uc(p)["roi"].update(margin=-0.1), "datasets.bus_uc.roi.margin: -0.1 is outside [0, 2]"),
         (lambda p: bus_uc(p)["backbone"].update(name="vgg19"), "datasets.bus_uc.backbone: expected {name: efficientnetb0|resnet50|vgg16"),

@@ -32,6 +32,7 @@ def test_bus_uc_manifest_columns_counts_and_rejects(tmp_path: Path) -> None:
     assert list(manifest.columns) == MANIFEST_COLUMNS and list(rejected.columns) == [
         "path",
         "reason",
+        "source",
     ]
     assert manifest["path"].is_monotonic_increasing and rejected["path"].is_monotonic_increasing
     assert Counter(zip(manifest["class_name"], manifest["label"])) == {

@@ -4,15 +4,20 @@ Decoding up front turns corrupt files, empty masks and size mismatches into name
 instead of crashes or silent garbage in later stages, and yields the content hash the split uses to
 keep identical images out of different splits. Every file of the raw folder ends up in exactly one
 of the manifest (as an image or one of its masks) and the rejects.
+
+A dataset of several sources reads each source's folder with its own layout and classes; its rows
+name their source, their groups are made unique per source (the same patient id in two hospitals
+is two patients), and identical pixels are looked for across all sources.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -40,8 +45,9 @@ MANIFEST_COLUMNS = [
     "width",
     "height",
     "source_split",
+    "source",
 ]
-REJECTED_COLUMNS = ["path", "reason"]
+REJECTED_COLUMNS = ["path", "reason", "source"]
 # The source contradicts itself; neither label can be trusted, and keeping one copy per class
 # would put the same pixels on both sides of the decision.
 CONFLICTING_LABELS = "identical pixels filed under both classes"
@@ -80,50 +86,112 @@ def _inspect(raw_dir: Path, entry: Entry) -> _Decoded | str:
     return _Decoded(pixel_sha256(image), image.shape[1], image.shape[0])
 
 
+@dataclass(frozen=True)
+class SourceReading:
+    """How to read one source: its folder (relative to the dataset's raw folder; "" for the raw
+    folder itself), its layout, and its own class names for label 0 and 1."""
+
+    folder: str
+    layout: str | Mapping
+    classes: Sequence[str]
+
+
 def build_manifest(
     raw_dir: Path,
     layout: str | Mapping,
     classes: Sequence[str],
     workers: int = os.cpu_count() or 1,
+    source: str = "",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (manifest, rejected), both sorted by path; label = index of the class in `classes`.
+    """The manifest of a dataset of one source, named `source`, in `raw_dir` itself: see
+    `build_sources_manifest`."""
+    return build_sources_manifest(raw_dir, {source: SourceReading("", layout, classes)}, classes, workers)
+
+
+def build_sources_manifest(
+    raw_dir: Path,
+    sources: Mapping[str, SourceReading],
+    classes: Sequence[str],
+    workers: int = os.cpu_count() or 1,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (manifest, rejected), both sorted by path, paths relative to `raw_dir`; label = index
+    of the class in the source's classes, class_name the dataset's `classes` name for it.
 
     A rejected image takes its masks with it into the rejects, so no raw file goes unaccounted.
     """
-    entries, rejects = parse(layout, raw_dir, classes)
-    labels = {name.lower(): index for index, name in enumerate(classes)}
+    entries, rejects, source_of = [], [], {}
+    for name, reading in sources.items():
+        found, unused = parse(reading.layout, raw_dir / reading.folder, reading.classes)
+        labels = {class_name.lower(): index for index, class_name in enumerate(reading.classes)}
+        for entry in found:
+            entry = _within_dataset(entry, name, reading.folder, classes[labels[entry.class_name.lower()]])
+            entries.append(entry)
+            source_of[entry] = name
+        rejects += [(posixpath.join(reading.folder, reject.path), reject.reason, name) for reject in unused]
+    labels = {class_name.lower(): index for index, class_name in enumerate(classes)}
     decoded = ordered_starmap(
         partial(_inspect, raw_dir), ((entry,) for entry in entries), workers=workers, chunksize=32
     )
     verdicts = dict(zip(entries, decoded, strict=True))  # strict: also lets the pool finish
-    verdicts |= _conflicting(verdicts, labels)
-    rows, reasons = [], [(reject.path, reject.reason) for reject in rejects]
+    verdicts |= _conflicting(verdicts, labels, source_of if len(sources) > 1 else None)
+    rows = []
     for entry, facts in verdicts.items():
+        source = source_of[entry]
         if isinstance(facts, str):
-            reasons.append((entry.path, facts))
-            reasons += [(mask, MASK_OF_REJECTED_IMAGE) for mask in entry.mask_paths]
+            rejects.append((entry.path, facts, source))
+            rejects += [(mask, MASK_OF_REJECTED_IMAGE, source) for mask in entry.mask_paths]
             continue
         label = labels[entry.class_name.lower()]
         mask_paths = MASK_SEPARATOR.join(entry.mask_paths)
-        rows.append({**asdict(entry), **asdict(facts), "mask_paths": mask_paths, "label": label})
+        rows.append(
+            {**asdict(entry), **asdict(facts), "mask_paths": mask_paths, "label": label, "source": source}
+        )
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS).sort_values("path", ignore_index=True)
-    rejected = pd.DataFrame(reasons, columns=REJECTED_COLUMNS).sort_values(
+    rejected = pd.DataFrame(rejects, columns=REJECTED_COLUMNS).sort_values(
         "path", ignore_index=True
     )
     return manifest, rejected
 
 
-def _conflicting(verdicts: dict[Entry, _Decoded | str], labels: dict[str, int]) -> dict[Entry, str]:
-    """The usable entries whose pixels also appear under the other class, each with its reason."""
-    labels_of_pixels: dict[str, set[int]] = defaultdict(set)
+def _within_dataset(entry: Entry, source: str, folder: str, class_name: str) -> Entry:
+    """A source's entry as the dataset's: paths relative to the dataset's raw folder, the dataset's
+    class name, and, for a source in a folder of its own, the group prefixed with the source."""
+    if not folder:
+        return replace(entry, class_name=class_name)
+    return replace(
+        entry,
+        path=posixpath.join(folder, entry.path),
+        mask_paths=tuple(posixpath.join(folder, mask) for mask in entry.mask_paths),
+        class_name=class_name,
+        group=f"{source}/{entry.group}",
+    )
+
+
+def _conflicting(
+    verdicts: dict[Entry, _Decoded | str],
+    labels: dict[str, int],
+    source_of: Mapping[Entry, str] | None,
+) -> dict[Entry, str]:
+    """The usable entries whose pixels also appear under the other class, each with its reason;
+    with `source_of` (several sources) the reason says under which classes each source filed them."""
+    copies: dict[str, list[Entry]] = defaultdict(list)
     for entry, facts in verdicts.items():
         if isinstance(facts, _Decoded):
-            labels_of_pixels[facts.sha256].add(labels[entry.class_name.lower()])
-    return {
-        entry: CONFLICTING_LABELS
-        for entry, facts in verdicts.items()
-        if isinstance(facts, _Decoded) and len(labels_of_pixels[facts.sha256]) > 1
-    }
+            copies[facts.sha256].append(entry)
+    conflicting = {}
+    for same_pixels in copies.values():
+        if len({labels[entry.class_name.lower()] for entry in same_pixels}) < 2:
+            continue
+        reason = CONFLICTING_LABELS
+        if source_of is not None:
+            filed = defaultdict(set)
+            for entry in same_pixels:
+                filed[source_of[entry]].add(entry.class_name)
+            reason += " (" + "; ".join(
+                f"{source}: {', '.join(sorted(names))}" for source, names in sorted(filed.items())
+            ) + ")"
+        conflicting |= dict.fromkeys(same_pixels, reason)
+    return conflicting
 
 
 def check_both_classes(manifest: pd.DataFrame, classes: Sequence[str], rejected_csv: Path) -> None:
@@ -138,7 +206,7 @@ def check_both_classes(manifest: pd.DataFrame, classes: Sequence[str], rejected_
 
 def summarize(manifest: pd.DataFrame, rejected: pd.DataFrame) -> dict:
     """Counts for the stage's metrics file, so `dvc metrics diff` shows what a data change did."""
-    return {
+    summary = {
         "images": len(manifest),
         "per_class": {
             str(name): int(n) for name, n in sorted(Counter(manifest["class_name"]).items())
@@ -148,3 +216,9 @@ def summarize(manifest: pd.DataFrame, rejected: pd.DataFrame) -> dict:
             str(reason): int(n) for reason, n in sorted(Counter(rejected["reason"]).items())
         },
     }
+    if manifest["source"].nunique() > 1:
+        summary["per_source"] = {
+            str(source): {str(name): int(n) for name, n in counts.items()}
+            for source, counts in manifest.groupby("source")["class_name"].value_counts().unstack(fill_value=0).iterrows()
+        }
+    return summary

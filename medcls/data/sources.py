@@ -23,6 +23,7 @@ import tempfile
 import urllib.error
 import zipfile
 import zlib
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from urllib.request import urlopen
 
@@ -53,12 +54,22 @@ class UnsafeArchiveError(SourceError):
 
 def fetch(source: str, dest: Path) -> None:
     """Materialise `source` as the directory `dest`, replacing any previous content atomically."""
+    fetch_all({"": (source, f"datasets.{Path(dest).name}.source")}, dest)
+
+
+def fetch_all(sources: Mapping[str, tuple[str, str]], dest: Path) -> None:
+    """Materialise every source inside `dest` ({folder relative to `dest`, "" for `dest` itself:
+    (source, the params key that names it, for messages)}), replacing any previous content
+    atomically: all of them or none."""
     dest = Path(dest)
     partial = dest.parent / f".{dest.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        _materialise(source, partial, dataset=dest.name)
+        if "" not in sources:
+            partial.mkdir()
+        for folder, (source, param) in sources.items():
+            _materialise(source, partial / folder, param=param)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -66,15 +77,15 @@ def fetch(source: str, dest: Path) -> None:
     partial.rename(dest)
 
 
-def _materialise(source: str, target: Path, *, dataset: str) -> None:
+def _materialise(source: str, target: Path, *, param: str) -> None:
     if source.startswith("kaggle:"):
-        _from_local(_download_kaggle(source, dataset), target)
+        _from_local(_download_kaggle(source, param), target)
     elif source.startswith("http://"):
         raise _plain_http(source)
     elif source.startswith("https://"):
         with tempfile.TemporaryDirectory() as tmp:
             archive = Path(tmp) / "download"
-            _download_https(source, archive, dataset)
+            _download_https(source, archive, param)
             _extract(archive, target)
     else:
         _from_local(Path(source).expanduser(), target)
@@ -134,15 +145,15 @@ def _missing(path: Path) -> FileNotFoundError:
     )
 
 
-def _unavailable(source: str, dataset: str, error: BaseException) -> SourceUnavailableError:
+def _unavailable(source: str, param: str, error: BaseException) -> SourceUnavailableError:
     return SourceUnavailableError(
         f"the dataset source {source!r} could not be reached ({error}). If this machine has no "
-        "internet, download it on a machine with internet and set the dataset's `source` param to "
-        f"that local directory or archive, e.g. dvc exp run -S 'datasets.{dataset}.source=/path/to/copy'"
+        f"internet, download it on a machine with internet and set `{param}` to that local "
+        f"directory or archive, e.g. dvc exp run -S '{param}=/path/to/copy'"
     )
 
 
-def _download_kaggle(source: str, dataset: str) -> Path:
+def _download_kaggle(source: str, param: str) -> Path:
     """Download through kagglehub's cache (public datasets need no credentials)."""
     handle = source.removeprefix("kaggle:")
     if not _KAGGLE_HANDLE.fullmatch(handle):
@@ -156,10 +167,10 @@ def _download_kaggle(source: str, dataset: str) -> Path:
     except (
         Exception
     ) as error:  # kagglehub surfaces network trouble as many unrelated exception types
-        raise _unavailable(source, dataset, error) from error
+        raise _unavailable(source, param, error) from error
 
 
-def _download_https(source: str, archive: Path, dataset: str) -> None:
+def _download_https(source: str, archive: Path, param: str) -> None:
     """Stream the URL to `archive` with a progress bar and verify the pinned sha256."""
     url, _, fragment = source.partition("#")
     expected = fragment.removeprefix("sha256=").lower()
@@ -173,14 +184,14 @@ def _download_https(source: str, archive: Path, dataset: str) -> None:
         with urlopen(url, timeout=60) as response, archive.open("wb") as out:
             size = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(
-                total=size, unit="B", unit_scale=True, desc=f"download {dataset}"
+                total=size, unit="B", unit_scale=True, desc=f"download {param}"
             ) as progress:
                 for chunk in iter(lambda: response.read(1 << 20), b""):
                     digest.update(chunk)
                     out.write(chunk)
                     progress.update(len(chunk))
     except _NETWORK_ERRORS as error:
-        raise _unavailable(url, dataset, error) from error
+        raise _unavailable(url, param, error) from error
     if digest.hexdigest() != expected:
         raise SourceError(
             f"sha256 of {url} is {digest.hexdigest()}, expected {expected}: "

@@ -3,12 +3,14 @@
 Images of one patient, and byte-for-byte identical pictures filed under different patients, must
 share a split, or the test score measures memorisation. Rows are therefore linked into units
 (connected components over shared `group` or `sha256`), and whole units are dealt out so each
-class's proportions follow the requested fractions as closely as unit sizes allow.
+class's proportions follow the requested fractions as closely as unit sizes allow, in each source
+of a dataset of several (its `source` column). A held-out source goes to the test split whole, with
+every unit it shares a patient or picture with: "train on A and B, test on C".
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 import pandas as pd
@@ -39,29 +41,42 @@ def linked_units(manifest: pd.DataFrame) -> pd.Series:
 def _dealing_order(
     manifest: pd.DataFrame, units: pd.Series, sizes: pd.Series, seed: int
 ) -> pd.Index:
-    """Units largest first (big units are hardest to place), ties in seeded random order.
+    """The units of `sizes`, largest first (big units are hardest to place), ties in seeded random
+    order.
 
     Units are first put in a canonical order (by their first path), so the result does not depend
-    on the manifest's row order.
+    on the manifest's row order; every unit takes part in the shuffle, those already placed (held
+    out) too, so holding a source out leaves the other units' order as it was.
     """
     canonical = manifest["path"].groupby(units).min().sort_values().index
     shuffled = canonical[np.random.default_rng(seed).permutation(len(canonical))]
+    shuffled = shuffled[shuffled.isin(sizes.index)]
     return sizes[shuffled].sort_values(ascending=False, kind="stable").index
 
 
+def _strata(manifest: pd.DataFrame) -> list[pd.Series]:
+    """What the split keeps in proportion: the class, and the source where rows name one (a
+    manifest without a `source` column is one source)."""
+    return [manifest["label"]] + ([manifest["source"]] if "source" in manifest else [])
+
+
 def grouped_stratified_split(
-    manifest: pd.DataFrame, fractions: Mapping[str, float], seed: int
+    manifest: pd.DataFrame,
+    fractions: Mapping[str, float],
+    seed: int,
+    held_out: Collection[str] = (),
 ) -> pd.Series:
     """Split name per manifest row (aligned to its index): no group or content shared across splits.
 
-    `fractions` ({split name: share}) are non-negative and sum to 1, as the params schema ensures.
+    `fractions` ({split name: share}) are non-negative and sum to 1, as the params schema ensures;
+    they apply to each class of each source, except the `held_out` sources, which go to `test`.
     """
     names = [name for name, share in fractions.items() if share > 0]
     units = linked_units(manifest)
-    per_unit = pd.crosstab(units, manifest["label"])
+    chosen = dict.fromkeys(_held_out_units(manifest, units, held_out, names), "test")
+    per_unit = pd.crosstab(units, _strata(manifest)).drop(index=list(chosen))
     targets = np.outer([fractions[name] for name in names], per_unit.sum().to_numpy())
     filled = np.zeros_like(targets)
-    chosen = {}
     for unit in _dealing_order(manifest, units, per_unit.sum(axis=1), seed):
         counts = per_unit.loc[unit].to_numpy()
         # The split still missing the most images of this unit's classes takes it.
@@ -71,6 +86,18 @@ def grouped_stratified_split(
     split = units.map(chosen).rename("split")
     _check_every_split_has_every_class(manifest, units, split, names)
     return split
+
+
+def _held_out_units(
+    manifest: pd.DataFrame, units: pd.Series, held_out: Collection[str], names: list[str]
+) -> list[int]:
+    """The units with an image of a held-out source (the whole unit: a patient or picture it
+    shares with another source must not reach training either)."""
+    if not held_out:
+        return []
+    if "test" not in names:
+        raise SplitError(f"sources {sorted(held_out)} are held out for a test split, but it is empty")
+    return sorted(units[manifest["source"].isin(list(held_out))].unique())
 
 
 def fold_name(fold: int) -> str:
@@ -116,9 +143,15 @@ def _check_every_split_has_every_class(
 
 
 def split_counts(split_df: pd.DataFrame) -> dict:
-    """`{split: {class_name: n, "total": n}}` for the split stage's metrics file, and the same per
-    fold under `folds` when the rows have cross-validation folds."""
+    """`{split: {class_name: n, "total": n}}` for the split stage's metrics file, the same per
+    fold under `folds` when the rows have cross-validation folds, and per source under `by_source`
+    when they come from several."""
     counts = _class_counts(split_df["split"], split_df["class_name"])
+    if "source" in split_df and split_df["source"].nunique() > 1:
+        counts["by_source"] = {
+            str(source): _class_counts(rows["split"], rows["class_name"])
+            for source, rows in split_df.groupby("source")
+        }
     if "fold" in split_df:
         pooled = split_df[split_df["fold"] >= 0]
         counts["folds"] = _class_counts(pooled["fold"].map(fold_name), pooled["class_name"])

@@ -40,9 +40,10 @@ def assess(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Asses
     predictions = scoring.predict_with_external(
         model, paths.tfrecords, ["val", "test"], external, views=settings.tta
     )
-    split_df, fold_models = None, []
+    split_df, fold_models = pd.read_csv(paths.split, keep_default_na=False), []
+    several_sources = "source" in split_df and split_df["source"].nunique() > 1
+    source_of = split_df.set_index("path")["source"] if several_sources else None
     if params.split.folds > 1:
-        split_df = pd.read_csv(paths.split, keep_default_na=False)
         fold_models = [
             classifier.load_classifier(paths.for_fold(fold).model)
             for fold in range(params.split.folds)
@@ -66,6 +67,10 @@ def assess(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Asses
         document = metrics.evaluate_predictions(rows, **scoring_options)
         if fold_models:
             document |= metrics.cross_validated(rows, **scoring_options)
+        if source_of is not None:
+            document["by_source"] = metrics.by_source(
+                rows, source_of, document["threshold"], n_bootstrap=settings.bootstrap, seed=seed
+            )
         if external:
             document["external"] = metrics.external_metrics(
                 rows, document["threshold"], list(external), **external_options

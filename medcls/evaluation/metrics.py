@@ -362,6 +362,31 @@ def cross_validated(
     return document
 
 
+def by_source(
+    predictions: pd.DataFrame,
+    source_of: Mapping[str, str],
+    threshold: float,
+    *,
+    n_bootstrap: int,
+    seed: int,
+) -> dict:
+    """`{source: {split: metrics}}` of the val and test rows of each source (`source_of`: image id
+    to source name) at the pooled `threshold`, for a split where the source has images: whether
+    one model serves every hospital it was trained for, or only the largest."""
+    document: dict = {}
+    for split in ("val", "test"):
+        rows = predictions[predictions["split"] == split]
+        for source, source_rows in rows.groupby(rows["id"].map(source_of), sort=True):
+            y_true, y_prob = checked_arrays(
+                source_rows["label"].to_numpy(), source_rows["probability"].to_numpy()
+            )
+            document.setdefault(str(source), {})[split] = {
+                **binary_metrics(y_true, y_prob, threshold),
+                **bootstrap_ci(y_true, y_prob, threshold, n_resamples=n_bootstrap, seed=seed),
+            }
+    return document
+
+
 def external_split(dataset: str) -> str:
     """The split name of an external test set's rows in a predictions table."""
     return f"external:{dataset}"
@@ -465,6 +490,11 @@ def _split_objects(document: dict) -> Iterator[tuple[str, dict]]:
             for name, split in external.items() if isinstance(external, Mapping) else ():
                 if isinstance(split, Mapping):
                     yield f"{prefix}{key}.{name}", split
+        sources = owner.get("by_source")
+        for source, splits in sources.items() if isinstance(sources, Mapping) else ():
+            for name, split in splits.items() if isinstance(splits, Mapping) else ():
+                if isinstance(split, Mapping):
+                    yield f"{prefix}by_source.{source}.{name}", split
 
 
 def _nested(document: Mapping, keys: tuple[str, ...]) -> object:

@@ -166,6 +166,29 @@ def calibration_section(document: Mapping) -> list[str]:
     ]
 
 
+def source_table(document: Mapping) -> list[str]:
+    """One row per source and split (a dataset of several sources): the model's metrics at the
+    pooled threshold on that source's images, and the baseline's AUC on them."""
+    baseline = document.get("baseline", {}).get("by_source", {})
+    rows = [
+        [
+            source,
+            split_name,
+            str(split["n"]),
+            _cell(split, "auc", "auc_ci95"),
+            _number(split["sensitivity"]),
+            _number(split["specificity"]),
+            _cell(baseline[source][split_name], "auc", "auc_ci95")
+            if split_name in baseline.get(source, {})
+            else UNDEFINED,
+        ]
+        for source, splits in document["by_source"].items()
+        for split_name, split in splits.items()
+    ]
+    header = ["source", "split", "images", "AUC", "sensitivity", "specificity", "baseline AUC"]
+    return _table(header, rows)
+
+
 def cross_validation_section(document: Mapping) -> list[str]:
     """Out-of-fold and ensemble-test metrics beside the baseline's, and the folds' own AUCs."""
     settings = document["cross_validation"]
@@ -240,6 +263,16 @@ def write_report(
     ]
     if "baseline" in document:
         lines += [f"Baseline: {document['baseline']['method']}, with its own threshold.", ""]
+    if "by_source" in document:
+        lines += [
+            "## Per source",
+            "",
+            f"Each source's images on their own, at the pooled threshold {document['threshold']:.3f}. "
+            "A held-out source (hold_out: true) has test images only: it was never trained on.",
+            "",
+            *source_table(document),
+            "",
+        ]
     if "cross_validation" in document:
         lines += ["## Cross-validation", "", *cross_validation_section(document), ""]
     if "versus_baseline" in document:

@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
@@ -454,22 +455,90 @@ Layout = tagged_union(
 # --- a dataset and the whole file ---------------------------------------------------------------
 
 
-class DataParams(Section):
-    """Where a dataset's images come from and which classes it has: all that its download,
-    manifest and split stages need."""
+DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # names become file names and DVC stage names
+
+
+def _two_different_classes(classes: list[str]) -> list[str]:
+    if classes[0].casefold() == classes[1].casefold():
+        raise ValueError(
+            f"expected two different class folders (compared ignoring case), got {classes}"
+        )
+    return classes
+
+
+ClassNames = Annotated[list[str], Field(min_length=2, max_length=2)]
+
+
+class SourceParams(Section):
+    """One source of a dataset of several (`sources: {<name>: {...}}`): where its images come from,
+    how its folder is read, and whether it is held out of training (leave-one-source-out)."""
 
     source: str
     layout: Layout
-    classes: list[str] = Field(min_length=2, max_length=2)
+    # this source's own class folder names (or csv labels), label 0 then 1; default: the dataset's
+    classes: ClassNames | None = None
+    hold_out: bool = False  # true: every image of this source goes to the test split
 
     @field_validator("classes")
     @classmethod
-    def _two_different_classes(cls, classes: list[str]) -> list[str]:
-        if classes[0].casefold() == classes[1].casefold():
+    def _classes_differ(cls, classes: list[str] | None) -> list[str] | None:
+        return classes and _two_different_classes(classes)
+
+
+class DataParams(Section):
+    """Where a dataset's images come from and which classes it has: all that its download,
+    manifest and split stages need. One source (`source` + `layout`) or several (`sources`)."""
+
+    source: str | None = None
+    layout: Layout | None = None
+    sources: (
+        dict[Annotated[str, Field(pattern=DATASET_NAME)], SourceParams] | None
+    ) = Field(default=None, min_length=1)
+    classes: ClassNames
+
+    @field_validator("classes")
+    @classmethod
+    def _classes_differ(cls, classes: list[str]) -> list[str]:
+        return _two_different_classes(classes)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> DataParams:
+        single = [key for key in ("source", "layout") if getattr(self, key) is not None]
+        if self.sources is None and len(single) < 2:
+            missing = " and ".join(key for key in ("source", "layout") if key not in single)
             raise ValueError(
-                f"expected two different class folders (compared ignoring case), got {classes}"
+                f"{missing}: required key missing; give source and layout (one source), or "
+                "sources: {<name>: {source, layout}} (several)"
             )
-        return classes
+        if self.sources is not None and single:
+            raise ValueError(
+                f"give source and layout (one source) or sources (several), not both; "
+                f"found {' and '.join(single)} beside sources"
+            )
+        return self
+
+    def named_sources(self, dataset: str) -> dict[str, SourceParams]:
+        """Every source by name, its classes filled in; the one source of a single-source dataset
+        is named after the dataset."""
+        if self.sources is None:
+            return {dataset: SourceParams(source=self.source, layout=self.layout, classes=self.classes)}
+        return {
+            name: source.model_copy(update={"classes": source.classes or self.classes})
+            for name, source in self.sources.items()
+        }
+
+    def folder_of(self, source: str) -> str:
+        """The folder of a source's files, relative to the dataset's raw folder: the raw folder
+        itself for a single source (as before datasets had several), else one folder per source."""
+        return "" if self.sources is None else source
+
+    def source_key(self, dataset: str, source: str) -> str:
+        """The params key of a source's `source`, for messages that say what to change."""
+        return f"datasets.{dataset}." + ("source" if self.sources is None else f"sources.{source}.source")
+
+    def held_out(self) -> list[str]:
+        """The sources whose images all go to the test split."""
+        return [name for name, source in (self.sources or {}).items() if source.hold_out]
 
 
 class TestOnlyDataset(DataParams):
@@ -492,6 +561,15 @@ class DatasetParams(DataParams):
     augment: AugmentParams
     train: TrainParams
     evaluate: EvaluateParams
+
+    @model_validator(mode="after")
+    def _something_to_train_on(self) -> DatasetParams:
+        if self.sources and len(self.held_out()) == len(self.sources):
+            raise ValueError(
+                "every source has hold_out: true, which leaves nothing to train on; "
+                "hold out fewer sources (or make the dataset test_only)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _image_fits_the_backbone(self) -> DatasetParams:
@@ -556,7 +634,7 @@ class Params(Section):
     split: SplitParams
     # Names become file names and DVC stage names (download@<name>).
     datasets: dict[
-        Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")], AnyDataset
+        Annotated[str, Field(pattern=DATASET_NAME)], AnyDataset
     ] = Field(min_length=1)
     # The datasets with a model, in order: dvc.yaml's roi, train and evaluate stages iterate over
     # this list, as DVC cannot filter the test-only datasets out of `datasets`.
@@ -689,10 +767,9 @@ def _locate(loc: tuple) -> tuple[str, Any, type[BaseModel]]:
         if isinstance(node, type) and issubclass(node, BaseModel):
             model, field = node, node.model_fields.get(part)
             key = f"{key}.{part}" if key else str(part)
+            present = field and _without_none(field.annotation)
             annotation = field and (
-                Annotated[(field.annotation, *field.metadata)]
-                if field.metadata
-                else field.annotation
+                Annotated[(present, *field.metadata)] if field.metadata else present
             )
         elif get_origin(node) is Union:
             annotation = next(
@@ -705,6 +782,13 @@ def _locate(loc: tuple) -> tuple[str, Any, type[BaseModel]]:
         elif get_origin(node) is dict:
             key, annotation = f"{key}.{part}", get_args(node)[1]
     return key, annotation, model
+
+
+def _without_none(annotation: Any) -> Any:
+    """`X` of an optional `X | None` (a key that may be left out); any other annotation as is."""
+    members = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else ()
+    present = [member for member in members if member is not type(None)]
+    return present[0] if len(members) == 2 and len(present) == 1 else annotation
 
 
 def _constraint(annotation: Any, name: str) -> Any:
