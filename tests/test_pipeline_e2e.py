@@ -1,5 +1,6 @@
 """End to end: a real `dvc repro`, `dvc exp run -S lr=1e-5` and `dvc metrics/plots diff` in a
-temporary git repository, on small generated datasets in all three layouts.
+temporary git repository, on small generated datasets in all three layouts; busi and the test-only
+set are each made of two sources of different layouts.
 
 The params are the project's own params.yaml with each dataset shrunk (32 px, a small CNN, an
 epoch or two), so a change to the real params schema or dvc.yaml is exercised here too.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -28,6 +30,7 @@ pytestmark = pytest.mark.e2e
 
 DATASETS = ("bus_uc", "busi", "chest_xray")
 TEST_ONLY = "bus_uc_hospital2"  # busi's model is tested on it; it has no model of its own
+SECOND_SOURCE = "uc"  # busi's second source, in the bus_uc layout
 # Run on every repro: validate checks the whole params file, source@ fingerprints the sources.
 ALWAYS_RUN = {"validate"} | {f"source@{name}" for name in (*DATASETS, TEST_ONLY)}
 
@@ -69,9 +72,19 @@ def tiny_params(sources: dict[str, Path]) -> dict:
     params["trained"] = list(params["datasets"])
     for name, dataset in params["datasets"].items():
         dataset.update(copy.deepcopy(TINY), source=str(sources[name]))
+    del busi["source"], busi["layout"]
+    busi["sources"] = {
+        "busi": {"source": str(sources["busi"]), "layout": "busi"},
+        SECOND_SOURCE: {"source": str(sources[SECOND_SOURCE]), "layout": "bus_uc", "classes": breast["classes"], "hold_out": False},
+    }
     busi["evaluate"]["external"] = ["bus_uc", TEST_ONLY]  # the same task from other (generated) hospitals
     params["datasets"][TEST_ONLY] = {
-        "source": str(sources[TEST_ONLY]), "layout": "bus_uc", "classes": breast["classes"], "test_only": True,
+        "sources": {
+            "h2": {"source": str(sources[TEST_ONLY]), "layout": "bus_uc"},
+            "h3": {"source": str(sources["hospital3"]), "layout": "busi", "classes": busi["classes"]},
+        },
+        "classes": breast["classes"],
+        "test_only": True,
     }
     params["workers"] = 2
     return params
@@ -85,6 +98,8 @@ def repo(tmp_path_factory) -> Path:
         "busi": synthetic.make_busi(root / "sources" / "busi", n_per_class=16, size=64),
         "chest_xray": synthetic.make_kermany(root / "sources" / "kermany", n_patients_per_class=10, size=64),
         TEST_ONLY: synthetic.make_bus_uc(root / "sources" / TEST_ONLY, n_per_class=8, size=64, seed=1),
+        SECOND_SOURCE: synthetic.make_bus_uc(root / "sources" / SECOND_SOURCE, n_per_class=10, size=64, seed=2),
+        "hospital3": synthetic.make_busi(root / "sources" / "hospital3", n_per_class=6, size=64, seed=3),
     }
     repo = create_workspace(root / "repo", tiny_params(sources), message="project")
     output = run(repo, "dvc", "repro")
@@ -110,6 +125,15 @@ def test_manifest_counts_and_rejects(repo):
         assert "undecodable image" in set(rejected["reason"]), name
     busi_rows = pd.read_csv(repo / "data/manifest/busi.csv", keep_default_na=False)
     assert busi_rows["mask_paths"].str.contains(";").sum() == 1  # the extra lesion mask is merged
+    for name, sources in (("busi", {"busi", SECOND_SOURCE}), (TEST_ONLY, {"h2", "h3"})):
+        rows = pd.read_csv(repo / f"data/manifest/{name}.csv", keep_default_na=False)
+        rejected = pd.read_csv(repo / f"data/manifest/{name}_rejected.csv", keep_default_na=False)
+        assert set(rows["source"]) == sources and set(os.listdir(repo / "data/raw" / name)) == sources
+        assert (rows["path"].str.split("/").str[0] == rows["source"]).all()
+        assert (rows["group"].str.split("/").str[0] == rows["source"]).all()
+        on_disk = {path.relative_to(repo / "data/raw" / name).as_posix() for path in (repo / "data/raw" / name).rglob("*") if path.is_file()}
+        masks = {mask for paths in rows["mask_paths"] for mask in paths.split(";") if mask}
+        assert on_disk == set(rows["path"]) | masks | set(rejected["path"]), name
     busi_rejects = pd.read_csv(repo / "data/manifest/busi_rejected.csv")
     assert busi_rejects["reason"].str.startswith("class not selected").any()
     assert "missing mask" in set(busi_rejects["reason"])
@@ -148,6 +172,10 @@ def test_metrics_validate_and_plots_exist(repo):
         review = (repo / "reports" / f"{name}.md").read_text()
         assert f"| {document['test']['tp']} |" in review and "baseline test" in review
         assert "(../plots/" + name + "/gradcam.png)" in review
+        assert ("by_source" in document) == ("## Per source" in review) == (name == "busi")
+    by_source = json.loads((repo / "metrics/busi.json").read_text())["by_source"]
+    assert set(by_source) == {"busi", SECOND_SOURCE}
+    assert sum(source["test"]["n"] for source in by_source.values()) == json.loads((repo / "metrics/busi.json").read_text())["test"]["n"]
 
 
 def test_the_busi_model_is_tested_on_every_image_of_other_hospitals(repo):
@@ -247,3 +275,13 @@ def test_exp_run_with_a_new_learning_rate_reruns_only_training_and_evaluation(re
     assert changed["metrics/bus_uc_train.json"]["phases.frozen.learning_rate"]["new"] == pytest.approx(1e-5)
     run(repo, "dvc", "plots", "diff", "HEAD", "-o", "plots_diff")
     assert (repo / "plots_diff" / "index.html").exists()
+
+
+def test_leave_one_source_out_is_one_params_switch(repo):
+    """`hold_out: true` sends a source whole to the test split; only the split reruns (download
+    and manifest stay cached)."""
+    output = run(repo, "dvc", "exp", "run", "-S", f"datasets.busi.sources.{SECOND_SOURCE}.hold_out=true", "split@busi")
+    assert stages_run(output) == {"validate", "source@busi", "split@busi"}
+    rows = pd.read_csv(repo / "data/split/busi.csv", keep_default_na=False)
+    assert set(rows.loc[rows["source"] == SECOND_SOURCE, "split"]) == {"test"}
+    assert set(rows.loc[rows["source"] == "busi", "split"]) == {"train", "val", "test"}
