@@ -9,7 +9,9 @@ from medcls.pipeline.stage import run_stage, workers
 
 def build(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
     readings = {
-        source_name: manifest.SourceReading(dataset.folder_of(source_name), source.layout, source.classes)
+        source_name: manifest.SourceReading(
+            dataset.folder_of(source_name), source.layout, source.classes
+        )
         for source_name, source in dataset.named_sources(name).items()
     }
     rows, rejected = manifest.build_sources_manifest(

@@ -28,7 +28,10 @@ def record(name: str, params: Params, dataset: DatasetParams, paths: DatasetPath
     }
     description = {
         "fetch": fetch,
-        "read": {source_name: _reading(dataset, source_name, source) for source_name, source in named.items()},
+        "read": {
+            source_name: _reading(dataset, source_name, source)
+            for source_name, source in named.items()
+        },
         "hold_out": dataset.held_out(),
     }
     # not outputs.write_json: this stage runs on every repro and must not pay for importing matplotlib
@@ -36,7 +39,9 @@ def record(name: str, params: Params, dataset: DatasetParams, paths: DatasetPath
     paths.source_fingerprint.write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
 
 
-def _fingerprint(source: SourceParams, recorded: dict | None, paths: DatasetPaths, name: str) -> dict:
+def _fingerprint(
+    source: SourceParams, recorded: dict | None, paths: DatasetPaths, name: str
+) -> dict:
     """The source's fingerprint; for a local source gone from this machine, the one recorded when
     data/raw was fetched from it (e.g. pulled from a DVC remote since)."""
     if warning := sources.unpinned_kaggle_warning(source.source):

@@ -1,6 +1,6 @@
-"""Stage split: grouped, stratified train/val/test split (no patient or identical image in two splits;
-held-out sources all in test), and with `split.folds` > 1 the cross-validation fold of every train
-and val image."""
+"""Stage split: grouped, stratified train/val/test split (no patient or identical image in two
+splits; held-out sources all in test), and with `split.folds` > 1 the cross-validation fold of
+every train and val image."""
 
 import pandas as pd
 

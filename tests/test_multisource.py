@@ -18,7 +18,12 @@ import pandas as pd
 import pytest
 from ruamel.yaml import YAML
 
-from medcls.data.manifest import CONFLICTING_LABELS, SourceReading, build_sources_manifest
+from medcls.data.manifest import (
+    CONFLICTING_LABELS,
+    SourceReading,
+    build_sources_manifest,
+    summarize,
+)
 from medcls.data.splitting import cross_validation_folds, grouped_stratified_split, split_counts
 from medcls.demo import synthetic
 from medcls.demo.workspace import PROJECT
@@ -136,6 +141,8 @@ def test_every_raw_file_of_every_source_is_accounted_for_once(two_kermany_source
         assert (table["path"].str.split("/").str[0] == table["source"]).all()
     assert set(manifest["source"]) == {"a", "b"}
     assert set(manifest["class_name"]) == set(synthetic.KERMANY_CLASSES)  # the dataset's names, not a's
+    per_source = summarize(manifest, rejected)["per_source"]
+    assert {source: sum(counts.values()) for source, counts in per_source.items()} == manifest["source"].value_counts().to_dict()
 
 
 def test_the_same_patient_id_in_two_sources_is_two_groups(two_source_manifest):

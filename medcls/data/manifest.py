@@ -105,7 +105,8 @@ def build_manifest(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The manifest of a dataset of one source, named `source`, in `raw_dir` itself: see
     `build_sources_manifest`."""
-    return build_sources_manifest(raw_dir, {source: SourceReading("", layout, classes)}, classes, workers)
+    readings = {source: SourceReading("", layout, classes)}
+    return build_sources_manifest(raw_dir, readings, classes, workers)
 
 
 def build_sources_manifest(
@@ -122,12 +123,15 @@ def build_sources_manifest(
     entries, rejects, source_of = [], [], {}
     for name, reading in sources.items():
         found, unused = parse(reading.layout, raw_dir / reading.folder, reading.classes)
-        labels = {class_name.lower(): index for index, class_name in enumerate(reading.classes)}
+        source_labels = {folder.lower(): index for index, folder in enumerate(reading.classes)}
         for entry in found:
-            entry = _within_dataset(entry, name, reading.folder, classes[labels[entry.class_name.lower()]])
+            class_name = classes[source_labels[entry.class_name.lower()]]
+            entry = _within_dataset(entry, name, reading.folder, class_name)
             entries.append(entry)
             source_of[entry] = name
-        rejects += [(posixpath.join(reading.folder, reject.path), reject.reason, name) for reject in unused]
+        rejects += [
+            (posixpath.join(reading.folder, reject.path), reject.reason, name) for reject in unused
+        ]
     labels = {class_name.lower(): index for index, class_name in enumerate(classes)}
     decoded = ordered_starmap(
         partial(_inspect, raw_dir), ((entry,) for entry in entries), workers=workers, chunksize=32
@@ -144,7 +148,8 @@ def build_sources_manifest(
         label = labels[entry.class_name.lower()]
         mask_paths = MASK_SEPARATOR.join(entry.mask_paths)
         rows.append(
-            {**asdict(entry), **asdict(facts), "mask_paths": mask_paths, "label": label, "source": source}
+            {**asdict(entry), **asdict(facts), "mask_paths": mask_paths, "label": label}
+            | {"source": source}
         )
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS).sort_values("path", ignore_index=True)
     rejected = pd.DataFrame(rejects, columns=REJECTED_COLUMNS).sort_values(
@@ -173,7 +178,7 @@ def _conflicting(
     source_of: Mapping[Entry, str] | None,
 ) -> dict[Entry, str]:
     """The usable entries whose pixels also appear under the other class, each with its reason;
-    with `source_of` (several sources) the reason says under which classes each source filed them."""
+    with `source_of` (several sources) the reason says under which class each source filed them."""
     copies: dict[str, list[Entry]] = defaultdict(list)
     for entry, facts in verdicts.items():
         if isinstance(facts, _Decoded):
@@ -187,9 +192,8 @@ def _conflicting(
             filed = defaultdict(set)
             for entry in same_pixels:
                 filed[source_of[entry]].add(entry.class_name)
-            reason += " (" + "; ".join(
-                f"{source}: {', '.join(sorted(names))}" for source, names in sorted(filed.items())
-            ) + ")"
+            by_source = [f"{source}: {', '.join(sorted(filed[source]))}" for source in sorted(filed)]
+            reason += f" ({'; '.join(by_source)})"
         conflicting |= dict.fromkeys(same_pixels, reason)
     return conflicting
 
@@ -217,8 +221,9 @@ def summarize(manifest: pd.DataFrame, rejected: pd.DataFrame) -> dict:
         },
     }
     if manifest["source"].nunique() > 1:
+        per_source = pd.crosstab(manifest["source"], manifest["class_name"])
         summary["per_source"] = {
             str(source): {str(name): int(n) for name, n in counts.items()}
-            for source, counts in manifest.groupby("source")["class_name"].value_counts().unstack(fill_value=0).iterrows()
+            for source, counts in per_source.iterrows()
         }
     return summary

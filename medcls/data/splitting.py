@@ -96,7 +96,9 @@ def _held_out_units(
     if not held_out:
         return []
     if "test" not in names:
-        raise SplitError(f"sources {sorted(held_out)} are held out for a test split, but it is empty")
+        raise SplitError(
+            f"sources {sorted(held_out)} are held out for a test split, but it is empty"
+        )
     return sorted(units[manifest["source"].isin(list(held_out))].unique())
 
 

@@ -267,8 +267,9 @@ def write_report(
         lines += [
             "## Per source",
             "",
-            f"Each source's images on their own, at the pooled threshold {document['threshold']:.3f}. "
-            "A held-out source (hold_out: true) has test images only: it was never trained on.",
+            "Each source's images on their own, at the pooled threshold "
+            f"{document['threshold']:.3f}. A held-out source (hold_out: true) has test images "
+            "only: it was never trained on.",
             "",
             *source_table(document),
             "",

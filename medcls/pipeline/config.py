@@ -491,9 +491,9 @@ class DataParams(Section):
 
     source: str | None = None
     layout: Layout | None = None
-    sources: (
-        dict[Annotated[str, Field(pattern=DATASET_NAME)], SourceParams] | None
-    ) = Field(default=None, min_length=1)
+    sources: dict[Annotated[str, Field(pattern=DATASET_NAME)], SourceParams] | None = Field(
+        default=None, min_length=1
+    )
     classes: ClassNames
 
     @field_validator("classes")
@@ -521,7 +521,8 @@ class DataParams(Section):
         """Every source by name, its classes filled in; the one source of a single-source dataset
         is named after the dataset."""
         if self.sources is None:
-            return {dataset: SourceParams(source=self.source, layout=self.layout, classes=self.classes)}
+            only = SourceParams(source=self.source, layout=self.layout, classes=self.classes)
+            return {dataset: only}
         return {
             name: source.model_copy(update={"classes": source.classes or self.classes})
             for name, source in self.sources.items()
@@ -534,7 +535,8 @@ class DataParams(Section):
 
     def source_key(self, dataset: str, source: str) -> str:
         """The params key of a source's `source`, for messages that say what to change."""
-        return f"datasets.{dataset}." + ("source" if self.sources is None else f"sources.{source}.source")
+        within = "source" if self.sources is None else f"sources.{source}.source"
+        return f"datasets.{dataset}.{within}"
 
     def held_out(self) -> list[str]:
         """The sources whose images all go to the test split."""
