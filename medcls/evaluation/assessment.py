@@ -40,9 +40,11 @@ def assess(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Asses
     predictions = scoring.predict_with_external(
         model, paths.tfrecords, ["val", "test"], external, views=settings.tta
     )
-    split_df, fold_models = pd.read_csv(paths.split, keep_default_na=False), []
-    several_sources = "source" in split_df and split_df["source"].nunique() > 1
-    source_of = split_df.set_index("path")["source"] if several_sources else None
+    split_df, source_of, fold_models = None, None, []
+    if params.split.folds > 1 or dataset.sources:
+        split_df = pd.read_csv(paths.split, keep_default_na=False)
+    if dataset.sources:  # metrics per source beside the pooled ones
+        source_of = split_df.set_index("path")["source"]
     if params.split.folds > 1:
         fold_models = [
             classifier.load_classifier(paths.for_fold(fold).model)
