@@ -72,21 +72,26 @@ def tiny_params(sources: dict[str, Path]) -> dict:
     params["trained"] = list(params["datasets"])
     for name, dataset in params["datasets"].items():
         dataset.update(copy.deepcopy(TINY), source=str(sources[name]))
-    del busi["source"], busi["layout"]
-    busi["sources"] = {
-        "busi": {"source": str(sources["busi"]), "layout": "busi"},
-        SECOND_SOURCE: {"source": str(sources[SECOND_SOURCE]), "layout": "bus_uc", "classes": breast["classes"], "hold_out": False},
-    }
     busi["evaluate"]["external"] = ["bus_uc", TEST_ONLY]  # the same task from other (generated) hospitals
     params["datasets"][TEST_ONLY] = {
-        "sources": {
-            "h2": {"source": str(sources[TEST_ONLY]), "layout": "bus_uc"},
-            "h3": {"source": str(sources["hospital3"]), "layout": "busi", "classes": busi["classes"]},
-        },
-        "classes": breast["classes"],
-        "test_only": True,
+        "source": str(sources[TEST_ONLY]), "layout": "bus_uc", "classes": breast["classes"], "test_only": True,
     }
     params["workers"] = 2
+    return params
+
+
+def with_second_sources(params: dict, sources: dict[str, Path]) -> dict:
+    """busi pooled with a second source of another layout (`SECOND_SOURCE`), and the test-only
+    set made of two hospitals (`hospital3` in the busi layout)."""
+    busi, hospitals = params["datasets"]["busi"], params["datasets"][TEST_ONLY]
+    busi["sources"] = {
+        "busi": {"source": busi.pop("source"), "layout": busi.pop("layout")},
+        SECOND_SOURCE: {"source": str(sources[SECOND_SOURCE]), "layout": "bus_uc", "classes": hospitals["classes"], "hold_out": False},
+    }
+    hospitals["sources"] = {
+        "h2": {"source": hospitals.pop("source"), "layout": hospitals.pop("layout")},
+        "h3": {"source": str(sources["hospital3"]), "layout": "busi", "classes": busi["classes"]},
+    }
     return params
 
 
@@ -101,7 +106,7 @@ def repo(tmp_path_factory) -> Path:
         SECOND_SOURCE: synthetic.make_bus_uc(root / "sources" / SECOND_SOURCE, n_per_class=10, size=64, seed=2),
         "hospital3": synthetic.make_busi(root / "sources" / "hospital3", n_per_class=6, size=64, seed=3),
     }
-    repo = create_workspace(root / "repo", tiny_params(sources), message="project")
+    repo = create_workspace(root / "repo", with_second_sources(tiny_params(sources), sources), message="project")
     output = run(repo, "dvc", "repro")
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "first run")
