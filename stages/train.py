@@ -3,9 +3,10 @@
 `python -m stages.train <dataset> <fold>` trains one cross-validation fold's model instead (the
 train_fold stage): on the train and val images of every other fold, validated on its own.
 
-Runs on one device or on several GPUs (see `medcls.training.distribute`; several machines are
-refused, Keras 3 cannot train on them). Every epoch is backed up
-(`medcls.training.resume`): a killed run started again continues after its last finished epoch.
+Runs on one device, on several GPUs or on several machines (see `medcls.training.distribute`): the
+same command on every machine of a `TF_CONFIG` cluster; only the chief's outputs are kept. Every
+epoch is backed up (`medcls.training.resume`): a killed run (or cluster) started again continues
+after its last finished epoch.
 """
 
 import shutil
@@ -79,6 +80,18 @@ def training_records(
 
 def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
     strategy = distribute.choose_strategy()
+    with distribute.output_root(paths.worker_outputs) as root:
+        _train(strategy, root, params, dataset, paths)
+
+
+def _train(
+    strategy: tf.distribute.Strategy,
+    root: Path,
+    params: Params,
+    dataset: DatasetParams,
+    paths: DatasetPaths,
+) -> None:
+    """Train under `strategy` and write the outputs under `root` (the project, on the chief)."""
     started = time.perf_counter()
     seed, schedule = params.seed, dataset.train
     determinism.configure_determinism(schedule.deterministic, seed)
@@ -102,7 +115,7 @@ def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
             made = inputs.make_batches(
                 read_records(role, wide), batch_size=batch_size, cache=True, **options
             )
-        return distribute.shard_by_data(made)
+        return made
 
     # with margin jitter, training crops the wide records; the plain (cached-features) view does not
     augmenter = augment.build_augmenter(dataset.augment, seed, roi=dataset.roi)
@@ -111,8 +124,10 @@ def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
     planned = planned_phases(schedule, params.lr, params.fine_tune_lr)
     caching = any(phase.cache_features for phase in planned)
     plain_batches = batches("train", shuffle=True, seed=seed) if caching else None
-    backup = resume.TrainingBackup(paths.train_backup, _inputs_fingerprint(params, dataset, paths))
-    spill_dir = paths.feature_cache
+    backup = resume.TrainingBackup(
+        root / paths.train_backup, _inputs_fingerprint(params, dataset, paths)
+    )
+    spill_dir = root / paths.feature_cache
 
     live_dir = backup.folder / "dvclive"  # moved into place at the end; resumed with the backup
     with strategy.scope(), _live(live_dir, backup.resuming) as live:
@@ -134,15 +149,15 @@ def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
             spill_dir=spill_dir,
         )
     shutil.rmtree(spill_dir, ignore_errors=True)
-    paths.model.parent.mkdir(parents=True, exist_ok=True)
-    model.save(paths.model)
-    shutil.rmtree(paths.dvclive, ignore_errors=True)
-    shutil.copytree(live_dir, paths.dvclive)
+    (root / paths.model).parent.mkdir(parents=True, exist_ok=True)
+    model.save(root / paths.model)
+    shutil.rmtree(root / paths.dvclive, ignore_errors=True)
+    shutil.copytree(live_dir, root / paths.dvclive)
     curves.save_training_curves_png(
-        paths.dvclive / "plots" / "metrics", paths.plots / "training_curves.png"
+        root / paths.dvclive / "plots" / "metrics", root / paths.plots / "training_curves.png"
     )
     write_json(
-        paths.metrics("train"),
+        root / paths.metrics("train"),
         {
             "train_images": len(labels),
             "precision_policy": policy,

@@ -1,25 +1,31 @@
 """Several machines, executed: two worker processes on this machine (CPU, free ports, TF_CONFIG).
 
-Keras 3's `fit` fails under MultiWorkerMirroredStrategy, so the train stage refuses a cluster with
-a one-line error before any work. The first test runs the real train stage as two workers, each in
-its own copy of a tiny project as on two machines: both stop with that error and write nothing.
-The second runs plain Keras `fit` on two workers and checks that it still fails as the error says:
-once it passes (a Keras that trains on several machines), the refusal can be lifted.
+The first test runs the real train stage as two workers, each in its own copy of a tiny project as
+on two machines: both train in step (MultiWorkerMirroredStrategy, `distribute.fit_on_workers`),
+only the chief keeps the model, metrics and DVCLive files, and the model evaluates. The second
+runs plain Keras `fit` on two workers and checks that it still fails: once it passes (a Keras that
+trains on several machines), `fit_on_workers` can give way to `fit`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import keras
+import numpy as np
+
 from medcls.demo.workspace import PROJECT, command_environment
+from medcls.training import inputs
 from tests.test_resume import NAME, PATHS, make_project
 
-OUTPUTS = (PATHS.model, PATHS.metrics("train"), PATHS.dvclive, PATHS.train_backup)
+OUTPUTS = (PATHS.model, PATHS.metrics("train"), PATHS.dvclive, PATHS.plots / "training_curves.png")
+FINE_TUNE = {"epochs": 1, "patience": 1, "unfreeze_layers": 1}
 
 KERAS_FIT = """
 import numpy as np, keras, tensorflow as tf
@@ -55,28 +61,53 @@ def run_workers(folders: list[Path], *command: str) -> list[subprocess.Completed
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             )
         )
-    outputs = [process.communicate(timeout=300) for process in processes]
+    try:
+        outputs = [process.communicate(timeout=300) for process in processes]
+    finally:  # a worker left waiting for a failed peer would otherwise outlive the test
+        for process in processes:
+            process.kill()
     return [
         subprocess.CompletedProcess(process.args, process.returncode, *output)
         for process, output in zip(processes, outputs, strict=True)
     ]
 
 
-def test_the_train_stage_refuses_a_cluster_on_every_worker_and_writes_nothing(tmp_path):
-    first = make_project(tmp_path / "machine0")
-    machines = [first, shutil.copytree(first, tmp_path / "machine1")]
-    for machine, result in zip(machines, run_workers(machines, "-m", "stages.train", NAME), strict=True):
-        assert result.returncode == 1, result.stdout + result.stderr
-        last = result.stderr.strip().splitlines()[-1]
-        assert last.startswith("error: TF_CONFIG describes a cluster"), result.stderr
-        assert "tensorflow/tensorflow#72388" in last
-        for output in OUTPUTS:
-            assert not (machine / output).exists(), output
+def epoch_metrics(log: str) -> list[str]:
+    """The metrics of each epoch as the progress bar prints them, without the timings."""
+    return re.findall(r"(loss: .*val_loss: \S+)", log)
+
+
+def test_two_workers_train_through_the_train_stage_and_only_the_chief_keeps_outputs(tmp_path):
+    first = make_project(tmp_path / "machine0", epochs=2, patience=2, fine_tune=FINE_TUNE)
+    chief, worker = first, shutil.copytree(first, tmp_path / "machine1")
+    results = run_workers([chief, worker], "-m", "stages.train", NAME)
+    assert [result.returncode for result in results] == [0, 0], "\n".join(
+        f"worker {index}:\n{result.stdout}{result.stderr[-5000:]}" for index, result in enumerate(results)
+    )
+    logged = [epoch_metrics(result.stdout) for result in results]
+    assert len(logged[0]) == 3 and logged[0] == logged[1]  # the same model, metrics of all images
+
+    summary = json.loads((chief / PATHS.metrics("train")).read_text())
+    assert summary["replicas"] == 2
+    assert [summary["phases"][name]["epochs_run"] for name in ("frozen", "fine_tune")] == [2, 1]
+    for output in OUTPUTS:
+        assert (chief / output).exists(), output
+        assert not (worker / output).exists(), output
+    for machine in (chief, worker):
+        assert not (machine / PATHS.train_backup).exists()
+    assert list((worker / PATHS.worker_outputs.parent).iterdir()) == []
+
+    model = keras.models.load_model(chief / PATHS.model)
+    test = inputs.split_batches(
+        chief / PATHS.tfrecords, "test", batch_size=8, image_size=32, budget=0
+    )
+    scores = model.evaluate(test, return_dict=True, verbose=0)
+    assert np.isfinite([scores["loss"], scores["auc"]]).all(), scores
 
 
 def test_keras_fit_still_fails_under_multi_worker_strategy(tmp_path):
     for result in run_workers([tmp_path, tmp_path], "-c", KERAS_FIT):
-        assert result.returncode != 0, "Keras trains on several workers now: lift the refusal"
+        assert result.returncode != 0, "Keras trains on several workers: use fit, not fit_on_workers"
         assert "Invalid reduction dimension 0" in result.stderr or "PerReplica" in result.stderr, (
             result.stderr[-3000:]
         )

@@ -85,6 +85,12 @@ class DatasetPaths:
         return SCRATCH / "features" / self._scratch_name
 
     @property
+    def worker_outputs(self) -> Path:
+        """Where the workers of a training cluster other than the chief write what the chief writes
+        to the project (`<this>-<task>`: git- and DVC-ignored scratch, removed when training ends)."""
+        return SCRATCH / "workers" / self._scratch_name
+
+    @property
     def plots(self) -> Path:
         return Path("plots") / self.name / self._fold_folder
 

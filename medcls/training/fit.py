@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from medcls.model.classifier import split_at_backbone, unfreeze_top
+from medcls.training import distribute
 from medcls.training.resume import TrainingBackup
 
 
@@ -132,16 +133,17 @@ def _fit_phase(
     )
     resumed = backup.restore_epoch(fitted, phase.name) if backup else None
     backing_up = [backup.epoch_callback(phase.name, early_stopping)] if backup else []
-    history = fitted.fit(
-        train_data,
+    fitting = dict(
         validation_data=val_data,
         initial_epoch=epoch if resumed is None else resumed,
         epochs=epoch + phase.epochs,
         class_weight=class_weight,
-        shuffle=False,  # the dataset shuffles itself (see inputs.make_batches)
         callbacks=[early_stopping, *callbacks, *backing_up],
-        verbose=2,
     )
+    if distribute.on_several_workers(fitted.distribute_strategy):
+        history = distribute.fit_on_workers(fitted, train_data, **fitting)
+    else:  # the dataset shuffles itself (see inputs.make_batches)
+        history = fitted.fit(train_data, shuffle=False, verbose=2, **fitting)
     best = early_stopping.best  # None or NaN if val AUC was never a number
     phase_auc = math.nan if best is None else float(best)
     summary = {
