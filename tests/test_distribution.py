@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -50,6 +51,24 @@ def test_datasets_are_sharded_by_element():
     ds = distribute.shard_by_data(tf.data.Dataset.range(4))
     policy = ds.options().experimental_distribute.auto_shard_policy
     assert policy == tf.data.experimental.AutoShardPolicy.DATA
+
+
+def test_training_on_several_workers_drops_a_last_partial_batch():
+    pairs = tf.data.Dataset.range(10).batch(4).map(lambda values: (values, values))
+    assert [len(images) for images, _ in distribute._whole(pairs)] == [4, 4]
+
+
+def test_validation_on_several_workers_skips_an_empty_share_of_a_batch():
+    """A worker's share of the last batch can be empty; oneDNN's convolutions fail on it (CPU)."""
+    model = build_classifier(SmallCnnBackbone(filters=[4, 8]), HEAD, 16, seed=0)
+    model.compile(loss=make_loss(BceLoss()), metrics=[keras.metrics.AUC(name="auc")])
+    step = tf.function(distribute._unless_empty(model.test_step))
+    images, labels = next(iter(batches(0)))
+    scores = []
+    for share in (images, labels), (images[:0], labels[:0]):
+        step(share)
+        scores.append({name: float(value) for name, value in model.get_metrics_result().items()})
+    assert scores[1] == scores[0]
 
 
 def test_training_under_mirrored_strategy_on_two_cpu_replicas():
