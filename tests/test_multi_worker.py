@@ -1,8 +1,10 @@
 """Several machines, executed: two worker processes on this machine (CPU, free ports, TF_CONFIG).
 
 The first test runs the real train stage as two workers, each in its own copy of a tiny project as
-on two machines: both train in step (MultiWorkerMirroredStrategy, `distribute.fit_on_workers`),
-only the chief keeps the model, metrics and DVCLive files, and the model evaluates. The second
+on two machines: both train in step (MultiWorkerMirroredStrategy, `distribute.fit_on_workers`).
+One worker is killed mid-training, which stops the other; started again, both resume from their
+backups and finish, only the chief keeps the model, metrics and DVCLive files, and the model
+evaluates. The second
 runs plain Keras `fit` on two workers and checks that it still fails: once it passes (a Keras that
 trains on several machines), `fit_on_workers` can give way to `fit`.
 """
@@ -15,17 +17,20 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from medcls.demo.workspace import PROJECT, command_environment
+from medcls.model.classifier import load_classifier
 from medcls.training import inputs
-from tests.test_resume import NAME, PATHS, make_project
+from tests.test_resume import KILLING_TRAIN, NAME, PATHS, logged_steps, make_project
 
 OUTPUTS = (PATHS.model, PATHS.metrics("train"), PATHS.dvclive, PATHS.plots / "training_curves.png")
 FINE_TUNE = {"epochs": 1, "patience": 1, "unfreeze_layers": 1}
+TRAIN = ("-m", "stages.train", NAME)
 
 KERAS_FIT = """
 import numpy as np, keras, tensorflow as tf
@@ -48,16 +53,17 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def run_workers(folders: list[Path], *command: str) -> list[subprocess.CompletedProcess]:
-    """`python <command>` as worker i of a localhost cluster in folders[i], all at once."""
-    cluster = {"worker": [f"localhost:{port}" for port in free_ports(len(folders))]}
+def run_workers(tasks: list[tuple[Path, Sequence[str]]]) -> list[subprocess.CompletedProcess]:
+    """`python <arguments>` in `folder` as worker i of a localhost cluster for the i-th (folder,
+    arguments) of `tasks`, all at once."""
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(len(tasks))]}
     processes = []
-    for index, folder in enumerate(folders):
+    for index, (folder, arguments) in enumerate(tasks):
         tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
         env = command_environment() | {"PYTHONPATH": str(PROJECT), "TF_CONFIG": json.dumps(tf_config)}
         processes.append(
             subprocess.Popen(
-                [sys.executable, *command], cwd=folder, env=env, text=True,
+                [sys.executable, *arguments], cwd=folder, env=env, text=True,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             )
         )
@@ -77,19 +83,29 @@ def epoch_metrics(log: str) -> list[str]:
     return re.findall(r"(loss: .*val_loss: \S+)", log)
 
 
-def test_two_workers_train_through_the_train_stage_and_only_the_chief_keeps_outputs(tmp_path):
-    first = make_project(tmp_path / "machine0", epochs=2, patience=2, fine_tune=FINE_TUNE)
-    chief, worker = first, shutil.copytree(first, tmp_path / "machine1")
-    results = run_workers([chief, worker], "-m", "stages.train", NAME)
-    assert [result.returncode for result in results] == [0, 0], "\n".join(
+def outputs(results: list[subprocess.CompletedProcess]) -> str:
+    return "\n".join(
         f"worker {index}:\n{result.stdout}{result.stderr[-5000:]}" for index, result in enumerate(results)
     )
+
+
+def test_two_workers_train_through_the_train_stage_resume_and_only_the_chief_keeps_outputs(tmp_path):
+    chief = make_project(tmp_path / "machine0", epochs=3, patience=3, fine_tune=FINE_TUNE)
+    worker = shutil.copytree(chief, tmp_path / "machine1")
+    killed = run_workers([(chief, TRAIN), (worker, ("-c", KILLING_TRAIN, "frozen", "2"))])
+    assert killed[0].returncode == 1 and killed[1].returncode == -9, outputs(killed)
+
+    results = run_workers([(chief, TRAIN), (worker, TRAIN)])
+    assert [result.returncode for result in results] == [0, 0], outputs(results)
+    assert f"frozen: resuming after epoch 2 from {PATHS.train_backup}" in results[0].stdout
+    assert f"frozen: resuming after epoch 2 from {PATHS.worker_outputs}-worker1/" in results[1].stdout
     logged = [epoch_metrics(result.stdout) for result in results]
-    assert len(logged[0]) == 3 and logged[0] == logged[1]  # the same model, metrics of all images
+    assert len(logged[0]) == 2 and logged[0] == logged[1]  # the same model, metrics of all images
+    assert logged_steps(chief) == list(range(4))  # one continuous history across the kill
 
     summary = json.loads((chief / PATHS.metrics("train")).read_text())
     assert summary["replicas"] == 2
-    assert [summary["phases"][name]["epochs_run"] for name in ("frozen", "fine_tune")] == [2, 1]
+    assert [summary["phases"][name]["epochs_run"] for name in ("frozen", "fine_tune")] == [3, 1]
     for output in OUTPUTS:
         assert (chief / output).exists(), output
         assert not (worker / output).exists(), output
@@ -97,16 +113,15 @@ def test_two_workers_train_through_the_train_stage_and_only_the_chief_keeps_outp
         assert not (machine / PATHS.train_backup).exists()
     assert list((worker / PATHS.worker_outputs.parent).iterdir()) == []
 
-    model = keras.models.load_model(chief / PATHS.model)
-    test = inputs.split_batches(
-        chief / PATHS.tfrecords, "test", batch_size=8, image_size=32, budget=0
-    )
+    model = load_classifier(chief / PATHS.model)
+    test = inputs.split_batches(chief / PATHS.tfrecords, "test", batch_size=8, image_size=32, budget=0)
+    model.compile(loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
     scores = model.evaluate(test, return_dict=True, verbose=0)
     assert np.isfinite([scores["loss"], scores["auc"]]).all(), scores
 
 
 def test_keras_fit_still_fails_under_multi_worker_strategy(tmp_path):
-    for result in run_workers([tmp_path, tmp_path], "-c", KERAS_FIT):
+    for result in run_workers([(tmp_path, ("-c", KERAS_FIT))] * 2):
         assert result.returncode != 0, "Keras trains on several workers: use fit, not fit_on_workers"
         assert "Invalid reduction dimension 0" in result.stderr or "PerReplica" in result.stderr, (
             result.stderr[-3000:]
