@@ -91,6 +91,7 @@ def shard_by_data(ds: tf.data.Dataset) -> tf.data.Dataset:
 
 
 def on_several_workers(strategy: tf.distribute.Strategy) -> bool:
+    """Whether `strategy` trains on a cluster (the one case `fit_on_workers` is for)."""
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
@@ -113,7 +114,8 @@ def fit_on_workers(
     share of every global batch (the datasets are sharded by element, so all workers run the same
     number of steps), gradients are summed across workers by the optimizer, and the metrics, which
     Keras synchronises on read, are read once per epoch, summed over all workers. The callbacks see
-    the same logs as under `fit` (early stopping, DVCLive, the epoch backup).
+    the same logs as under `fit` (early stopping, DVCLive, the epoch backup). The steps run without
+    XLA (`jit_compile` is not applied).
 
     A worker's share of the last, partial batch may be empty, and TensorFlow's oneDNN convolutions
     (CPU) fail on an empty batch: training drops that batch (the shuffle drops other images each
