@@ -47,6 +47,20 @@ def test_strategy_kind_follows_the_cluster_then_the_gpus(tf_config, gpus, kind):
     assert distribute.strategy_kind(tf_config, gpus) == kind
 
 
+@pytest.mark.parametrize(
+    "tf_config, chief",
+    [
+        ({}, True),
+        (task(WORKERS, "worker"), True),
+        (task(WORKERS, "worker", 1), False),
+        (task(CHIEF_AND_WORKER, "chief"), True),
+        (task(CHIEF_AND_WORKER, "worker"), False),
+    ],
+)
+def test_the_chief_is_the_chief_task_else_worker_0(tf_config, chief):
+    assert distribute.is_chief(tf_config) == chief
+
+
 def test_datasets_are_sharded_by_element():
     ds = distribute.shard_by_data(tf.data.Dataset.range(4))
     policy = ds.options().experimental_distribute.auto_shard_policy
