@@ -21,7 +21,7 @@ from medcls.model.classifier import build_classifier
 from medcls.pipeline import config
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
-from tests.test_pipeline_e2e import TEST_ONLY, tiny_params
+from tests.conftest import tiny_pipeline_params
 
 NAME, OTHER, FOLDS = "busi", "bus_uc", 2
 EXTERNAL, ENSEMBLE_EXTERNAL = metrics.external_split(OTHER), metrics.ensemble_external_split(OTHER)
@@ -52,7 +52,7 @@ def project(tmp_path_factory):
         patch.chdir(root)
         raw = synthetic.make_busi(root / "sources" / NAME, n_per_class=14)
         raw_other = synthetic.make_bus_uc(root / "sources" / OTHER, n_per_class=6)
-        settings = tiny_params({NAME: raw, OTHER: raw_other, "chest_xray": root, TEST_ONLY: root})
+        settings = tiny_pipeline_params({NAME: raw, OTHER: raw_other})
         settings["datasets"][NAME]["evaluate"].update(
             external=[OTHER], tta=["flip_horizontal"], calibration="temperature"
         )

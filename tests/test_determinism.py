@@ -9,28 +9,19 @@ import keras
 import numpy as np
 import pytest
 
-from medcls.data.manifest import build_manifest
-from medcls.data.splitting import grouped_stratified_split
-from medcls.demo import synthetic
-from medcls.images.tfrecords import write_tfrecords
 from medcls.model.classifier import load_classifier
 from medcls.pipeline import config
 from medcls.pipeline.paths import DatasetPaths
 from stages.evaluate import evaluate
 from stages.train import train
-from tests.test_error_messages import NAME, ROI, write_params
+from tests.conftest import NAME, make_project, one_dataset_params
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """Augmented training (rotation, shift, zoom, brightness) on small generated chest X-rays."""
-    project = tmp_path_factory.mktemp("determinism") / "project"
-    write_params(project, augment={"rotation": 20, "shift": 0.1, "zoom": 0.1, "brightness": [0.8, 1.2]})
-    raw = synthetic.make_kermany(project / "raw", n_patients_per_class=8, images_per_patient=2)
-    rows, _ = build_manifest(raw, "kermany", ["NORMAL", "PNEUMONIA"], workers=1)
-    rows["split"] = grouped_stratified_split(rows, {"train": 0.6, "val": 0.2, "test": 0.2}, seed=0)
-    write_tfrecords(rows, raw, project / DatasetPaths(NAME).tfrecords, images_per_shard=8, workers=1, **ROI)
-    return project
+    augment = {"rotation": 20, "shift": 0.1, "zoom": 0.1, "brightness": [0.8, 1.2]}
+    return make_project(tmp_path_factory.mktemp("determinism") / "project", one_dataset_params(augment=augment))
 
 
 def train_and_evaluate(project: Path) -> tuple[bytes, list[np.ndarray]]:

@@ -3,7 +3,6 @@ says what to do, and a non-zero exit; no traceback (those are for bugs)."""
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import subprocess
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from ruamel.yaml import YAML
 
 from medcls.data.manifest import build_manifest
 from medcls.demo import synthetic
@@ -22,21 +20,7 @@ from medcls.images.tfrecords import write_tfrecords
 from medcls.model.classifier import build_classifier
 from medcls.pipeline import config
 from medcls.pipeline.paths import DatasetPaths
-from tests.test_pipeline_e2e import TINY
-
-NAME = "demo"
-ROI = dict(size=32, use_mask=False, margin=0.0, mask_background=False, keep_aspect=False)
-
-
-def write_params(folder: Path, **dataset_changes) -> dict:
-    """The project's params with one small dataset, NAME, changed as given."""
-    params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
-    dataset = params["datasets"]["chest_xray"] | copy.deepcopy(TINY) | dataset_changes
-    params |= {"workers": 1, "datasets": {NAME: dataset}, "trained": [NAME]}
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "params.yaml").open("w") as stream:
-        YAML().dump(params, stream)
-    return params
+from tests.conftest import NAME, ROI, one_dataset_params, write_params
 
 
 def run(folder: Path, *command: str, **environment: str) -> subprocess.CompletedProcess:
@@ -103,7 +87,7 @@ def _missing_folder(folder: Path) -> tuple[str, list[str]]:
 )
 def test_download_failures(tmp_path, make_source):
     source, expected = make_source(tmp_path)
-    write_params(tmp_path / "project", source=source)
+    write_params(tmp_path / "project", one_dataset_params(source=source))
     result = run(tmp_path / "project", "stages.download", NAME)
     assert_one_line_error(result, *expected)
     assert not (tmp_path / "project" / DatasetPaths(NAME).raw).exists()
@@ -123,7 +107,7 @@ def write_manifest(project: Path, patients_per_class: int) -> None:
 
 def test_a_class_without_usable_images_stops_the_manifest(tmp_path):
     project = tmp_path / "project"
-    write_params(project, layout="kermany")
+    write_params(project, one_dataset_params(layout="kermany"))
     raw = project / DatasetPaths(NAME).raw
     synthetic.make_kermany(raw, n_patients_per_class=3, size=32)
     for image in raw.rglob("PNEUMONIA/*.jpeg"):
@@ -135,7 +119,7 @@ def test_a_class_without_usable_images_stops_the_manifest(tmp_path):
 
 def test_a_raw_folder_of_another_layout_is_named(tmp_path):
     project = tmp_path / "project"
-    write_params(project, layout="kermany")
+    write_params(project, one_dataset_params(layout="kermany"))
     (project / DatasetPaths(NAME).raw / "scans").mkdir(parents=True)
     assert_one_line_error(
         run(project, "stages.manifest", NAME), "has the expected layout", "Check the dataset's `layout`"
@@ -144,17 +128,14 @@ def test_a_raw_folder_of_another_layout_is_named(tmp_path):
 
 def test_too_few_images_to_split(tmp_path):
     project = tmp_path / "project"
-    write_params(project)
+    write_params(project, one_dataset_params())
     write_manifest(project, patients_per_class=2)
     assert_one_line_error(run(project, "stages.split", NAME), "too few independent groups", "Add data")
 
 
 def test_a_seed_out_of_range_stops_at_validation(tmp_path):
     project = tmp_path / "project"
-    params = write_params(project)
-    params["seed"] = 2**32
-    with (project / "params.yaml").open("w") as stream:
-        YAML().dump(params, stream)
+    write_params(project, one_dataset_params() | {"seed": 2**32})
     write_manifest(project, patients_per_class=10)
     assert_one_line_error(run(project, "stages.split", NAME), "seed: 4294967296 is outside")
 
@@ -163,7 +144,7 @@ def test_a_seed_out_of_range_stops_at_validation(tmp_path):
 def one_class_project(tmp_path_factory) -> Path:
     """TFRecords whose every split holds NORMAL images only, and a small model."""
     project = tmp_path_factory.mktemp("one_class") / "project"
-    write_params(project)
+    write_params(project, one_dataset_params())
     raw = synthetic.make_kermany(project / "raw", n_patients_per_class=3, images_per_patient=1)
     manifest, _ = build_manifest(raw, "kermany", ["NORMAL", "PNEUMONIA"], workers=1)
     rows = manifest[manifest["label"] == 0].head(3).assign(split=["train", "val", "test"])
@@ -193,7 +174,7 @@ def test_a_truncated_model_is_named(one_class_project, tmp_path, stage):
     (project / paths.model).parent.mkdir(parents=True)
     model = (one_class_project / paths.model).read_bytes()
     (project / paths.model).write_bytes(model[: len(model) // 2])
-    write_params(project)
+    write_params(project, one_dataset_params())
     (project / "metrics").mkdir()
     (project / paths.metrics()).write_text(json.dumps({"threshold": 0.5}))
     image = next((one_class_project / "raw").rglob("NORMAL/*.jpeg"))
@@ -207,7 +188,7 @@ def test_a_truncated_model_is_named(one_class_project, tmp_path, stage):
 def test_tensorflow_chatter_stays_out_unless_verbose(tmp_path):
     """A stage that imports TensorFlow and fails early prints its error line alone."""
     project = tmp_path / "project"
-    write_params(project)
+    write_params(project, one_dataset_params())
     quiet = run(project, "stages.train", NAME).stderr.strip().splitlines()
     assert len(quiet) == 1 and quiet[0].startswith("error: ") and "roi@demo" in quiet[0], quiet
     verbose = run(project, "stages.train", NAME, MEDCLS_VERBOSE="1").stderr.strip().splitlines()

@@ -1,4 +1,4 @@
-"""End to end: cross-validation (`split.folds: 3`) in a temporary git repository, on two small
+"""End to end: cross-validation (`split.folds: 2`) in a temporary git repository, on two small
 generated breast-ultrasound sets: one train_fold stage per dataset and fold, out-of-fold
 predictions covering train + val once, the ensemble on test (also in `medcls predict`), and which
 stages a params change makes stale.
@@ -14,41 +14,34 @@ import pandas as pd
 import pytest
 from ruamel.yaml import YAML
 
-from medcls.demo import synthetic
-from medcls.demo.workspace import command_environment, create_workspace
+from medcls.demo.workspace import command_environment
 from medcls.demo.workspace import run_in as run
 from medcls.evaluation import metrics
 from medcls.images.decode import mask_paths_of
-from tests.test_pipeline_e2e import TEST_ONLY, stages_run, tiny_params
+from tests.conftest import (
+    first_repro_stages,
+    generate_sources,
+    reproduced_workspace,
+    tiny_pipeline_params,
+)
 
 pytestmark = pytest.mark.e2e
 
 DATASETS = ("bus_uc", "busi")
-FOLDS = 3
+FOLDS = 2  # the fewest that cross-validate: each fold's model predicts the images it did not train on
 ALWAYS_RUN = {"validate"} | {f"source@{name}" for name in DATASETS}
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("folds")
-    sources = {
-        "bus_uc": synthetic.make_bus_uc(root / "sources" / "bus_uc", n_per_class=16, size=64),
-        "busi": synthetic.make_busi(root / "sources" / "busi", n_per_class=16, size=64),
-    }
-    params = tiny_params(sources | {"chest_xray": root, TEST_ONLY: root})  # both left out below
-    params["datasets"] = {name: params["datasets"][name] for name in DATASETS}
-    params["trained"] = list(DATASETS)
-    params["datasets"]["busi"]["evaluate"]["external"] = []
+    params = tiny_pipeline_params(generate_sources(root, DATASETS))
     params["split"].update(folds=FOLDS, fold_ids=list(range(FOLDS)))
-    repo = create_workspace(root / "repo", params, message="project")
-    (root / "first_repro.log").write_text(run(repo, "dvc", "repro"))
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-qm", "first run")
-    return repo
+    return reproduced_workspace(root, params)
 
 
 def test_every_fold_is_a_stage_of_its_own(repo):
-    ran = stages_run((repo.parent / "first_repro.log").read_text())
+    ran = first_repro_stages(repo)
     folds = {f"train_fold@{name}-{fold}" for name in DATASETS for fold in range(FOLDS)}
     assert folds | {f"train@{name}" for name in DATASETS} <= ran
     for name in DATASETS:

@@ -3,7 +3,6 @@ recovers. Runs the real stages and DVC in a throw-away workspace."""
 
 from __future__ import annotations
 
-import copy
 import os
 import signal
 import subprocess
@@ -13,12 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from ruamel.yaml import YAML
 
 from medcls.demo import synthetic
-from medcls.demo.workspace import PROJECT, command_environment, create_workspace, run_in
+from medcls.demo.workspace import command_environment, create_workspace, run_in
 from medcls.images import tfrecords
-from tests.test_pipeline_e2e import TINY
+from tests.conftest import one_dataset_params
 
 pytestmark = pytest.mark.e2e
 
@@ -29,10 +27,7 @@ NAME = "chest_xray"
 def split_workspace(tmp_path) -> Path:
     """A workspace with one small dataset, run up to its split; one worker, so roi runs in-process."""
     source = synthetic.make_kermany(tmp_path / "source", n_patients_per_class=6, size=48)
-    params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
-    dataset = params["datasets"][NAME] | copy.deepcopy(TINY) | {"source": str(source)}
-    params |= {"workers": 1, "datasets": {NAME: dataset}, "trained": [NAME]}
-    workspace = create_workspace(tmp_path / "repo", params)
+    workspace = create_workspace(tmp_path / "repo", one_dataset_params(NAME, source=str(source)))
     run_in(workspace, "dvc", "repro", f"split@{NAME}")
     return workspace
 
@@ -84,7 +79,7 @@ def test_train_refuses_an_interrupted_roi_output_and_dvc_repro_recovers(split_wo
     assert stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in stderr
     assert f"run `dvc repro roi@{NAME}`" in stderr
 
-    output = run_in(workspace, "dvc", "repro")
+    output = run_in(workspace, "dvc", "repro", f"train@{NAME}")
     assert f"Running stage 'roi@{NAME}'" in output and f"Running stage 'train@{NAME}'" in output
     for split, count in rows["split"].value_counts().items():
         assert len(tfrecords.read_labels(workspace / f"data/tfrecords/{NAME}", split)) == count

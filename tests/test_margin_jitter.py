@@ -143,7 +143,7 @@ def test_the_train_stage_augments_the_wide_copies_and_caches_features_of_the_mar
     from medcls.pipeline import config
     from medcls.training import inputs
     from stages import train as train_stage
-    from tests.test_pipeline_e2e import TINY
+    from tests.conftest import TINY
 
     monkeypatch.chdir(tmp_path)
     folder = DatasetPaths("busi")

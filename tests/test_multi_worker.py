@@ -26,7 +26,8 @@ import numpy as np
 from medcls.demo.workspace import PROJECT, command_environment
 from medcls.model.classifier import load_classifier
 from medcls.training import inputs
-from tests.test_resume import KILLING_TRAIN, NAME, PATHS, logged_steps, make_project
+from tests.conftest import NAME, make_project
+from tests.test_resume import KILLING_TRAIN, PATHS, logged_steps, resume_params
 
 OUTPUTS = (PATHS.model, PATHS.metrics("train"), PATHS.dvclive, PATHS.plots / "training_curves.png")
 FINE_TUNE = {"epochs": 1, "patience": 1, "unfreeze_layers": 1}
@@ -90,7 +91,7 @@ def outputs(results: list[subprocess.CompletedProcess]) -> str:
 
 
 def test_two_workers_train_through_the_train_stage_resume_and_only_the_chief_keeps_outputs(tmp_path):
-    chief = make_project(tmp_path / "machine0", epochs=3, patience=3, fine_tune=FINE_TUNE)
+    chief = make_project(tmp_path / "machine0", resume_params(epochs=3, patience=3, fine_tune=FINE_TUNE))
     worker = shutil.copytree(chief, tmp_path / "machine1")
     killed = run_workers([(chief, TRAIN), (worker, ("-c", KILLING_TRAIN, "frozen", "2"))])
     assert killed[0].returncode == 1 and killed[1].returncode == -9, outputs(killed)

@@ -14,9 +14,9 @@ import pytest
 from ruamel.yaml import YAML
 
 from medcls.demo import synthetic
-from medcls.demo.workspace import PROJECT, command_environment, create_workspace
+from medcls.demo.workspace import command_environment, create_workspace
 from medcls.demo.workspace import run_in as run
-from tests.test_pipeline_e2e import stages_run
+from tests.conftest import project_params, stages_run
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 def repo(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("params")
     source = synthetic.make_bus_uc(root / "source", n_per_class=4, size=32)
-    params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
+    params = project_params()
     params["datasets"] = {"bus_uc": params["datasets"]["bus_uc"] | {"source": str(source)}}
     params["trained"] = ["bus_uc"]
     repo = create_workspace(root / "repo", params, message="project")

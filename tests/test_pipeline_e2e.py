@@ -20,11 +20,12 @@ import pytest
 from ruamel.yaml import YAML
 
 from medcls.demo import synthetic
-from medcls.demo.workspace import PROJECT, command_environment, create_workspace
+from medcls.demo.workspace import command_environment, create_workspace
 from medcls.demo.workspace import run_in as run
 from medcls.evaluation import metrics
 from medcls.images import tfrecords
 from medcls.images.decode import mask_paths_of
+from tests.conftest import TINY, project_params, stages_run
 
 pytestmark = pytest.mark.e2e
 
@@ -34,38 +35,9 @@ SECOND_SOURCE = "uc"  # busi's second source, in the bus_uc layout
 # Run on every repro: validate checks the whole params file, source@ fingerprints the sources.
 ALWAYS_RUN = {"validate"} | {f"source@{name}" for name in (*DATASETS, TEST_ONLY)}
 
-TINY = {
-    "image_size": 32,
-    "images_per_shard": 8,
-    "backbone": {"name": "small_cnn", "filters": [8, 16]},
-    "head": {
-        "blocks": [
-            {"pdf": {"filters": 8, "kernel_sizes": [1, 3], "dilation_rates": [1, 2], "reduce_to": None, "separable": False}},
-            {"se": {"ratio": 4}},
-        ],
-        "pooling": "gap",
-        "dense_units": 8,
-        "dropout": 0.1,
-    },
-    "train": {
-        "batch_size": 8,
-        "epochs": 2,
-        "patience": 2,
-        "fine_tune": {"epochs": 1, "patience": 1, "unfreeze_layers": 1},
-        "mixed_precision": "auto",
-        "jit_compile": False,
-    },
-    "evaluate": {"threshold": "youden", "bootstrap": 50, "baseline": True},
-}
-
-
-def stages_run(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
-
-
 def tiny_params(sources: dict[str, Path]) -> dict:
     """The project's params.yaml with every dataset pointed at generated data and shrunk."""
-    params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
+    params = project_params()
     breast, chest = params["datasets"]["bus_uc"], params["datasets"]["chest_xray"]
     busi = copy.deepcopy(breast) | {"layout": "busi", "classes": ["benign", "malignant"]}
     params["datasets"] = {"bus_uc": breast, "busi": busi, "chest_xray": chest}

@@ -13,7 +13,6 @@ chosen epoch, i.e. mid-training, after the previous epoch's backup.
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import sys
@@ -23,17 +22,11 @@ import pandas as pd
 import pytest
 from ruamel.yaml import YAML
 
-from medcls.data.manifest import build_manifest
-from medcls.data.splitting import grouped_stratified_split
-from medcls.demo import synthetic
 from medcls.demo.workspace import PROJECT, command_environment
-from medcls.images.tfrecords import write_tfrecords
 from medcls.pipeline.paths import DatasetPaths
-from tests.test_pipeline_e2e import TINY
+from tests.conftest import NAME, make_project, one_dataset_params
 
-NAME = "demo"
 PATHS = DatasetPaths(NAME)
-ROI = dict(size=32, use_mask=False, margin=0.0, mask_background=False, keep_aspect=False)
 SCHEDULE = {"epochs": 4, "patience": 4, "fine_tune": {"epochs": 2, "patience": 2, "unfreeze_layers": 1}}
 
 # Runs the train stage, killing the process (SIGKILL: no clean-up of any kind) when the named phase
@@ -54,24 +47,14 @@ run_stage(train)
 """
 
 
-def make_project(folder: Path, images_per_shard: int = 8, **train_changes) -> Path:
-    """A params.yaml with one tiny dataset NAME and its TFRecords, as the roi stage writes them."""
-    params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
-    dataset = params["datasets"]["chest_xray"] | copy.deepcopy(TINY)
+def resume_params(**train_changes) -> dict:
+    """One tiny dataset NAME, augmented, trained for 4 + 2 epochs (or as changed), evaluated
+    without extras."""
+    params = one_dataset_params(augment={"flip_horizontal": True})
+    dataset = params["datasets"][NAME]
     dataset["train"] |= SCHEDULE | train_changes
-    dataset["augment"] = {"flip_horizontal": True}
     dataset["evaluate"] |= {"bootstrap": 0, "baseline": False}
-    params |= {"workers": 1, "datasets": {NAME: dataset}, "trained": [NAME]}
-    folder.mkdir(parents=True)
-    with (folder / "params.yaml").open("w") as stream:
-        YAML().dump(params, stream)
-    raw = synthetic.make_kermany(folder / "raw", n_patients_per_class=8, images_per_patient=2, size=32)
-    rows, _ = build_manifest(raw, "kermany", ["NORMAL", "PNEUMONIA"], workers=1)
-    rows["split"] = grouped_stratified_split(rows, {"train": 0.5, "val": 0.25, "test": 0.25}, seed=0)
-    write_tfrecords(
-        rows, raw, folder / PATHS.tfrecords, images_per_shard=images_per_shard, workers=1, **ROI
-    )
-    return folder
+    return params
 
 
 def run(folder: Path, *args: str, **environment: str) -> subprocess.CompletedProcess:
@@ -88,15 +71,33 @@ def logged_steps(folder: Path) -> list[int]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    return make_project(tmp_path_factory.mktemp("resume") / "project")
+    return make_project(tmp_path_factory.mktemp("resume") / "project", resume_params())
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(project) -> dict:
-    """The phase summaries of a run that nothing interrupts."""
+    """A run that nothing interrupts: its output, phase summaries and logged steps. It starts beside
+    the backup of a run of other params (another seed) killed mid-training, which it must discard."""
+    params_file = project / "params.yaml"
+    original = params_file.read_text()
+    params = YAML().load(original)
+    params["seed"] += 1
+    with params_file.open("w") as stream:
+        YAML().dump(params, stream)
+    killed = run(project, "-c", KILLING_TRAIN, "frozen", "2")
+    params_file.write_text(original)
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert (project / PATHS.train_backup / "frozen" / "latest.json").is_file()
     result = run(project, "-m", "stages.train", NAME)
     assert result.returncode == 0, result.stdout + result.stderr
-    return json.loads((project / PATHS.metrics("train")).read_text())["phases"]
+    phases = json.loads((project / PATHS.metrics("train")).read_text())["phases"]
+    return {"output": result.stdout, "phases": phases, "steps": logged_steps(project)}
+
+
+def test_a_backup_of_other_params_is_discarded_not_resumed(uninterrupted):
+    assert f"discarding {PATHS.train_backup}" in uninterrupted["output"]
+    assert "resuming" not in uninterrupted["output"]
+    assert uninterrupted["steps"] == list(range(6))
 
 
 @pytest.mark.parametrize("phase, kill_at", [("frozen", 2), ("fine_tune", 5)])
@@ -118,23 +119,10 @@ def test_a_killed_train_stage_resumes_after_its_last_finished_epoch(
         assert f"frozen: finished before the interruption, restored from {PATHS.train_backup}" in (
             resumed.stdout
         )
-        assert summary["frozen"] == uninterrupted["frozen"]
+        assert summary["frozen"] == uninterrupted["phases"]["frozen"]
     assert f"Epoch {kill_at + 1}/" in resumed.stdout and f"Epoch {kill_at}/" not in resumed.stdout
     assert [summary[name]["epochs_run"] for name in ("frozen", "fine_tune")] == [4, 2]
     assert logged_steps(project) == list(range(6))  # one continuous history across the kill
     assert (project / PATHS.model).is_file()
     assert not backup.exists()
 
-
-def test_a_backup_of_other_params_is_discarded_not_resumed(project):
-    killed = run(project, "-c", KILLING_TRAIN, "frozen", "2")
-    assert killed.returncode == -9, killed.stdout + killed.stderr
-    params = YAML().load((project / "params.yaml").read_text())
-    params["seed"] += 1
-    with (project / "params.yaml").open("w") as stream:
-        YAML().dump(params, stream)
-    fresh = run(project, "-m", "stages.train", NAME)
-    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
-    assert f"discarding {PATHS.train_backup}" in fresh.stdout
-    assert "resuming" not in fresh.stdout
-    assert logged_steps(project) == list(range(6))

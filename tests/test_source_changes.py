@@ -7,26 +7,21 @@ up to the split (training is not needed to see which stages re-run).
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from ruamel.yaml import YAML
 
 from medcls.demo import synthetic
-from medcls.demo.workspace import PROJECT, create_workspace, run_in
+from medcls.demo.workspace import create_workspace, run_in
+from tests.conftest import project_params, stages_run
 
 pytestmark = pytest.mark.e2e
 
 NAME = "busi"
 TARGET = f"split@{NAME}"
 ALWAYS_RUN = {"validate", f"source@{NAME}"}  # every repro: params validated, source fingerprinted
-
-
-def stages_run(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
 
 
 def repro(workspace: Path) -> set[str]:
@@ -41,7 +36,7 @@ def images_in_manifest(workspace: Path) -> int:
 def workspace(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("source_changes")
     source = synthetic.make_busi(root / "source", n_per_class=8, size=32)
-    params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
+    params = project_params()
     dataset = params["datasets"]["bus_uc"] | {"layout": "busi", "classes": synthetic.BUSI_CLASSES}
     params["datasets"], params["trained"] = {NAME: dataset | {"source": str(source)}}, [NAME]
     params["workers"] = 1

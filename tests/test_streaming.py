@@ -18,18 +18,22 @@ import numpy as np
 import pytest
 
 from medcls.images.tfrecords import read_split
+from medcls.pipeline.paths import DatasetPaths
 from medcls.training.fit import cached_features
 from medcls.training.inputs import split_batches
-from tests.test_resume import PATHS, make_project
+from tests.conftest import NAME, ROI, make_project, one_dataset_params
 from tests.test_training import batches
 
-SIZE = 32  # the image size make_project's TFRecords have
+SIZE = ROI["size"]  # the image size make_project's TFRecords have
 
 
 @pytest.fixture(scope="module")
 def tfrecords(tmp_path_factory) -> Path:
     """TFRecords whose train split (17 images) is in shards of 2."""
-    return make_project(tmp_path_factory.mktemp("streaming") / "p", images_per_shard=2) / PATHS.tfrecords
+    project = make_project(
+        tmp_path_factory.mktemp("streaming") / "p", one_dataset_params(), images_per_shard=2
+    )
+    return project / DatasetPaths(NAME).tfrecords
 
 
 def epochs(tfrecords: Path, count: int, *, budget: float, seed: int = 0, shuffle: bool = True):
