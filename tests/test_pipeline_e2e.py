@@ -8,7 +8,6 @@ epoch or two), so a change to the real params schema or dvc.yaml is exercised he
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -25,7 +24,7 @@ from medcls.demo.workspace import run_in as run
 from medcls.evaluation import metrics
 from medcls.images import tfrecords
 from medcls.images.decode import mask_paths_of
-from tests.conftest import TINY, project_params, stages_run
+from tests.conftest import stages_run, tiny_pipeline_params
 
 pytestmark = pytest.mark.e2e
 
@@ -36,19 +35,13 @@ SECOND_SOURCE = "uc"  # busi's second source, in the bus_uc layout
 ALWAYS_RUN = {"validate"} | {f"source@{name}" for name in (*DATASETS, TEST_ONLY)}
 
 def tiny_params(sources: dict[str, Path]) -> dict:
-    """The project's params.yaml with every dataset pointed at generated data and shrunk."""
-    params = project_params()
-    breast, chest = params["datasets"]["bus_uc"], params["datasets"]["chest_xray"]
-    busi = copy.deepcopy(breast) | {"layout": "busi", "classes": ["benign", "malignant"]}
-    params["datasets"] = {"bus_uc": breast, "busi": busi, "chest_xray": chest}
-    params["trained"] = list(params["datasets"])
-    for name, dataset in params["datasets"].items():
-        dataset.update(copy.deepcopy(TINY), source=str(sources[name]))
-    busi["evaluate"]["external"] = ["bus_uc", TEST_ONLY]  # the same task from other (generated) hospitals
+    """Every dataset trained tiny on its generated source; busi's model also tested on the same
+    task from other (generated) hospitals: bus_uc and the test-only set."""
+    params = tiny_pipeline_params({name: sources[name] for name in DATASETS})
+    params["datasets"]["busi"]["evaluate"]["external"] = ["bus_uc", TEST_ONLY]
     params["datasets"][TEST_ONLY] = {
-        "source": str(sources[TEST_ONLY]), "layout": "bus_uc", "classes": breast["classes"], "test_only": True,
+        "source": str(sources[TEST_ONLY]), "layout": "bus_uc", "classes": synthetic.BUS_UC_CLASSES, "test_only": True,
     }
-    params["workers"] = 2
     return params
 
 
