@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 from dvclive import Live
-from dvclive.keras import DVCLiveCallback
 
 from medcls.data import splitting
 from medcls.images import tfrecords
@@ -142,7 +141,7 @@ def _train(
             loss=losses.make_loss(dataset.loss),
             class_weight=losses.class_weights(labels, dataset.class_weight),
             jit_compile=schedule.jit_compile,
-            callbacks=[DVCLiveCallback(live=live)],
+            callbacks=[curves.EpochCurves(live=live)],
             plain_train_ds=plain_batches,
             backup=backup,
             feature_budget=budget,

@@ -16,14 +16,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
+import keras
+import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
+from dvclive import Live
 from ruamel.yaml import YAML
 
 from medcls.demo.workspace import PROJECT, command_environment
 from medcls.pipeline.paths import DatasetPaths
+from medcls.training import curves, distribute
 from tests.conftest import NAME, make_project, one_dataset_params
 
 PATHS = DatasetPaths(NAME)
@@ -126,3 +132,23 @@ def test_a_killed_train_stage_resumes_after_its_last_finished_epoch(
     assert (project / PATHS.model).is_file()
     assert not backup.exists()
 
+
+@pytest.mark.parametrize("loop", ["fit", "fit_on_workers"])
+def test_curves_resumed_after_the_first_epoch_go_on_at_step_1(tmp_path, loop):
+    """The train stage's DVCLive folder after its first epoch (step 0 logged; metrics.json says step
+    0 whether the run was killed or ended there), resumed at epoch 1 as the stage does, under
+    Keras' `fit` and under the loop that several workers run."""
+    features = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+    batches = tf.data.Dataset.from_tensor_slices((features, np.arange(8) % 2)).batch(4)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="sgd", loss="binary_crossentropy")
+    train = model.fit if loop == "fit" else partial(distribute.fit_on_workers, model)
+
+    for initial_epoch, epochs in [(0, 1), (1, 3)]:
+        with Live(str(tmp_path), dvcyaml=None, report=None, resume=initial_epoch > 0) as live:
+            train(
+                batches, validation_data=batches, initial_epoch=initial_epoch, epochs=epochs,
+                class_weight=None, callbacks=[curves.EpochCurves(live=live)],
+            )
+    logged = pd.read_csv(tmp_path / "plots/metrics/train/loss.tsv", sep="\t")["step"].tolist()
+    assert logged == [0, 1, 2]

@@ -1,4 +1,5 @@
-"""The train stage's learning-curve figure, drawn from DVCLive's per-epoch .tsv files."""
+"""The train stage's learning curves: logged every epoch with DVCLive, drawn as a figure from its
+per-epoch .tsv files."""
 
 from __future__ import annotations
 
@@ -6,9 +7,25 @@ from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
+from dvclive.keras import DVCLiveCallback
 from matplotlib.figure import Figure
 
 from medcls.pipeline.outputs import save_figure
+
+
+class EpochCurves(DVCLiveCallback):
+    """DVCLive's Keras callback, logging each epoch at its own number as the step.
+
+    DVCLive's own step counts the epochs it logged, and a resumed `Live` guesses where to go on
+    from the step saved in metrics.json, which reads 0 both before any epoch and after the first:
+    a run killed after its first epoch would log step 0 twice. The epoch number, which Keras (and
+    `distribute.fit_on_workers`) count on across a resume and across the training phases, needs no
+    guess.
+    """
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.live.step = epoch
+        super().on_epoch_end(epoch, logs)
 
 
 def _read_dvclive_series(metrics_dir: Path) -> dict[str, dict[str, pd.DataFrame]]:
