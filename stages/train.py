@@ -11,22 +11,18 @@ after its last finished epoch.
 
 import shutil
 import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import tensorflow as tf
-from dvclive import Live
 
-from medcls.data import splitting
-from medcls.images import tfrecords
 from medcls.model import classifier, losses
 from medcls.pipeline.config import DatasetParams, Params, TrainParams
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage
 from medcls.training import augment, curves, determinism, distribute, fit, inputs, resume
+from medcls.training.records import TrainingRecords
 
 
 def planned_phases(schedule: TrainParams, lr: float, fine_tune_lr: float) -> list[fit.Phase]:
@@ -51,32 +47,6 @@ def planned_phases(schedule: TrainParams, lr: float, fine_tune_lr: float) -> lis
     ]
 
 
-def records_of(split: str, wide: bool) -> str:
-    """The records of `split`, or with `wide` its copies cropped for margin jitter."""
-    return tfrecords.wide(split) if wide else split
-
-
-def training_records(
-    paths: DatasetPaths,
-) -> tuple[Callable[[str, bool], tf.data.Dataset], np.ndarray]:
-    """A reader of the "train" and "val" records (wide or not: `records_of`), and the training
-    labels: the train and val splits, or for a fold the other folds' images and the fold's own."""
-    if paths.fold is None:
-
-        def read_split(role: str, wide: bool = False) -> tf.data.Dataset:
-            return tfrecords.read_split(paths.tfrecords, records_of(role, wide))
-
-        return read_split, tfrecords.read_labels(paths.tfrecords, "train")
-    rows = pd.read_csv(paths.split, keep_default_na=False)
-    members = splitting.fold_members(rows, paths.fold)
-
-    def read(role: str, wide: bool = False) -> tf.data.Dataset:
-        splits = [records_of(split, wide) for split in tfrecords.TRAINABLE_SPLITS]
-        return tfrecords.read_ids(paths.tfrecords, splits, members[role]["path"].tolist())
-
-    return read, members["train"]["label"].to_numpy()
-
-
 def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
     strategy = distribute.choose_strategy()
     with distribute.output_root(paths.worker_outputs) as root:
@@ -98,23 +68,11 @@ def _train(
     batch_size = distribute.global_batch_size(schedule.batch_size, strategy)
     budget = inputs.memory_budget(schedule.memory_fraction)
 
-    read_records, labels = training_records(paths)
-
-    def batches(role: str, wide: bool = False, **options):
-        if paths.fold is None:  # a whole split: cached in RAM while it fits the budget, else streamed
-            made = inputs.split_batches(
-                paths.tfrecords,
-                records_of(role, wide),
-                batch_size=batch_size,
-                image_size=dataset.image_size,
-                budget=budget,
-                **options,
-            )
-        else:  # a fold's images, picked by id from the train and val records, cached
-            made = inputs.make_batches(
-                read_records(role, wide), batch_size=batch_size, cache=True, **options
-            )
-        return made
+    records = TrainingRecords.of(paths)
+    labels = records.training_labels()
+    batches = partial(
+        records.batches, batch_size=batch_size, image_size=dataset.image_size, budget=budget
+    )
 
     # with margin jitter, training crops the wide records; the plain (cached-features) view does not
     augmenter = augment.build_augmenter(dataset.augment, seed, roi=dataset.roi)
@@ -124,12 +82,11 @@ def _train(
     caching = any(phase.cache_features for phase in planned)
     plain_batches = batches("train", shuffle=True, seed=seed) if caching else None
     backup = resume.TrainingBackup(
-        root / paths.train_backup, _inputs_fingerprint(params, dataset, paths)
+        root / paths.train_backup, resume.inputs_fingerprint(params, dataset, paths.tfrecords)
     )
     spill_dir = root / paths.feature_cache
 
-    live_dir = backup.folder / "dvclive"  # moved into place at the end; resumed with the backup
-    with strategy.scope(), _live(live_dir, backup.resuming) as live:
+    with strategy.scope(), curves.resumable_live(backup) as live:
         model = classifier.build_classifier(
             dataset.backbone, dataset.head, dataset.image_size, seed=seed
         )
@@ -150,11 +107,7 @@ def _train(
     shutil.rmtree(spill_dir, ignore_errors=True)
     (root / paths.model).parent.mkdir(parents=True, exist_ok=True)
     model.save(root / paths.model)
-    shutil.rmtree(root / paths.dvclive, ignore_errors=True)
-    shutil.copytree(live_dir, root / paths.dvclive)
-    curves.save_training_curves_png(
-        root / paths.dvclive / "plots" / "metrics", root / paths.plots / "training_curves.png"
-    )
+    curves.publish(backup, root / paths.dvclive, root / paths.plots / "training_curves.png")
     write_json(
         root / paths.metrics("train"),
         {
@@ -166,24 +119,6 @@ def _train(
         },
     )
     backup.remove()  # last: a run killed before this point resumes
-
-
-def _inputs_fingerprint(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> dict:
-    """What a backup must have been made from to be resumed: the params training reads and the
-    TFRecords (names and sizes)."""
-    return {
-        "params": params.model_dump(mode="json", include={"seed", "lr", "fine_tune_lr"}),
-        "dataset": dataset.model_dump(mode="json"),
-        "records": {path.name: path.stat().st_size for path in sorted(paths.tfrecords.iterdir())},
-    }
-
-
-def _live(folder: Path, resuming: bool) -> Live:
-    """DVCLive, used as a context manager, so the callback's `end()` after each phase's `fit` is
-    deferred to the end of training. A resumed run appends to the curves logged before the
-    interruption (DVC deletes the stage's outputs before it runs the stage again, so they are
-    logged in the backup's folder)."""
-    return Live(str(folder), dvcyaml=None, report=None, resume=resuming)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from medcls.images.tfrecords import read_split, wide, write_tfrecords
 from medcls.pipeline.config import RoiParams
 from medcls.pipeline.paths import DatasetPaths
 from medcls.training.augment import margin_crop
-from stages.train import training_records
+from medcls.training.records import TrainingRecords
 
 ROOT = Path(__file__).resolve().parents[1]
 ROI_PARAMS = dict(use_mask=True, margin=0.1, mask_background=False, keep_aspect=True)
@@ -113,7 +113,7 @@ def test_training_reads_the_wide_copies_and_the_plain_view_the_margin(
     monkeypatch.chdir(tmp_path)
     folder = DatasetPaths("busi")
     out = shutil.copytree(written[JITTER][0], folder.tfrecords)
-    read, _ = training_records(folder)
+    read = TrainingRecords.of(folder).read
     for role in ("train", "val"):
         assert id_and_image(read(role)) == id_and_image(read_split(out, role))
         assert id_and_image(read(role, True)) == id_and_image(read_split(out, wide(role)))
@@ -121,7 +121,7 @@ def test_training_reads_the_wide_copies_and_the_plain_view_the_margin(
     folder.split.parent.mkdir(parents=True)
     folds = cross_validation_folds(manifest, manifest["split"], 2, seed=0)
     manifest.assign(fold=folds).to_csv(folder.split, index=False)
-    read_fold, _ = training_records(folder.for_fold(0))
+    read_fold = TrainingRecords.of(folder.for_fold(0)).read
     wide_copies = dict(id_and_image(read_split(out, wide("train"))))
     wide_copies |= dict(id_and_image(read_split(out, wide("val"))))
     fold_train = id_and_image(read_fold("train", True))

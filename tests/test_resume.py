@@ -24,12 +24,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from dvclive import Live
 from ruamel.yaml import YAML
 
 from medcls.demo.workspace import PROJECT, command_environment
 from medcls.pipeline.paths import DatasetPaths
-from medcls.training import curves, distribute
+from medcls.training import curves, distribute, resume
 from tests.conftest import NAME, make_project, one_dataset_params
 
 PATHS = DatasetPaths(NAME)
@@ -136,8 +135,8 @@ def test_a_killed_train_stage_resumes_after_its_last_finished_epoch(
 @pytest.mark.parametrize("loop", ["fit", "fit_on_workers"])
 def test_curves_resumed_after_the_first_epoch_go_on_at_step_1(tmp_path, loop):
     """The train stage's DVCLive folder after its first epoch (step 0 logged; metrics.json says step
-    0 whether the run was killed or ended there), resumed at epoch 1 as the stage does, under
-    Keras' `fit` and under the loop that several workers run."""
+    0 whether the run was killed or ended there), resumed at epoch 1 with its backup as the stage
+    does, under Keras' `fit` and under the loop that several workers run."""
     features = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
     batches = tf.data.Dataset.from_tensor_slices((features, np.arange(8) % 2)).batch(4)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
@@ -145,10 +144,13 @@ def test_curves_resumed_after_the_first_epoch_go_on_at_step_1(tmp_path, loop):
     train = model.fit if loop == "fit" else partial(distribute.fit_on_workers, model)
 
     for initial_epoch, epochs in [(0, 1), (1, 3)]:
-        with Live(str(tmp_path), dvcyaml=None, report=None, resume=initial_epoch > 0) as live:
+        backup = resume.TrainingBackup(tmp_path / "backup", {"inputs": "the same"})
+        assert backup.resuming == (initial_epoch > 0)
+        with curves.resumable_live(backup) as live:
             train(
                 batches, validation_data=batches, initial_epoch=initial_epoch, epochs=epochs,
                 class_weight=None, callbacks=[curves.EpochCurves(live=live)],
             )
-    logged = pd.read_csv(tmp_path / "plots/metrics/train/loss.tsv", sep="\t")["step"].tolist()
-    assert logged == [0, 1, 2]
+    curves.publish(backup, tmp_path / "dvclive", tmp_path / "training_curves.png")
+    logged = pd.read_csv(tmp_path / "dvclive/plots/metrics/train/loss.tsv", sep="\t")["step"]
+    assert logged.tolist() == [0, 1, 2]

@@ -3,14 +3,36 @@ per-epoch .tsv files."""
 
 from __future__ import annotations
 
+import shutil
 from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
+from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 from matplotlib.figure import Figure
 
 from medcls.pipeline.outputs import save_figure
+from medcls.training.resume import TrainingBackup
+
+
+def resumable_live(backup: TrainingBackup) -> Live:
+    """DVCLive logging into `backup`'s folder, to use as a context manager, so the callback's
+    `end()` after each phase's `fit` is deferred to the end of training. A resumed run appends to
+    the curves logged before the interruption: they are kept with the backup because DVC deletes
+    the stage's outputs before it runs the stage again."""
+    return Live(str(_live_folder(backup)), dvcyaml=None, report=None, resume=backup.resuming)
+
+
+def publish(backup: TrainingBackup, dvclive_dir: Path, figure: Path) -> None:
+    """Put the curves logged in `backup`'s folder in `dvclive_dir` and draw them into `figure`."""
+    shutil.rmtree(dvclive_dir, ignore_errors=True)
+    shutil.copytree(_live_folder(backup), dvclive_dir)
+    save_training_curves_png(dvclive_dir / "plots" / "metrics", figure)
+
+
+def _live_folder(backup: TrainingBackup) -> Path:
+    return backup.folder / "dvclive"
 
 
 class EpochCurves(DVCLiveCallback):

@@ -23,7 +23,19 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from medcls.pipeline.config import DatasetParams, Params
+
 FINGERPRINT = "inputs.json"
+
+
+def inputs_fingerprint(params: Params, dataset: DatasetParams, tfrecord_dir: Path) -> dict:
+    """What a backup must have been made from to be resumed: the params training reads and the
+    TFRecords (names and sizes)."""
+    return {
+        "params": params.model_dump(mode="json", include={"seed", "lr", "fine_tune_lr"}),
+        "dataset": dataset.model_dump(mode="json"),
+        "records": {path.name: path.stat().st_size for path in sorted(tfrecord_dir.iterdir())},
+    }
 
 
 class TrainingBackup:
