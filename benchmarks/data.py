@@ -48,7 +48,7 @@ def write_records(
         out_dir,
         images_per_shard=dataset.images_per_shard,
         workers=workers,
+        roi=dataset.roi,
         size=dataset.image_size,
-        **dataset.roi.model_dump(),
     )
     return out_dir

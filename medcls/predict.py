@@ -194,8 +194,7 @@ class Predictor:
     def prepare(self, image: Path, masks: tuple[Path, ...]) -> np.ndarray:
         """The (size, size, 3) uint8 model input; an image without masks is used whole."""
         masks_given = [str(mask) for mask in masks]
-        options = self.roi.preparation()
-        return prepare_file(Path(), str(image), masks_given, size=self.image_size, **options)
+        return prepare_file(Path(), str(image), masks_given, roi=self.roi, size=self.image_size)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """P(positive) for a stack of prepared uint8 images, computed as the evaluate stage does

@@ -32,8 +32,8 @@ def prepare(name: str, params: Params, dataset: DatasetParams, paths: DatasetPat
             paths.external_records(other),
             images_per_shard=dataset.images_per_shard,
             workers=workers(params),
+            roi=dataset.roi,  # margin jitter's wide copies are of trainable splits only: none here
             size=dataset.image_size,
-            **dataset.roi.preparation(),
         )
         summary[other] = external.describe(rows, images)
         print(f"{name}: external test set {other}: {len(rows)} images ({images})")

@@ -14,14 +14,13 @@ def crop(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths)
     from medcls.images import tfrecords
 
     rows = pd.read_csv(paths.split, keep_default_na=False)
-    options = dict(size=dataset.image_size, **dataset.roi.preparation())
+    options = dict(roi=dataset.roi, size=dataset.image_size)
     counts = tfrecords.write_tfrecords(
         rows,
         paths.raw,
         paths.tfrecords,
         images_per_shard=dataset.images_per_shard,
         workers=workers(params),
-        margin_jitter=dataset.roi.margin_jitter,
         **options,
     )
     paths.plots.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from medcls.data.splitting import grouped_stratified_split
 from medcls.demo import synthetic
 from medcls.demo.workspace import PROJECT, create_workspace, run_in
 from medcls.images.tfrecords import write_tfrecords
+from medcls.pipeline.config import RoiParams
 from medcls.pipeline.paths import DatasetPaths
 
 # Every dataset's params shrunk: 32 px, a small CNN with both head blocks, an epoch or two.
@@ -47,7 +48,10 @@ TINY = {
 }
 NAME = "demo"  # the one dataset of one_dataset_params
 # How the roi stage prepares one_dataset_params' images (no masks: chest X-rays).
-ROI = dict(size=TINY["image_size"], use_mask=False, margin=0.0, mask_background=False, keep_aspect=False)
+ROI = dict(
+    roi=RoiParams(use_mask=False, margin=0.0, mask_background=False, keep_aspect=False),
+    size=TINY["image_size"],
+)
 
 
 def stages_run(output: str) -> set[str]:

@@ -29,8 +29,8 @@ EXTERNAL, ENSEMBLE_EXTERNAL = metrics.external_split(OTHER), metrics.ensemble_ex
 
 def records(manifest, raw: Path, out: Path, dataset: config.DatasetParams) -> None:
     tfrecords.write_tfrecords(
-        manifest, raw, out, images_per_shard=16, workers=1, size=dataset.image_size,
-        **dataset.roi.model_dump(),
+        manifest, raw, out, images_per_shard=16, workers=1, roi=dataset.roi,
+        size=dataset.image_size,
     )
 
 

@@ -40,7 +40,7 @@ from medcls.pipeline.config import RoiParams
 ROOT = synthetic.BUSI_ROOT
 N = 6
 SIZE = 32
-ROI = dict(use_mask=True, margin=0.1, mask_background=False, keep_aspect=True)
+ROI = RoiParams(use_mask=True, margin=0.1, mask_background=False, keep_aspect=True)
 
 
 def busi_name(class_name: str, number: int, suffix: str = "") -> str:
@@ -126,7 +126,7 @@ def test_high_bit_depth_image_and_mask_are_used_at_full_range(planted, built) ->
     manifest, _ = built
     row = manifest.set_index("path").loc[busi_name("malignant", 6)]
     assert row["mask_paths"] == busi_name("malignant", 6, "_mask")  # a 0/1 mask is not empty
-    crop = prepare_file(raw, row.name, [row["mask_paths"]], size=SIZE, **ROI)
+    crop = prepare_file(raw, row.name, [row["mask_paths"]], roi=ROI, size=SIZE)
     # The lesion's columns 8..19 of a 0..4095 ramp over 40 columns reach 131 of 255 (the ramp's
     # own range mapped to 0..255); the high byte alone (IMREAD_COLOR) would give at most 8.
     assert crop.max() == 131
@@ -183,7 +183,7 @@ def test_a_mask_of_another_size_is_refused_with_both_sizes(factor: float) -> Non
     mask = np.zeros((int(40 * factor), int(60 * factor)), bool)
     mask[-8:, -8:] = True  # for the larger mask, a lesion box outside the image
     with pytest.raises(MaskMismatchError) as error:
-        prepare(image, mask, size=SIZE, **{**ROI, "mask_background": True})
+        prepare(image, mask, roi=ROI.model_copy(update={"mask_background": True}), size=SIZE)
     width, height = int(60 * factor), int(40 * factor)
     assert str(error.value) == (
         f"the mask is {width}x{height} pixels but the image is 60x40: "
@@ -196,7 +196,7 @@ def test_prediction_skips_an_image_whose_mask_has_another_size(planted) -> None:
 
     raw, _ = planted
     predictor = Predictor(
-        models=[], classes=synthetic.BUSI_CLASSES, threshold=0.5, image_size=SIZE, roi=RoiParams(**ROI)
+        models=[], classes=synthetic.BUSI_CLASSES, threshold=0.5, image_size=SIZE, roi=ROI
     )
     image = raw / busi_name("benign", 3)
     predictions, failures, _ = predictor.predict_files([image], [(raw / busi_name("benign", 3, "_mask"),)])

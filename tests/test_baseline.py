@@ -9,7 +9,7 @@ from medcls.demo import synthetic
 from medcls.evaluation import baseline, scoring
 from medcls.evaluation.metrics import roc_auc
 from medcls.images.tfrecords import write_tfrecords
-from medcls.pipeline.config import SmallCnnBackbone
+from medcls.pipeline.config import RoiParams, SmallCnnBackbone
 
 SIZE = 32
 SMALL_CNN = SmallCnnBackbone(filters=[8, 16])
@@ -26,7 +26,7 @@ def records(tmp_path_factory):
     out = tmp_path_factory.mktemp("records")
     write_tfrecords(
         manifest, raw, out, images_per_shard=8, workers=1,
-        size=SIZE, use_mask=True, margin=0.1, mask_background=False, keep_aspect=True,
+        roi=RoiParams(use_mask=True, margin=0.1, mask_background=False, keep_aspect=True), size=SIZE,
     )
     return out, manifest
 

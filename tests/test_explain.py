@@ -14,11 +14,13 @@ from medcls.evaluation.scoring import predict_splits
 from medcls.images.tfrecords import write_tfrecords
 from medcls.model.blocks import SEBlock
 from medcls.model.classifier import build_classifier
-from medcls.pipeline.config import ApplicationBackbone, SavedBackbone
+from medcls.pipeline.config import ApplicationBackbone, RoiParams, SavedBackbone
 from tests.test_models import PDF_SE_HEAD, PLAIN_HEAD, SMALL_CNN, raw_images
 
 SIZE = 32
-ROI = dict(size=SIZE, use_mask=True, margin=0.1, mask_background=False, keep_aspect=True)
+ROI = dict(
+    roi=RoiParams(use_mask=True, margin=0.1, mask_background=False, keep_aspect=True), size=SIZE
+)
 
 
 def assert_valid_heatmaps(model: keras.Model, images: np.ndarray) -> np.ndarray:

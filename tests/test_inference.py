@@ -112,7 +112,7 @@ def test_predictor_scores_the_pipelines_prepared_input(in_project):
     )
     expected_inputs = np.stack(
         [
-            prepare_file(Path(), image, [mask], size=SIZE, **params.datasets["bus_uc"].roi.preparation())
+            prepare_file(Path(), image, [mask], roi=params.datasets["bus_uc"].roi, size=SIZE)
             for image, mask in zip(images, masks_of(images))
         ]
     )

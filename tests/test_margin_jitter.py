@@ -22,7 +22,6 @@ from medcls.training.records import TrainingRecords
 
 ROOT = Path(__file__).resolve().parents[1]
 ROI_PARAMS = dict(use_mask=True, margin=0.1, mask_background=False, keep_aspect=True)
-ROI = dict(size=32, **ROI_PARAMS)
 JITTER = 0.2
 SPLITS = ("train", "val", "test")
 
@@ -45,9 +44,8 @@ def written(rows, tmp_path_factory) -> dict[float | None, tuple]:
     for jitter in (None, 0.0, JITTER):
         out = tmp_path_factory.mktemp("records") / "busi"
         options = {} if jitter is None else {"margin_jitter": jitter}
-        counts = write_tfrecords(
-            manifest, raw, out, images_per_shard=3, workers=1, **ROI, **options
-        )
+        roi = RoiParams(**ROI_PARAMS, **options)
+        counts = write_tfrecords(manifest, raw, out, images_per_shard=3, workers=1, roi=roi, size=32)
         outputs[jitter] = (out, counts)
     return outputs
 
@@ -92,11 +90,12 @@ def test_a_wide_crop_cropped_to_a_margin_is_the_crop_at_that_margin(keep_aspect,
     keep_aspect pads: the padding of a crop is then the same at every margin)."""
     mask = np.zeros((120, 160), np.uint8)
     mask[40:80, 60:100] = 1
-    options = dict(size=64, use_mask=True, mask_background=False, keep_aspect=keep_aspect)
+    options = dict(use_mask=True, mask_background=False, keep_aspect=keep_aspect)
     widest = 0.3
-    wide_crop = prepare(smooth_scan(), mask, margin=widest, **options).astype(np.float32)
-    cropped = np.asarray(margin_crop(wide_crop[None], np.array([margin], np.float32), widest))[0]
-    expected = prepare(smooth_scan(), mask, margin=margin, **options).astype(np.float32)
+    wide_crop = prepare(smooth_scan(), mask, roi=RoiParams(margin=widest, **options), size=64)
+    cropped = margin_crop(wide_crop[None].astype(np.float32), np.array([margin], np.float32), widest)
+    expected = prepare(smooth_scan(), mask, roi=RoiParams(margin=margin, **options), size=64)
+    cropped, expected = np.asarray(cropped)[0], expected.astype(np.float32)
     assert np.abs(cropped - expected).mean() < 2.0
     assert np.abs(cropped - expected)[4:-4, 4:-4].max() < 12
 
@@ -128,9 +127,8 @@ def test_training_reads_the_wide_copies_and_the_plain_view_the_margin(
     assert fold_train and all(wide_copies[key] == image for key, image in fold_train)
 
 
-def test_margin_jitter_needs_the_mask_and_stays_out_of_the_preparation():
+def test_margin_jitter_needs_the_mask():
     options = {"use_mask": True, "margin": 0.1, "mask_background": False, "keep_aspect": True}
-    assert RoiParams(**options, margin_jitter=0.05).preparation() == options
     with pytest.raises(ValidationError, match="margin_jitter needs use_mask: true"):
         RoiParams(**{**options, "use_mask": False}, margin_jitter=0.05)
 

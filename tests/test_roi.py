@@ -14,9 +14,15 @@ from medcls.images.decode import ImageDecodeError, mask_paths_of, read_image, re
 from medcls.images.parallel import ordered_starmap
 from medcls.images.roi import prepare, prepare_file, prepare_file_png, roi_box
 from medcls.images.samples import draw_roi_samples
+from medcls.pipeline.config import RoiParams
 
 ROOT = Path(__file__).resolve().parents[1]
-ROI = dict(size=16, use_mask=True, margin=0.0, mask_background=False, keep_aspect=False)
+ROI = RoiParams(use_mask=True, margin=0.0, mask_background=False, keep_aspect=False)
+SIZE = 16
+
+
+def roi(**changes) -> RoiParams:
+    return ROI.model_copy(update=changes)
 
 
 def rectangle_mask(shape: tuple[int, int], x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
@@ -69,35 +75,34 @@ def test_prepare_crops_to_the_mask() -> None:
     image = np.zeros((40, 40, 3), np.uint8)
     image[10:20, 10:30] = 255
     mask = rectangle_mask((40, 40), 10, 10, 30, 20)
-    cropped = prepare(image, mask, **ROI)
+    cropped = prepare(image, mask, roi=ROI, size=SIZE)
     assert cropped.shape == (16, 16, 3) and cropped.dtype == np.uint8 and (cropped == 255).all()
-    whole = prepare(image, mask, **{**ROI, "use_mask": False})
+    whole = prepare(image, mask, roi=roi(use_mask=False), size=SIZE)
     assert whole.mean() == pytest.approx(255 * 200 / 1600, rel=0.05)
-    assert np.array_equal(prepare(image, None, **ROI), whole)
+    assert np.array_equal(prepare(image, None, roi=ROI, size=SIZE), whole)
 
 
 def test_keep_aspect_pads_with_black_and_stretch_does_not() -> None:
     wide = np.full((20, 40, 3), 255, np.uint8)
-    padded = prepare(wide, None, **{**ROI, "keep_aspect": True})
+    padded = prepare(wide, None, roi=roi(keep_aspect=True), size=SIZE)
     assert (padded[:4] == 0).all() and (padded[-4:] == 0).all() and (padded[6:10] == 255).all()
-    assert (prepare(wide, None, **ROI) == 255).all()
+    assert (prepare(wide, None, roi=ROI, size=SIZE) == 255).all()
 
 
 def test_mask_background_blanks_pixels_outside_the_lesion() -> None:
     image = np.full((40, 40, 3), 255, np.uint8)
     mask = rectangle_mask((40, 40), 10, 10, 30, 30)
-    options = {**ROI, "margin": 0.5, "size": 40}
-    assert (prepare(image, mask, **options) == 255).all()
-    blanked = prepare(image, mask, **{**options, "mask_background": True})
+    assert (prepare(image, mask, roi=roi(margin=0.5), size=40) == 255).all()
+    blanked = prepare(image, mask, roi=roi(margin=0.5, mask_background=True), size=40)
     assert (blanked[:10] == 0).all() and (blanked[10:30, 10:30] == 255).all()
 
 
 def test_prepare_file_reads_masks_from_the_manifest_paths(tmp_path: Path) -> None:
     raw = synthetic.make_busi(tmp_path, n_per_class=3)
     mask_paths = synthetic.BUSI_EXTRA_MASKS
-    prepared = prepare_file(raw, synthetic.BUSI_EXTRA_MASK_IMAGE, mask_paths, **{**ROI, "size": 32})
+    prepared = prepare_file(raw, synthetic.BUSI_EXTRA_MASK_IMAGE, mask_paths, roi=ROI, size=32)
     mask = read_masks([raw / path for path in mask_paths])
-    expected = prepare(read_image(raw / synthetic.BUSI_EXTRA_MASK_IMAGE), mask, **{**ROI, "size": 32})
+    expected = prepare(read_image(raw / synthetic.BUSI_EXTRA_MASK_IMAGE), mask, roi=ROI, size=32)
     assert np.array_equal(prepared, expected)
 
 
@@ -137,17 +142,17 @@ def test_roi_stage_module_imports_no_tensorflow() -> None:
 def test_prepare_file_png_is_the_prepared_image_losslessly(tmp_path: Path) -> None:
     raw = synthetic.make_busi(tmp_path, n_per_class=3)
     arguments = (raw, synthetic.BUSI_EXTRA_MASK_IMAGE, synthetic.BUSI_EXTRA_MASKS)
-    png = prepare_file_png(*arguments, **ROI)
+    png = prepare_file_png(*arguments, roi=ROI, size=SIZE)
     decoded = cv2.cvtColor(
         cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
     )
-    assert np.array_equal(decoded, prepare_file(*arguments, **ROI))
+    assert np.array_equal(decoded, prepare_file(*arguments, roi=ROI, size=SIZE))
 
 
 def test_draw_roi_samples_writes_a_png(tmp_path: Path) -> None:
     raw = synthetic.make_busi(tmp_path / "raw", n_per_class=4)
     manifest, _ = build_manifest(raw, "busi", synthetic.BUSI_CLASSES, workers=1)
     out = tmp_path / "plots" / "roi.png"
-    draw_roi_samples(raw, manifest, out, per_class=3, seed=0, **{**ROI, "margin": 0.1})
+    draw_roi_samples(raw, manifest, out, per_class=3, seed=0, roi=roi(margin=0.1), size=SIZE)
     image = read_image(out)
     assert image.shape[0] > 200 and image.shape[1] > 400

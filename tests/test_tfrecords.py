@@ -25,9 +25,10 @@ from medcls.images.tfrecords import (
     read_split,
     write_tfrecords,
 )
+from medcls.pipeline.config import RoiParams
 
 ROOT = Path(__file__).resolve().parents[1]
-ROI = dict(size=32, use_mask=True, margin=0.1, mask_background=False, keep_aspect=True)
+ROI = dict(roi=RoiParams(use_mask=True, margin=0.1, mask_background=False, keep_aspect=True), size=32)
 PER_SHARD = 3
 
 
@@ -87,9 +88,11 @@ def test_another_process_writes_identical_bytes(dataset, written, tmp_path: Path
     code = (
         "import sys; from pathlib import Path; import pandas as pd; "
         "from medcls.images.tfrecords import write_tfrecords; "
+        "from medcls.pipeline.config import RoiParams; "
         "rows = pd.read_csv(sys.argv[1], keep_default_na=False); "
         "write_tfrecords(rows, Path(sys.argv[2]), Path(sys.argv[3]), "
-        f"images_per_shard={PER_SHARD}, workers=1, **{ROI!r})"
+        f"images_per_shard={PER_SHARD}, workers=1, "
+        f"roi=RoiParams(**{ROI['roi'].model_dump()!r}), size={ROI['size']})"
     )
     out = tmp_path / "records"
     arguments = [str(tmp_path / "split.csv"), str(raw), str(out)]

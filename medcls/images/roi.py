@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from medcls.images.decode import check_mask_fits, read_image, read_masks
+
+if TYPE_CHECKING:
+    from medcls.pipeline.config import RoiParams
 
 
 def roi_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int]:
@@ -52,54 +56,32 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def prepare(
-    image: np.ndarray,
-    mask: np.ndarray | None,
-    *,
-    size: int,
-    use_mask: bool,
-    margin: float,
-    mask_background: bool,
-    keep_aspect: bool,
+    image: np.ndarray, mask: np.ndarray | None, *, roi: RoiParams, size: int
 ) -> np.ndarray:
-    """Turn a decoded image (and its lesion mask, if any) into the (size, size, 3) uint8 model input."""
-    if use_mask and mask is not None:
+    """Turn a decoded image (and its lesion mask, if any) into the (size, size, 3) uint8 model input,
+    cropped as `roi` says (at its `margin`: margin jitter's wide copies are the writer's business)."""
+    if roi.use_mask and mask is not None:
         check_mask_fits(mask, image)
-        if mask_background:
+        if roi.mask_background:
             image = image * mask[..., None].astype(np.uint8)
-        x0, y0, x1, y1 = roi_box(mask, margin)
+        x0, y0, x1, y1 = roi_box(mask, roi.margin)
         image = image[y0:y1, x0:x1]
-    if keep_aspect:
+    if roi.keep_aspect:
         image = _pad_to_square(image)
     return _resize(image, size)
 
 
 def prepare_file(
-    raw_dir: Path,
-    path: str,
-    mask_paths: Sequence[str],
-    *,
-    size: int,
-    use_mask: bool,
-    margin: float,
-    mask_background: bool,
-    keep_aspect: bool,
+    raw_dir: Path, path: str, mask_paths: Sequence[str], *, roi: RoiParams, size: int
 ) -> np.ndarray:
     """Read and `prepare` one manifest row; masks are only read when they are used."""
     image = read_image(raw_dir / path)
     mask = (
         read_masks([raw_dir / mask_path for mask_path in mask_paths])
-        if use_mask and mask_paths
+        if roi.use_mask and mask_paths
         else None
     )
-    return prepare(
-        image,
-        mask,
-        size=size,
-        use_mask=use_mask,
-        margin=margin,
-        mask_background=mask_background,
-        keep_aspect=keep_aspect,
-    )
+    return prepare(image, mask, roi=roi, size=size)
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -110,15 +92,18 @@ def encode_png(image: np.ndarray) -> bytes:
     return png.tobytes()
 
 
-def prepare_file_png(raw_dir: Path, path: str, mask_paths: Sequence[str], **roi_params) -> bytes:
+def prepare_file_png(
+    raw_dir: Path, path: str, mask_paths: Sequence[str], *, roi: RoiParams, size: int
+) -> bytes:
     """`prepare_file`, PNG-encoded: what the TFRecord writer stores. Encoding in the worker keeps it
     parallel and sends results back across the process boundary compressed."""
-    return encode_png(prepare_file(raw_dir, path, mask_paths, **roi_params))
+    return encode_png(prepare_file(raw_dir, path, mask_paths, roi=roi, size=size))
 
 
 def prepare_file_png_at(
-    raw_dir: Path, roi_params: dict, path: str, mask_paths: Sequence[str], margin: float
+    raw_dir: Path, roi: RoiParams, size: int, path: str, mask_paths: Sequence[str], margin: float
 ) -> bytes:
     """`prepare_file_png` with the margin of this image: the roi stage also writes the training
     images at a wider margin, for margin jitter."""
-    return prepare_file_png(raw_dir, path, mask_paths, **{**roi_params, "margin": margin})
+    at_margin = roi.model_copy(update={"margin": margin})
+    return prepare_file_png(raw_dir, path, mask_paths, roi=at_margin, size=size)

@@ -13,6 +13,8 @@ from medcls.images.roi import prepare_file, roi_box
 if TYPE_CHECKING:
     import pandas as pd
 
+    from medcls.pipeline.config import RoiParams
+
 
 def draw_roi_samples(
     raw_dir: Path,
@@ -21,11 +23,8 @@ def draw_roi_samples(
     *,
     per_class: int = 4,
     seed: int,
+    roi: RoiParams,
     size: int,
-    use_mask: bool,
-    margin: float,
-    mask_background: bool,
-    keep_aspect: bool,
 ) -> None:
     """Save a grid showing, per class, sampled images with their mask contour and ROI box beside the
     prepared model input, so a wrong crop or a flipped channel order is obvious at a glance."""
@@ -33,13 +32,6 @@ def draw_roi_samples(
         Figure,
     )  # imported here so worker processes never pay for matplotlib
 
-    roi_params = dict(
-        size=size,
-        use_mask=use_mask,
-        margin=margin,
-        mask_background=mask_background,
-        keep_aspect=keep_aspect,
-    )
     by_class = [
         rows.sample(n=min(per_class, len(rows)), random_state=seed)
         for _, rows in manifest.groupby("label")
@@ -51,14 +43,14 @@ def draw_roi_samples(
             axes[:, 2 * column : 2 * column + 2], rows.itertuples()
         ):
             if row is not None:
-                _draw_sample(row_axes, raw_dir, row, roi_params)
+                _draw_sample(row_axes, raw_dir, row, roi, size)
     for axis in axes.flat:
         axis.set_axis_off()
     out_png.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out_png, dpi=100)
 
 
-def _draw_sample(axes: Sequence[Any], raw_dir: Path, row: Any, roi_params: dict[str, Any]) -> None:
+def _draw_sample(axes: Sequence[Any], raw_dir: Path, row: Any, roi: RoiParams, size: int) -> None:
     """Draw one manifest row: full image with mask contour and ROI box, then the prepared crop."""
     from matplotlib.patches import Rectangle
 
@@ -69,10 +61,10 @@ def _draw_sample(axes: Sequence[Any], raw_dir: Path, row: Any, roi_params: dict[
     if mask_paths:
         mask = read_masks([raw_dir / path for path in mask_paths])
         full_axis.contour(mask, levels=[0.5], colors="yellow", linewidths=0.8)
-        if roi_params["use_mask"]:
-            x0, y0, x1, y1 = roi_box(mask, roi_params["margin"])
+        if roi.use_mask:
+            x0, y0, x1, y1 = roi_box(mask, roi.margin)
             full_axis.add_patch(
                 Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="red")
             )
-    prepared_axis.imshow(prepare_file(raw_dir, row.path, mask_paths, **roi_params))
+    prepared_axis.imshow(prepare_file(raw_dir, row.path, mask_paths, roi=roi, size=size))
     prepared_axis.set_title(f"{row.class_name}: prepared", fontsize=7)

@@ -26,6 +26,7 @@ import tensorflow as tf
 from medcls.images.decode import mask_paths_of
 from medcls.images.parallel import ordered_starmap
 from medcls.images.roi import prepare_file_png_at
+from medcls.pipeline.config import RoiParams
 from medcls.pipeline.errors import PipelineError
 from medcls.pipeline.paths import stage_writing_records
 
@@ -76,19 +77,15 @@ def write_tfrecords(
     raw_dir: Path,
     out_dir: Path,
     *,
+    roi: RoiParams,
+    size: int,
     images_per_shard: int,
     workers: int,
-    size: int,
-    use_mask: bool,
-    margin: float,
-    mask_background: bool,
-    keep_aspect: bool,
-    margin_jitter: float = 0.0,
 ) -> dict[str, int]:
     """Replace `out_dir` by `<split>-NNNNN-of-NNNNN.tfrecord` shards and their index; return images
-    written per split.
+    written per split: every image prepared as `roi` says, at `size` pixels.
 
-    With `margin_jitter`, the TRAINABLE_SPLITS are also written at margin + margin_jitter, as
+    With `roi.margin_jitter`, the TRAINABLE_SPLITS are also written at margin + margin_jitter, as
     `wide(split)`; every split keeps its records at `margin`, byte for byte.
 
     The shards are written beside `out_dir` and renamed into place once the index is written, so an
@@ -97,25 +94,19 @@ def write_tfrecords(
     training time still sees both classes. Shards are byte-identical from run to run, so DVC skips
     training when a re-run changed no record.
     """
-    roi = dict(
-        size=size,
-        use_mask=use_mask,
-        margin=margin,
-        mask_background=mask_background,
-        keep_aspect=keep_aspect,
-    )
     out_dir = Path(out_dir)
     staging = out_dir.parent / f".{out_dir.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
         counts = _write_shards_and_index(
-            _with_margins(split_df, margin, margin_jitter),
+            _with_margins(split_df, roi.margin, roi.margin_jitter),
             raw_dir,
             staging,
             images_per_shard,
             workers,
             roi,
+            size,
         )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -138,10 +129,16 @@ def _with_margins(split_df: pd.DataFrame, margin: float, margin_jitter: float) -
 
 
 def _write_shards_and_index(
-    split_df: pd.DataFrame, raw_dir: Path, out_dir: Path, per_shard: int, workers: int, roi: dict
+    split_df: pd.DataFrame,
+    raw_dir: Path,
+    out_dir: Path,
+    per_shard: int,
+    workers: int,
+    roi: RoiParams,
+    size: int,
 ) -> dict[str, int]:
     rows = split_df.sort_values(["split", "sha256", "path"], ignore_index=True)
-    prepare = partial(prepare_file_png_at, raw_dir, roi)
+    prepare = partial(prepare_file_png_at, raw_dir, roi, size)
     arguments = zip(rows["path"], rows["mask_paths"].map(mask_paths_of), rows["margin"])
     pngs = ordered_starmap(prepare, arguments, workers=workers)
     records = zip(rows.itertuples(), pngs, strict=True)  # strict: also lets the pool finish

@@ -228,11 +228,6 @@ class RoiParams(Section):
             raise ValueError("margin_jitter needs use_mask: true (the margin is around the mask box)")
         return self
 
-    def preparation(self) -> dict:
-        """The options of `medcls.images.roi.prepare`: how every image is prepared, but for the
-        wide copies that margin jitter trains on."""
-        return self.model_dump(exclude={"margin_jitter"})
-
 
 class AugmentParams(Section):
     """Augmentations of training batches; a key left out (or 0, false) is off."""
