@@ -133,17 +133,19 @@ def test_a_killed_train_stage_resumes_after_its_last_finished_epoch(
 
 
 @pytest.mark.parametrize("loop", ["fit", "fit_on_workers"])
-def test_curves_resumed_after_the_first_epoch_go_on_at_step_1(tmp_path, loop):
+@pytest.mark.parametrize("logged", [1, 2])
+def test_curves_resumed_after_the_first_epoch_go_on_at_step_1(tmp_path, loop, logged):
     """The train stage's DVCLive folder after its first epoch (step 0 logged; metrics.json says step
     0 whether the run was killed or ended there), resumed at epoch 1 with its backup as the stage
-    does, under Keras' `fit` and under the loop that several workers run."""
+    does, under Keras' `fit` and under the loop that several workers run. With `logged` 2, the run
+    was killed after logging its second epoch but before backing it up: epoch 1 is trained again."""
     features = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
     batches = tf.data.Dataset.from_tensor_slices((features, np.arange(8) % 2)).batch(4)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
     model.compile(optimizer="sgd", loss="binary_crossentropy")
     train = model.fit if loop == "fit" else partial(distribute.fit_on_workers, model)
 
-    for initial_epoch, epochs in [(0, 1), (1, 3)]:
+    for initial_epoch, epochs in [(0, logged), (1, 3)]:
         backup = resume.TrainingBackup(tmp_path / "backup", {"inputs": "the same"})
         assert backup.resuming == (initial_epoch > 0)
         with curves.resumable_live(backup) as live:

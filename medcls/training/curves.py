@@ -43,11 +43,31 @@ class EpochCurves(DVCLiveCallback):
     a run killed after its first epoch would log step 0 twice. The epoch number, which Keras (and
     `distribute.fit_on_workers`) count on across a resume and across the training phases, needs no
     guess.
+
+    The epoch is logged before it is backed up, so a run killed in between trains that epoch again
+    when resumed: what was logged from the epoch a fit starts at is dropped first, so no step is
+    logged twice.
     """
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._first_epoch = True
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self._first_epoch:
+            _drop_steps_from(Path(self.live.plots_dir) / "metrics", epoch)
+            self._first_epoch = False
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.live.step = epoch
         super().on_epoch_end(epoch, logs)
+
+
+def _drop_steps_from(metrics_dir: Path, step: int) -> None:
+    """Remove the rows of `step` and later from DVCLive's .tsv files under `metrics_dir`."""
+    for path in metrics_dir.rglob("*.tsv"):
+        frame = pd.read_csv(path, sep="\t")
+        if (frame["step"] >= step).any():
+            frame[frame["step"] < step].to_csv(path, sep="\t", index=False)
 
 
 def _read_dvclive_series(metrics_dir: Path) -> dict[str, dict[str, pd.DataFrame]]:
