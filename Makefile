@@ -18,7 +18,7 @@ repro: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro
 
 test: $(STAMP)
-	PATH="$(abspath $(VENV))/bin:$$PATH" python -m pytest
+	PATH="$(abspath $(VENV))/bin:$$PATH" python -m pytest -n auto --dist loadfile  # a test file per core
 
 demo: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" python -m scripts.demo
