@@ -7,8 +7,8 @@ BUSI's validation and test splits and on the external set of another hospital (b
 
 Runs in the real-data workspace (default ../real-data-runs, shared with `benchmarks.real_data`, whose
 cached data and models it reuses): per variant, the profile plus the variant's params, `dvc repro
-evaluate@busi`, the metrics kept in the workspace's robustness/<variant>.json. The workspace ends on
-the plain profile again (DVC's run cache restores it without training). Skips without ../shared.
+evaluate@busi`, the metrics kept in the workspace's robustness/<variant>.json (`benchmarks.real_data`
+writes the plain profile back when it runs). Skips without ../shared.
 """
 
 from __future__ import annotations
@@ -132,10 +132,7 @@ def main() -> None:
         raise SystemExit(f"error: {unknown} not in {VARIANTS.name}; it has {list(variants)}")
     workspace = args.workspace.resolve()
     if not args.table_only:
-        names = args.variants or list(variants)
-        if names[-1] != "reference":  # end on the plain profile, as benchmarks.real_data expects
-            names.append("reference")
-        for name in names:
+        for name in args.variants or variants:
             run_variant(workspace, name, variants[name]["set"])
     print(table(workspace, variants))
 
