@@ -46,6 +46,7 @@ def with_changes(params: dict, changes: dict) -> dict:
 
 def run_variant(workspace: Path, name: str, changes: dict) -> None:
     """`dvc repro evaluate@busi` with the variant's params; its metrics to robustness/<name>.json."""
+    commit = run_in(PROJECT, "git", "describe", "--always", "--dirty").strip()  # the code copied
     prepare(workspace, with_changes(resolved_profile([DATASET]), changes))
     started = time.perf_counter()
     subprocess.run(
@@ -54,7 +55,7 @@ def run_variant(workspace: Path, name: str, changes: dict) -> None:
     seconds = time.perf_counter() - started
     train = json.loads((workspace / "metrics" / f"{DATASET}_train.json").read_text())
     record = {
-        "commit": run_in(PROJECT, "git", "describe", "--always", "--dirty").strip(),
+        "commit": commit,
         "changes": changes,
         "repro_seconds": round(seconds),
         "train_seconds": train["seconds"],
