@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import pandas as pd
 from ruamel.yaml import YAML
 
 from medcls.data.manifest import build_manifest
@@ -19,7 +20,7 @@ from medcls.data.splitting import grouped_stratified_split
 from medcls.demo import synthetic
 from medcls.demo.workspace import PROJECT, create_workspace, run_in
 from medcls.images.tfrecords import write_tfrecords
-from medcls.pipeline.config import RoiParams
+from medcls.pipeline.config import AugmentParams, RoiParams
 from medcls.pipeline.paths import DatasetPaths
 
 # Every dataset's params shrunk: 32 px, a small CNN with both head blocks, an epoch or two.
@@ -52,6 +53,31 @@ ROI = dict(
     roi=RoiParams(use_mask=False, margin=0.0, mask_background=False, keep_aspect=False),
     size=TINY["image_size"],
 )
+
+
+# Every augmentation that existed before the ultrasound ones, switched on.
+EVERY_AUGMENTATION = AugmentParams(
+    flip_horizontal=True,
+    flip_vertical=True,
+    rotation=20,
+    shift=0.2,
+    shear=0.2,
+    zoom=0.2,
+    brightness=[0.7, 1.3],
+    contrast=0.2,
+    saturation=0.2,
+    channel_shift=20,
+)
+
+
+def split_busi(folder: Path) -> tuple[Path, pd.DataFrame]:
+    """Generated BUSI images (8 a class, with masks) in `folder` and their split manifest."""
+    raw = synthetic.make_busi(folder, n_per_class=8)
+    manifest, _ = build_manifest(raw, "busi", synthetic.BUSI_CLASSES, workers=1)
+    manifest["split"] = grouped_stratified_split(
+        manifest, {"train": 0.6, "val": 0.2, "test": 0.2}, seed=0
+    )
+    return raw, manifest
 
 
 def stages_run(output: str) -> set[str]:

@@ -16,19 +16,7 @@ from medcls.training.augment import (
     build_augmenter,
 )
 from medcls.training.inputs import make_batches
-
-EVERYTHING_ON = AugmentParams(
-    flip_horizontal=True,
-    flip_vertical=True,
-    rotation=20,
-    shift=0.2,
-    shear=0.2,
-    zoom=0.2,
-    brightness=[0.7, 1.3],
-    contrast=0.2,
-    saturation=0.2,
-    channel_shift=20,
-)
+from tests.conftest import EVERY_AUGMENTATION
 
 
 def images(count: int = 10, size: int = 16) -> np.ndarray:
@@ -80,7 +68,7 @@ def test_every_augmentation_param_has_a_layer():
 
 
 def test_full_augmenter_keeps_shape_dtype_and_pixel_range():
-    augmenter = build_augmenter(EVERYTHING_ON, seed=0)
+    augmenter = build_augmenter(EVERY_AUGMENTATION, seed=0)
     assert [type(layer).__name__ for layer in augmenter.layers] == [
         "RandomFlip",
         "RandomFlip",
@@ -102,12 +90,12 @@ def test_each_augmentation_keeps_its_seed_whatever_else_is_on():
         return {type(layer).__name__: layer.seed for layer in build_augmenter(spec, seed=10).layers}
 
     alone = seeds(AugmentParams(brightness=[0.9, 1.1]))
-    assert seeds(EVERYTHING_ON)["RandomScale"] == alone["RandomScale"]
+    assert seeds(EVERY_AUGMENTATION)["RandomScale"] == alone["RandomScale"]
 
 
 def test_augmentation_is_reproducible_with_a_seed():
     batch = images().astype(np.float32)
-    first, again, other = (build_augmenter(EVERYTHING_ON, seed=seed)(batch) for seed in (1, 1, 2))
+    first, again, other = (build_augmenter(EVERY_AUGMENTATION, seed=seed)(batch) for seed in (1, 1, 2))
     np.testing.assert_array_equal(first, again)
     assert not np.allclose(first, other)
 
@@ -120,7 +108,7 @@ def mixed_precision():
 
 
 def test_augmenter_runs_inside_tf_data_in_float32_under_mixed_precision(mixed_precision):
-    augmenter = build_augmenter(EVERYTHING_ON, seed=0)
+    augmenter = build_augmenter(EVERY_AUGMENTATION, seed=0)
     for batch, _ in make_batches(examples(), batch_size=4, augmenter=augmenter, shuffle=True):
         assert batch.dtype == tf.float32
         assert batch.numpy().min() >= 0 and batch.numpy().max() <= 255

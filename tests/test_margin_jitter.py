@@ -10,15 +10,14 @@ import pytest
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 
-from medcls.data.manifest import build_manifest
-from medcls.data.splitting import cross_validation_folds, grouped_stratified_split
-from medcls.demo import synthetic
+from medcls.data.splitting import cross_validation_folds
 from medcls.images.roi import prepare
 from medcls.images.tfrecords import read_split, wide, write_tfrecords
 from medcls.pipeline.config import RoiParams
 from medcls.pipeline.paths import DatasetPaths
 from medcls.training.augment import margin_crop
 from medcls.training.records import TrainingRecords
+from tests.conftest import split_busi
 
 ROOT = Path(__file__).resolve().parents[1]
 ROI_PARAMS = dict(use_mask=True, margin=0.1, mask_background=False, keep_aspect=True)
@@ -28,12 +27,7 @@ SPLITS = ("train", "val", "test")
 
 @pytest.fixture(scope="module")
 def rows(tmp_path_factory) -> tuple:
-    raw = synthetic.make_busi(tmp_path_factory.mktemp("busi"), n_per_class=8)
-    manifest, _ = build_manifest(raw, "busi", synthetic.BUSI_CLASSES, workers=1)
-    manifest["split"] = grouped_stratified_split(
-        manifest, {"train": 0.6, "val": 0.2, "test": 0.2}, seed=0
-    )
-    return raw, manifest
+    return split_busi(tmp_path_factory.mktemp("busi"))
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medcls.data.manifest import build_manifest
-from medcls.data.splitting import grouped_stratified_split
-from medcls.demo import synthetic
 from medcls.images.decode import mask_paths_of
 from medcls.images.roi import prepare_file
 from medcls.images.tfrecords import (
@@ -26,6 +23,7 @@ from medcls.images.tfrecords import (
     write_tfrecords,
 )
 from medcls.pipeline.config import RoiParams
+from tests.conftest import split_busi
 
 ROOT = Path(__file__).resolve().parents[1]
 ROI = dict(roi=RoiParams(use_mask=True, margin=0.1, mask_background=False, keep_aspect=True), size=32)
@@ -34,12 +32,7 @@ PER_SHARD = 3
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
-    raw = synthetic.make_busi(tmp_path_factory.mktemp("busi"), n_per_class=8)
-    manifest, _ = build_manifest(raw, "busi", synthetic.BUSI_CLASSES, workers=1)
-    manifest["split"] = grouped_stratified_split(
-        manifest, {"train": 0.6, "val": 0.2, "test": 0.2}, seed=0
-    )
-    return raw, manifest
+    return split_busi(tmp_path_factory.mktemp("busi"))
 
 
 @pytest.fixture(scope="module")

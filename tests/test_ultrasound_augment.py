@@ -15,19 +15,8 @@ from medcls.training.augment import (
     RandomSpeckle,
     build_augmenter,
 )
+from tests.conftest import EVERY_AUGMENTATION
 
-OLD_KEYS_ON = AugmentParams(
-    flip_horizontal=True,
-    flip_vertical=True,
-    rotation=20,
-    shift=0.2,
-    shear=0.2,
-    zoom=0.2,
-    brightness=[0.7, 1.3],
-    contrast=0.2,
-    saturation=0.2,
-    channel_shift=20,
-)
 ULTRASOUND_ON = {"speckle": 0.3, "gamma": [0.5, 2.0], "blur": 1.5, "downscale": 0.5}
 ROI = {"use_mask": True, "margin": 0.1, "mask_background": False, "keep_aspect": True}
 LAYERS = {
@@ -85,7 +74,7 @@ def test_saved_and_loaded_with_a_keras_model(name, tmp_path):
 def test_without_the_new_keys_the_augmenter_and_its_seeds_are_unchanged():
     """The seeds the augmenter had before the ultrasound keys: real-data runs with unchanged params
     must draw the same augmentations."""
-    assert layer_seeds(build_augmenter(OLD_KEYS_ON, seed=10)) == [
+    assert layer_seeds(build_augmenter(EVERY_AUGMENTATION, seed=10)) == [
         ("RandomFlip", 10),
         ("RandomFlip", 11),
         ("RandomAffine", 12),
@@ -94,9 +83,9 @@ def test_without_the_new_keys_the_augmenter_and_its_seeds_are_unchanged():
         ("RandomSaturation", 18),
         ("RandomChannelShift", 19),
     ]
-    everything = OLD_KEYS_ON.model_copy(update=ULTRASOUND_ON)
+    everything = EVERY_AUGMENTATION.model_copy(update=ULTRASOUND_ON)
     assert layer_seeds(build_augmenter(everything, seed=10)) == [
-        *layer_seeds(build_augmenter(OLD_KEYS_ON, seed=10)),
+        *layer_seeds(build_augmenter(EVERY_AUGMENTATION, seed=10)),
         ("RandomSpeckle", 20),
         ("RandomGaussianBlur", 21),
         ("RandomDownscale", 22),
