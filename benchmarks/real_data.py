@@ -92,11 +92,11 @@ def reproduce(workspace: Path, names: list[str]) -> None:
         run_in(workspace, "git", "commit", "-qm", f"{name}: dvc repro", "--allow-empty")
 
 
-def _interval(values: list | None) -> str:
+def interval_text(values: list | None) -> str:
     return "–" if not values or None in values else f"[{values[0]:.3f}, {values[1]:.3f}]"
 
 
-def _number(value: float | None) -> str:
+def number_text(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
@@ -104,7 +104,7 @@ def _external(scores: dict) -> str:
     """Each external test set's AUC with its (patient-grouped) interval, or "–"."""
     external = scores.get("external", {})
     return "; ".join(
-        f"{other}: {_number(split['auc'])} {_interval(split['auc_ci95'])}"
+        f"{other}: {number_text(split['auc'])} {interval_text(split['auc_ci95'])}"
         for other, split in sorted(external.items())
     ) or "–"
 
@@ -154,9 +154,9 @@ def table(workspace: Path, params: dict) -> str:
         for model, scores, paired, train_time, pipeline_time in models:
             test = scores["test"]
             lines.append(
-                f"| {name} | {backbone} | {model} | {_number(test['auc'])} {_interval(test['auc_ci95'])}"
-                f" | {_number(test['sensitivity'])} | {_number(test['specificity'])}"
-                f" | {_number(test['accuracy'])} | {paired} | {_external(scores)}"
+                f"| {name} | {backbone} | {model} | {number_text(test['auc'])} {interval_text(test['auc_ci95'])}"
+                f" | {number_text(test['sensitivity'])} | {number_text(test['specificity'])}"
+                f" | {number_text(test['accuracy'])} | {paired} | {_external(scores)}"
                 f" | {train_time} | {pipeline_time} |"
             )
     return "\n".join(lines)

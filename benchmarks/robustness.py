@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from benchmarks.real_data import SHARED, prepare, resolved_profile
+from benchmarks.real_data import SHARED, interval_text, number_text, prepare, resolved_profile
 from medcls.demo.workspace import PROJECT, command_environment, run_in
 from medcls.evaluation import metrics
 
@@ -70,15 +70,12 @@ def run_variant(workspace: Path, name: str, changes: dict) -> None:
 
 
 def _auc(scores: dict | None) -> str:
-    if not scores or scores.get("auc") is None:
-        return "–"
-    low, high = scores.get("auc_ci95") or (None, None)
-    interval = "" if low is None else f" [{low:.3f}, {high:.3f}]"
-    return f"{scores['auc']:.3f}{interval}"
+    scores = scores or {}
+    return f"{number_text(scores.get('auc'))} {interval_text(scores.get('auc_ci95'))}"
 
 
 def _rate(scores: dict | None, key: str) -> str:
-    return "–" if not scores or scores.get(key) is None else f"{scores[key]:.3f}"
+    return number_text((scores or {}).get(key))
 
 
 def _calibration(scores: dict | None) -> str:
