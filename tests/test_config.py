@@ -55,7 +55,7 @@ def bus_uc(params: dict) -> dict:
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda p: bus_uc(p)["roi"].update(margn=0.2), "datasets.bus_uc.roi.margn: unknown key (typo?); allowed here: keep_aspect, margin, margin_jitter, mask_background, use_mask"),
+        (lambda p: bus_uc(p)["roi"].update(margn=0.2), "datasets.bus_uc.roi.margn: unknown key (typo?); allowed here: clahe, keep_aspect, margin, margin_jitter, mask_background, use_mask"),
         (lambda p: p.update(lrr=0.1), "lrr: unknown key (typo?)"),
         (lambda p: p.update(learning_rate=1e-5), "learning_rate: unknown key (typo?)"),
         (lambda p: bus_uc(p).update(trian={"epochs": 50}), "datasets.bus_uc.trian: unknown key (typo?)"),
@@ -183,7 +183,7 @@ def test_a_stage_stops_before_work_with_the_key_in_its_message(tmp_path):
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "error: datasets.bus_uc.roi.margin: required key is missing",
-        "error: datasets.bus_uc.roi.margn: unknown key (typo?); allowed here: keep_aspect, margin, "
+        "error: datasets.bus_uc.roi.margn: unknown key (typo?); allowed here: clahe, keep_aspect, margin, "
         "margin_jitter, mask_background, use_mask",
     ]
     assert not (tmp_path / "data").exists()

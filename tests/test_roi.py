@@ -97,6 +97,19 @@ def test_mask_background_blanks_pixels_outside_the_lesion() -> None:
     assert (blanked[:10] == 0).all() and (blanked[10:30, 10:30] == 255).all()
 
 
+def test_clahe_spreads_a_low_contrast_scan_and_keeps_grey_grey() -> None:
+    rng = np.random.default_rng(0)
+    grey = rng.integers(100, 130, (64, 64), dtype=np.uint8)
+    image = np.repeat(grey[..., None], 3, axis=2)
+    mask = rectangle_mask((64, 64), 8, 8, 56, 56)
+    plain = prepare(image, mask, roi=ROI, size=48)
+    equalized = prepare(image, mask, roi=roi(clahe=2.0), size=48)
+    assert equalized.shape == plain.shape and equalized.dtype == np.uint8
+    assert equalized.std() > 1.5 * plain.std()  # contrast stretched
+    assert np.abs(equalized[..., 0].astype(int) - equalized[..., 2]).max() <= 1  # still grey
+    assert np.array_equal(prepare(image, mask, roi=roi(clahe=0.0), size=48), plain)
+
+
 def test_prepare_file_reads_masks_from_the_manifest_paths(tmp_path: Path) -> None:
     raw = synthetic.make_busi(tmp_path, n_per_class=3)
     mask_paths = synthetic.BUSI_EXTRA_MASKS

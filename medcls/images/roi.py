@@ -55,6 +55,15 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
     )
 
 
+def equalize(image: np.ndarray, clip_limit: float) -> np.ndarray:
+    """CLAHE on the lightness channel (8 x 8 tiles of the image, whatever its size): contrast is evened
+    out locally, as between scanners' gain settings, while colour (Doppler overlays) is kept."""
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
+    clahe = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(8, 8))
+    lab[..., 0] = clahe.apply(np.ascontiguousarray(lab[..., 0]))
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+
+
 def prepare(
     image: np.ndarray, mask: np.ndarray | None, *, roi: RoiParams, size: int
 ) -> np.ndarray:
@@ -66,6 +75,8 @@ def prepare(
             image = image * mask[..., None].astype(np.uint8)
         x0, y0, x1, y1 = roi_box(mask, roi.margin)
         image = image[y0:y1, x0:x1]
+    if roi.clahe:
+        image = equalize(image, roi.clahe)
     if roi.keep_aspect:
         image = _pad_to_square(image)
     return _resize(image, size)

@@ -221,6 +221,9 @@ class RoiParams(Section):
     # training sees a margin drawn per image in [margin - j, margin + j] (at least 0); every other
     # use of the images sees `margin`
     margin_jitter: Annotated[float, Field(ge=0, le=2)] = 0.0
+    # contrast-limited adaptive histogram equalization of the cropped region (its clip limit; 0 = off):
+    # evens out gain and contrast settings that differ between scanners
+    clahe: Annotated[float, Field(ge=0, le=40)] = 0.0
 
     @model_validator(mode="after")
     def _jitter_needs_a_mask(self) -> RoiParams:
