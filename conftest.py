@@ -1,0 +1,6 @@
+"""Loaded by pytest before any test module: TensorFlow's start-up lines stay out of every test
+process's log (each pytest-xdist worker would print its own), as they do in the stages."""
+
+from medcls.pipeline.chatter import quiet_tensorflow
+
+quiet_tensorflow()
