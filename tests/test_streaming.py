@@ -4,20 +4,21 @@ their shards, backbone features beyond it are kept on disk.
 Streaming and the in-RAM cache cannot give identical *shuffled* batches: the cache is shuffled as a
 whole (a buffer that holds the split), the stream by shard order and a bounded buffer, two different
 permutations by design. What is guaranteed, and tested: unshuffled batches are identical; shuffled,
-every epoch holds each image once, the order changes every epoch, and the same seed gives the same
-sequence of epochs. Cached features are identical in RAM and on disk, shuffled or not.
+every epoch holds each image once, the order (the shards' order too) changes every epoch, and the
+same seed gives the same sequence of epochs. Cached features are identical in RAM and on disk, shuffled or not.
 """
 
 from __future__ import annotations
 
 import math
+from itertools import groupby
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from medcls.images.tfrecords import read_split
+from medcls.images.tfrecords import read_split, stream_split
 from medcls.pipeline.paths import DatasetPaths
 from medcls.training.fit import cached_features
 from medcls.training.inputs import split_batches
@@ -62,7 +63,21 @@ def test_a_streamed_epoch_holds_every_image_once_in_a_new_order(tfrecords):
     for epoch in streamed:
         assert sorted(epoch) == sorted(reference)
     assert len({tuple(epoch) for epoch in streamed}) == 3
-    assert len({epoch[0] for epoch in streamed}) > 1  # shard order changes, not only within shards
+
+
+def test_the_stream_reshuffles_its_shard_order_every_epoch(tfrecords):
+    """Without record shuffling (a buffer of one) or interleaving, an epoch is whole shards one
+    after another: their order, not only a buffer larger than the split, must change every epoch."""
+    in_order = [example["id"] for example in read_split(tfrecords, "train").as_numpy_iterator()]
+    shard_of = {record: index // 2 for index, record in enumerate(in_order)}  # shards of 2
+    stream = stream_split(tfrecords, "train", seed=0, buffer=1, interleaved=1)
+    orders = []
+    for _ in range(3):
+        shards = [shard_of[example["id"]] for example in stream.as_numpy_iterator()]
+        assert sorted(shards) == sorted(shard_of.values())
+        orders.append(tuple(shard for shard, _ in groupby(shards)))  # in the order they were read
+        assert sorted(orders[-1]) == sorted(set(shards))  # each shard read whole, once
+    assert len(set(orders)) == 3
 
 
 def test_streaming_repeats_for_a_seed_and_differs_between_seeds(tfrecords):
