@@ -17,34 +17,12 @@ from pathlib import Path
 import tensorflow as tf
 
 from medcls.model import classifier, losses
-from medcls.pipeline.config import DatasetParams, Params, TrainParams
+from medcls.pipeline.config import DatasetParams, Params
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage
 from medcls.training import augment, curves, determinism, distribute, fit, inputs, resume
 from medcls.training.records import TrainingRecords
-
-
-def planned_phases(schedule: TrainParams, lr: float, fine_tune_lr: float) -> list[fit.Phase]:
-    """Phase 1 trains the head at `lr`; phase 2 unfreezes the top of the backbone at `fine_tune_lr`."""
-    fine_tune = schedule.fine_tune
-    unfreeze = fine_tune.model_dump(include={"unfreeze_fraction", "unfreeze_layers"})
-    return [
-        fit.Phase(
-            "frozen",
-            schedule.epochs,
-            lr,
-            schedule.patience,
-            cache_features=schedule.cache_features,
-        ),
-        fit.Phase(
-            "fine_tune",
-            fine_tune.epochs,
-            fine_tune_lr,
-            fine_tune.patience,
-            **unfreeze,  # the one of unfreeze_fraction and unfreeze_layers that the params give
-        ),
-    ]
 
 
 def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
@@ -78,7 +56,7 @@ def _train(
     augmenter = augment.build_augmenter(dataset.augment, seed, roi=dataset.roi)
     wide = bool(dataset.roi.margin_jitter)
     train_batches = batches("train", wide, augmenter=augmenter, shuffle=True, seed=seed)
-    planned = planned_phases(schedule, params.lr, params.fine_tune_lr)
+    planned = fit.planned_phases(schedule, params.lr, params.fine_tune_lr)
     caching = any(phase.cache_features for phase in planned)
     plain_batches = batches("train", shuffle=True, seed=seed) if caching else None
     backup = resume.TrainingBackup(

@@ -8,8 +8,7 @@ import tensorflow as tf
 from medcls.model.classifier import backbone_of, build_classifier, split_at_backbone
 from medcls.model.losses import make_loss
 from medcls.pipeline.config import BceLoss, HeadParams, SmallCnnBackbone, TrainParams
-from medcls.training.fit import Phase, cached_features, train
-from stages.train import planned_phases
+from medcls.training.fit import Phase, cached_features, planned_phases, train
 from tests.test_training import HEAD, batches
 
 SMALL_CNN = SmallCnnBackbone(filters=[4, 8])

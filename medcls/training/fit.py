@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from medcls.model.classifier import split_at_backbone, unfreeze_top
+from medcls.pipeline.config import TrainParams
 from medcls.training import distribute
 from medcls.training.resume import TrainingBackup
 
@@ -40,6 +41,28 @@ class Phase:
     @property
     def unfreezes(self) -> bool:
         return self.unfreeze_fraction is not None or self.unfreeze_layers is not None
+
+
+def planned_phases(schedule: TrainParams, lr: float, fine_tune_lr: float) -> list[Phase]:
+    """Phase 1 trains the head at `lr`; phase 2 unfreezes the top of the backbone at `fine_tune_lr`."""
+    fine_tune = schedule.fine_tune
+    unfreeze = fine_tune.model_dump(include={"unfreeze_fraction", "unfreeze_layers"})
+    return [
+        Phase(
+            "frozen",
+            schedule.epochs,
+            lr,
+            schedule.patience,
+            cache_features=schedule.cache_features,
+        ),
+        Phase(
+            "fine_tune",
+            fine_tune.epochs,
+            fine_tune_lr,
+            fine_tune.patience,
+            **unfreeze,  # the one of unfreeze_fraction and unfreeze_layers that the params give
+        ),
+    ]
 
 
 def train(
