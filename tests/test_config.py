@@ -125,7 +125,7 @@ CSV = {
         (lambda p: bus_uc(p).update(classes=["benign", "Benign"]), "datasets.bus_uc.classes: expected two different class folders"),
         (lambda p: bus_uc(p)["augment"].update(brightness=[1.1, 0.9]), "datasets.bus_uc.augment.brightness: expected [low, high] with low <= high"),
         (lambda p: bus_uc(p)["augment"].update(gamma=[1.25, 0.8]), "datasets.bus_uc.augment.gamma: expected [low, high] with low <= high"),
-        (lambda p: bus_uc(p)["augment"].update(gamma=[0, 1.25]), "datasets.bus_uc.augment.gamma: expected gammas above 0, got [0.0, 1.25]"),
+        (lambda p: bus_uc(p)["augment"].update(gamma=[0, 1.25]), "datasets.bus_uc.augment.gamma[0]: 0 is outside (0, inf)"),
         (lambda p: bus_uc(p)["augment"].update(downscale=1.5), "datasets.bus_uc.augment.downscale: 1.5 is outside [0, 1]"),
         (lambda p: p["datasets"]["chest_xray"]["roi"].update(margin_jitter=0.1), "datasets.chest_xray.roi: margin_jitter needs use_mask: true"),
         (lambda p: bus_uc(p)["head"]["blocks"][0]["pdf"].update(kernel_sizes=[], dilation_rates=[]), "datasets.bus_uc.head.blocks[0].pdf.kernel_sizes: expected at least 1 items, got 0"),
@@ -134,6 +134,24 @@ CSV = {
 )
 def test_params_that_would_fail_a_later_stage_fail_validation(raw, change, message):
     with pytest.raises(config.ParamsError, match=re.escape(message)):
+        config.validate(mutated(raw, change))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda p: bus_uc(p)["evaluate"].update(tta=["flip_vertical"]), "datasets.bus_uc.evaluate.tta[0]: expected one of ['flip_horizontal', 'zoom_in'], got str 'flip_vertical'"),
+        (lambda p: bus_uc(p)["evaluate"].update(tta=["zoom_in", "flip_horizontal", "zoom_in"]), "datasets.bus_uc.evaluate.tta[2]: 'zoom_in' repeats item [0]"),
+        (lambda p: bus_uc(p)["evaluate"].update(external=["chest_xray", "bus_uc"]), "datasets.bus_uc.evaluate.external[1]: 'bus_uc' is not another dataset of params.yaml; defined: chest_xray"),
+        (lambda p: bus_uc(p)["evaluate"].update(external=[3]), "datasets.bus_uc.evaluate.external[0]: expected str, got int 3"),
+        (lambda p: p.update(trained=["bus_uc", "chest"]), "trained[1]: 'chest' is not a dataset of params.yaml; defined: bus_uc, chest_xray"),
+        (lambda p: p.update(trained=["bus_uc", "bus_uc"]), "trained[1]: 'bus_uc' repeats item [0]"),
+        (lambda p: bus_uc(p)["head"]["blocks"][1]["se"].update(ratio="2"), "datasets.bus_uc.head.blocks[1].se.ratio: expected int, got str '2'"),
+        (lambda p: bus_uc(p)["head"]["blocks"][0]["pdf"].update(kernel_sizes=[1, 0]), "datasets.bus_uc.head.blocks[0].pdf.kernel_sizes[1]: 0 is outside [1, inf)"),
+    ],
+)
+def test_a_wrong_list_item_is_named_by_its_index_with_its_own_problem(raw, change, message):
+    with pytest.raises(config.ParamsError, match=f"^{re.escape(message)}$"):
         config.validate(mutated(raw, change))
 
 

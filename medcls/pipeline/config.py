@@ -40,6 +40,23 @@ class ParamsError(PipelineError, ValueError):
     """A params file that does not match the schema: one line per problem, each naming its key."""
 
 
+class ItemError(ValueError):
+    """A problem of one item of a list, raised by the list's validator: reported at the item's own
+    key (`tta[1]: ...`), not the list's."""
+
+    def __init__(self, index: int, problem: str) -> None:
+        super().__init__(problem)
+        self.index = index
+
+
+def _first_repeat(items: list) -> ItemError | None:
+    """An ItemError for the first item that repeats an earlier one, or None."""
+    for index, item in enumerate(items):
+        if item in items[:index]:
+            return ItemError(index, f"{item!r} repeats item [{items.index(item)}]")
+    return None
+
+
 class Section(BaseModel):
     """A mapping of params: unknown keys are typos, and values are never converted from strings."""
 
@@ -250,7 +267,9 @@ class AugmentParams(Section):
     # ultrasound: multiplicative speckle (std of the per-pixel factor), gamma range, largest blur
     # sigma in pixels, smallest side fraction of a simulated lower-resolution scan
     speckle: Annotated[float, Field(ge=0, le=1)] = 0.0
-    gamma: list[float] | None = Field(default=None, min_length=2, max_length=2)
+    gamma: list[Annotated[float, Field(gt=0)]] | None = Field(
+        default=None, min_length=2, max_length=2
+    )
     blur: Annotated[float, Field(ge=0, le=10)] = 0.0
     downscale: Fraction = 0.0
 
@@ -260,13 +279,6 @@ class AugmentParams(Section):
         if bounds and bounds[0] > bounds[1]:
             raise ValueError(f"expected [low, high] with low <= high, got {bounds}")
         return bounds
-
-    @field_validator("gamma")
-    @classmethod
-    def _positive(cls, gamma: list[float] | None) -> list[float] | None:
-        if gamma and min(gamma) <= 0:
-            raise ValueError(f"expected gammas above 0, got {gamma}")
-        return gamma
 
 
 class FineTuneByFraction(Section):
@@ -363,8 +375,8 @@ class EvaluateParams(Section):
     @field_validator("tta")
     @classmethod
     def _distinct_views(cls, views: list[str]) -> list[str]:
-        if len(set(views)) != len(views):
-            raise ValueError(f"expected each view once, got {views}")
+        if repeat := _first_repeat(views):
+            raise repeat
         return views
 
     @field_validator("bootstrap")
@@ -645,6 +657,16 @@ class Params(Section):
         expected = [
             name for name, dataset in self.datasets.items() if isinstance(dataset, DatasetParams)
         ]
+        for index, name in enumerate(self.trained):
+            if name not in self.datasets:
+                raise ValueError(
+                    f"trained[{index}]: {name!r} is not a dataset of params.yaml; defined: "
+                    f"{', '.join(self.datasets)}"
+                )
+            if name not in expected:
+                raise ValueError(f"trained[{index}]: {name!r} is test_only: it has no model")
+        if repeat := _first_repeat(self.trained):
+            raise ValueError(f"trained[{repeat.index}]: {repeat}")
         if self.trained != expected:
             raise ValueError(
                 f"trained: must be {expected} (every dataset that is not test_only, in the order of "
@@ -656,12 +678,13 @@ class Params(Section):
     @model_validator(mode="after")
     def _external_datasets_exist(self) -> Params:
         for name, dataset in self.datasets.items():
-            for other in dataset.evaluate.external if isinstance(dataset, DatasetParams) else ():
+            external = dataset.evaluate.external if isinstance(dataset, DatasetParams) else []
+            for index, other in enumerate(external):
                 if other == name or other not in self.datasets:
                     defined = ", ".join(sorted(set(self.datasets) - {name}))
                     raise ValueError(
-                        f"datasets.{name}.evaluate.external: {other!r} is not another dataset of "
-                        f"params.yaml; defined: {defined or 'none'}"
+                        f"datasets.{name}.evaluate.external[{index}]: {other!r} is not another "
+                        f"dataset of params.yaml; defined: {defined or 'none'}"
                     )
         return self
 
@@ -736,7 +759,10 @@ def _describe(problem: Mapping) -> str:
     if kind == "string_pattern_mismatch":
         return f"{key}: expected a name of letters, digits, '_', '.' and '-', got {value!r}"
     if kind == "value_error":  # a whole-file check names its keys itself
-        return f"{key}: {problem['ctx']['error']}" if key else str(problem["ctx"]["error"])
+        error = problem["ctx"]["error"]
+        if isinstance(error, ItemError):
+            key = f"{key}[{error.index}]"
+        return f"{key}: {error}" if key else str(error)
     return f"{key}: {problem['msg']}, got {_shown(value)}"
 
 
