@@ -4,9 +4,10 @@ The first test runs the real train stage as two workers, each in its own copy of
 on two machines: both train in step (MultiWorkerMirroredStrategy, `distribute.fit_on_workers`).
 One worker is killed mid-training, which stops the other; started again, both resume from their
 backups and finish, only the chief keeps the model, metrics and DVCLive files, and the model
-evaluates. The second
-runs plain Keras `fit` on two workers and checks that it still fails: once it passes (a Keras that
-trains on several machines), `fit_on_workers` can give way to `fit`.
+evaluates. The second gives two workers backups one epoch apart (one was killed before its
+backup of the last epoch): both discard them and start the phase over. The third runs plain Keras
+`fit` on two workers and checks that it still fails: once it passes (a Keras that trains on several
+machines), `fit_on_workers` can give way to `fit`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,20 @@ with strategy.scope():
     model.compile("adam", "binary_crossentropy")
 data = tf.data.Dataset.from_tensor_slices((np.ones((16, 4), "float32"), np.ones((16, 1), "float32")))
 model.fit(data.batch(8), epochs=1, verbose=0)
+"""
+
+# A worker whose backup of phase "frozen" is after the epoch given, asked to agree with the others.
+AGREEING = """
+import sys
+from pathlib import Path
+import tensorflow as tf
+from medcls.training import resume
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+backup = resume.TrainingBackup(Path("backup"), {"inputs": "the same"})
+(backup.folder / "frozen").mkdir()
+(backup.folder / "frozen" / "latest.json").write_text('{"epoch": %s}' % sys.argv[1])
+backup.agree_with_workers("frozen", strategy)
+print("progress", backup.progress("frozen"))
 """
 
 
@@ -119,6 +134,20 @@ def test_two_workers_train_through_the_train_stage_resume_and_only_the_chief_kee
     model.compile(loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
     scores = model.evaluate(test, return_dict=True, verbose=0)
     assert np.isfinite([scores["loss"], scores["auc"]]).all(), scores
+
+
+def test_workers_whose_backups_disagree_all_start_the_phase_over(tmp_path):
+    folders = [tmp_path / "machine0", tmp_path / "machine1"]
+    for folder in folders:
+        folder.mkdir()
+    results = run_workers([(folder, ("-c", AGREEING, epoch)) for folder, epoch in zip(folders, "21")])
+    assert [result.returncode for result in results] == [0, 0], outputs(results)
+    for result in results:
+        assert (
+            "frozen: the workers' backups disagree (worker 0: after epoch 2, worker 1: after epoch 1)"
+            in result.stdout
+        ), outputs(results)
+        assert "progress 0" in result.stdout
 
 
 def test_keras_fit_still_fails_under_multi_worker_strategy(tmp_path):

@@ -27,9 +27,14 @@ import tensorflow as tf
 from ruamel.yaml import YAML
 
 from medcls.demo.workspace import PROJECT, command_environment
+from medcls.model.classifier import build_classifier
+from medcls.model.losses import make_loss
+from medcls.pipeline.config import BceLoss, SmallCnnBackbone
 from medcls.pipeline.paths import DatasetPaths
-from medcls.training import curves, distribute, resume
+from medcls.training import curves, distribute, fit, resume
+from medcls.training.fit import Phase
 from tests.conftest import NAME, make_project, one_dataset_params
+from tests.test_training import HEAD, PhaseRecorder, batches
 
 PATHS = DatasetPaths(NAME)
 SCHEDULE = {"epochs": 4, "patience": 4, "fine_tune": {"epochs": 2, "patience": 2, "unfreeze_layers": 1}}
@@ -156,3 +161,61 @@ def test_curves_resumed_after_the_first_epoch_go_on_at_step_1(tmp_path, loop, lo
     curves.publish(backup, tmp_path / "dvclive", tmp_path / "training_curves.png")
     logged = pd.read_csv(tmp_path / "dvclive/plots/metrics/train/loss.tsv", sep="\t")["step"]
     assert logged.tolist() == [0, 1, 2]
+
+
+def test_one_worker_agrees_with_itself_and_workers_that_disagree_train_the_phase_again(
+    tmp_path, monkeypatch, capsys
+):
+    """A worker killed between another's backup of an epoch and its own is one epoch behind (or has
+    the phase unfinished where the other finished it): every worker then starts the phase over."""
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="sgd", loss="binary_crossentropy")
+    backup = resume.TrainingBackup(tmp_path / "backup", {"inputs": "the same"})
+    stopping = keras.callbacks.EarlyStopping(patience=5)
+    features = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+    model.fit(
+        features, np.arange(8) % 2, epochs=2, verbose=0,
+        callbacks=[stopping, backup.epoch_callback("frozen", stopping)],
+    )
+    backup.record_phase(model, "frozen", {"epochs_run": 2})
+    model.fit(
+        features, np.arange(8) % 2, initial_epoch=2, epochs=4, verbose=0,
+        callbacks=[stopping, backup.epoch_callback("fine_tune", stopping)],
+    )
+    strategy = tf.distribute.get_strategy()
+    for phase in ("frozen", "fine_tune"):
+        backup.agree_with_workers(phase, strategy)
+    assert (backup.progress("frozen"), backup.progress("fine_tune")) == (resume.FINISHED, 4)
+
+    other_worker = {"frozen": 2, "fine_tune": 3}  # killed before its backup of the last epoch
+    monkeypatch.setattr(
+        distribute, "on_every_worker", lambda strategy, value: [value, other_worker[phase]]
+    )
+    for phase, found in [
+        ("frozen", "worker 0: finished, worker 1: after epoch 2"),
+        ("fine_tune", "worker 0: after epoch 4, worker 1: after epoch 3"),
+    ]:
+        backup.agree_with_workers(phase, strategy)
+        message = f"{phase}: the workers' backups disagree ({found}); every worker trains {phase} "
+        assert message + "again from its first epoch" in capsys.readouterr().out
+        assert backup.progress(phase) == 0
+    assert backup.finished_phase(model, "frozen") is None
+    assert backup.restore_epoch(model, "fine_tune") is None
+
+
+def test_training_asks_the_workers_before_it_resumes_a_phase(tmp_path, monkeypatch, capsys):
+    """A phase this worker finished, which another worker had not, is trained again, not skipped."""
+    model = build_classifier(SmallCnnBackbone(filters=[4]), HEAD, 16, seed=0)
+    backup = resume.TrainingBackup(tmp_path / "backup", {"inputs": "the same"})
+    recorder = PhaseRecorder()
+    for _ in range(2):
+        fit.train(
+            model, batches(0), batches(1), phases=[Phase("frozen", 1, 1e-3, 1)],
+            loss=make_loss(BceLoss()), class_weight=None, jit_compile=False, callbacks=[recorder],
+            backup=backup,
+        )
+        monkeypatch.setattr(distribute, "on_every_worker", lambda strategy, value: [value, 0])
+    assert "frozen: the workers' backups disagree (worker 0: finished, worker 1: not started)" in (
+        capsys.readouterr().out
+    )
+    assert recorder.epochs == [0, 0]

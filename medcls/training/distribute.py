@@ -95,6 +95,18 @@ def on_several_workers(strategy: tf.distribute.Strategy) -> bool:
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
+def on_every_worker(strategy: tf.distribute.Strategy, value: int) -> list[int]:
+    """`value` as each worker has it, in worker order; `[value]` without a cluster. On a cluster it
+    is a collective op: every worker must call it at the same point."""
+    if not on_several_workers(strategy):
+        return [value]
+    local = strategy.experimental_distribute_values_from_function(
+        lambda _: tf.constant([value], tf.float32)  # the type every collective implementation takes
+    )
+    per_replica = strategy.gather(local, axis=0).numpy()
+    return [int(each) for each in per_replica[:: len(strategy.extended.worker_devices)]]
+
+
 def fit_on_workers(
     model: keras.Model,
     train_data: tf.data.Dataset,

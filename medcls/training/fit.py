@@ -106,6 +106,8 @@ def train(
             continue
         if phase.unfreezes:
             unfreeze_top(model, fraction=phase.unfreeze_fraction, layers=phase.unfreeze_layers)
+        if backup:
+            backup.agree_with_workers(phase.name, model.distribute_strategy)
         finished = backup.finished_phase(model, phase.name) if backup else None
         summaries[phase.name] = finished or _fit_phase(
             model, phase, epoch, train_ds, val_ds, plain_train_ds,

@@ -4,7 +4,8 @@ A killed run (SIGKILL mid-epoch, a preempted GPU node, Ctrl-C) started again con
 last finished epoch of the phase it was in; finished phases are not trained again. The backup is
 kept in a scratch folder that neither git nor DVC tracks, belongs to one set of inputs (a backup
 made with other params or data is discarded, never resumed) and is removed once the stage has
-written its outputs.
+written its outputs. On a cluster every worker keeps its own backup, and all of them resume a phase
+from the same point (`TrainingBackup.agree_with_workers`).
 
 Layout of the folder:
     inputs.json                   the fingerprint of the inputs the backup belongs to
@@ -22,10 +23,13 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from medcls.pipeline.config import DatasetParams, Params
+from medcls.training import distribute
 
 FINGERPRINT = "inputs.json"
+FINISHED = -1  # the progress of a phase that finished
 
 
 def inputs_fingerprint(params: Params, dataset: DatasetParams, tfrecord_dir: Path) -> dict:
@@ -51,6 +55,33 @@ class TrainingBackup:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder.mkdir(parents=True)
             _write_text(stored, json.dumps(fingerprint, sort_keys=True))
+
+    def progress(self, phase: str) -> int:
+        """How far `phase` got: FINISHED, else the epochs finished (absolute) it backed up, or 0."""
+        if (self.folder / phase / "done.json").is_file():
+            return FINISHED
+        latest = self.folder / phase / "latest.json"
+        return json.loads(latest.read_text())["epoch"] if latest.is_file() else 0
+
+    def agree_with_workers(self, phase: str, strategy: tf.distribute.Strategy) -> None:
+        """Make every worker of `strategy` resume `phase` from the same point.
+
+        Workers train in step, each from its own backup. One stopped after another backed up an
+        epoch but before it did holds the epoch before (or the phase unfinished where the other
+        finished it); resumed as they are, they would run different epochs. Each keeps only its
+        last epoch, so the one point they all still have is the phase's start: then every worker
+        discards its backup of the phase and trains it again from its first epoch, and says so.
+        """
+        progress = distribute.on_every_worker(strategy, self.progress(phase))
+        if len(set(progress)) > 1:
+            found = ", ".join(
+                f"worker {index}: {_described(epochs)}" for index, epochs in enumerate(progress)
+            )
+            print(
+                f"{phase}: the workers' backups disagree ({found}); every worker trains {phase} "
+                "again from its first epoch"
+            )
+            shutil.rmtree(self.folder / phase, ignore_errors=True)
 
     def finished_phase(self, model: keras.Model, phase: str) -> dict | None:
         """The summary of `phase` if it finished before, with `model` set to the weights it ended
@@ -135,6 +166,12 @@ class _EpochBackup(keras.callbacks.Callback):
         for older in self.folder.glob("epoch-*"):
             if older != saved:
                 shutil.rmtree(older)
+
+
+def _described(progress: int) -> str:
+    if progress == FINISHED:
+        return "finished"
+    return f"after epoch {progress}" if progress else "not started"
 
 
 def _plain(value):
