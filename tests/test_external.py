@@ -150,7 +150,7 @@ def project_params() -> dict:
 def test_external_must_name_another_dataset(other):
     params = project_params()
     params["datasets"]["bus_uc"]["evaluate"]["external"] = [other]
-    with pytest.raises(config.ParamsError, match=rf"^datasets.bus_uc.evaluate.external: '{other}'"):
+    with pytest.raises(config.ParamsError, match=rf"^datasets.bus_uc.evaluate.external\[0\]: '{other}'"):
         config.validate(params)
 
 
