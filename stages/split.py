@@ -13,13 +13,12 @@ from medcls.pipeline.stage import run_stage
 
 def split(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
     rows = pd.read_csv(paths.manifest, keep_default_na=False)
+    seed = params.seed if params.split.seed is None else params.split.seed
     rows["split"] = splitting.grouped_stratified_split(
-        rows, params.split.fractions, params.seed, held_out=dataset.held_out()
+        rows, params.split.fractions, seed, held_out=dataset.held_out()
     )
     if params.split.folds > 1:
-        rows["fold"] = splitting.cross_validation_folds(
-            rows, rows["split"], params.split.folds, params.seed
-        )
+        rows["fold"] = splitting.cross_validation_folds(rows, rows["split"], params.split.folds, seed)
     paths.split.parent.mkdir(parents=True, exist_ok=True)
     rows.to_csv(paths.split, index=False)
     write_json(paths.metrics("split"), splitting.split_counts(rows))

@@ -158,13 +158,19 @@ def test_folds_are_stratified_and_equal(folded) -> None:
     assert shares.to_numpy() == pytest.approx(0.2, abs=0.02)
 
 
-def split_stage_output(workspace: Path, folds: int | None) -> pd.DataFrame:
-    """data/split/demo.csv as the split stage writes it, with `split.folds` set or left out."""
+def split_stage_output(
+    workspace: Path, folds: int | None, seed: int = 42, split_seed: int | None = None
+) -> pd.DataFrame:
+    """data/split/demo.csv as the split stage writes it, with `split.folds` and `split.seed` set or
+    left out."""
     params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
     params["datasets"], params["trained"] = {"demo": params["datasets"]["bus_uc"]}, ["demo"]
     params["split"] = {key: params["split"][key] for key in FRACTIONS}
+    params["seed"] = seed
     if folds is not None:
         params["split"].update(folds=folds, fold_ids=list(range(folds)) if folds > 1 else [])
+    if split_seed is not None:
+        params["split"]["seed"] = split_seed
     paths = DatasetPaths("demo")
     paths.manifest.parent.mkdir(parents=True, exist_ok=True)
     synthetic_manifest().to_csv(paths.manifest, index=False)
@@ -186,6 +192,14 @@ def test_the_split_file_is_unchanged_by_folds_1_and_keeps_its_test_rows_with_fol
     assert folded["split"].equals(default["split"])
     assert set(folded.loc[folded["split"] == "test", "fold"]) == {-1}
     assert set(folded.loc[folded["split"] != "test", "fold"]) == {0, 1, 2, 3}
+
+
+def test_split_seed_keeps_the_splits_when_the_seed_changes(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    default = split_stage_output(tmp_path, 3)
+    assert not split_stage_output(tmp_path, 3, seed=7)[["split", "fold"]].equals(default[["split", "fold"]])
+    pinned = split_stage_output(tmp_path, 3, seed=7, split_seed=42)
+    assert pinned[["split", "fold"]].equals(default[["split", "fold"]])
 
 
 def test_split_counts_per_fold() -> None:

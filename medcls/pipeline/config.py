@@ -605,6 +605,9 @@ class SplitParams(Section):
     folds: PositiveInt = 1
     # The fold numbers dvc.yaml's train_fold stage iterates over: DVC cannot count up to `folds`.
     fold_ids: list[NonNegativeInt] = []
+    # The split's own seed (default: the top-level `seed`): with it set, another `seed` retrains on
+    # the same splits, which measures how far a number moves with training's randomness alone.
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] | None = None
 
     @property
     def fractions(self) -> dict[str, float]:
