@@ -7,8 +7,9 @@ BUSI's validation and test splits and on the external set of another hospital (b
 
 Runs in the real-data workspace (default ../real-data-runs, shared with `benchmarks.real_data`, whose
 cached data and models it reuses): per variant, the profile plus the variant's params, `dvc repro
-evaluate@busi`, the metrics kept in the workspace's robustness/<variant>.json (`benchmarks.real_data`
-writes the plain profile back when it runs). Skips without ../shared.
+evaluate@busi`, the metrics kept in the workspace's robustness/<variant>.json and its predictions in
+robustness/<variant>.predictions.csv (`benchmarks.real_data` writes the plain profile back when it
+runs). Skips without ../shared.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def with_changes(params: dict, changes: dict) -> dict:
 
 
 def run_variant(workspace: Path, name: str, changes: dict) -> None:
-    """`dvc repro evaluate@busi` with the variant's params; its metrics to robustness/<name>.json."""
+    """`dvc repro evaluate@busi` with the variant's params; its metrics to robustness/<name>.json,
+    its predictions beside them."""
     commit = run_in(PROJECT, "git", "describe", "--always", "--dirty").strip()  # the code copied
     prepare(workspace, with_changes(resolved_profile([DATASET]), changes))
     started = time.perf_counter()
@@ -64,6 +66,8 @@ def run_variant(workspace: Path, name: str, changes: dict) -> None:
     (workspace / RESULTS).mkdir(exist_ok=True)
     (workspace / RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
     shutil.copy(workspace / "params.yaml", workspace / RESULTS / f"{name}.params.yaml")
+    predictions = workspace / "data" / "predictions" / f"{DATASET}.csv"  # for paired comparisons
+    shutil.copy(predictions, workspace / RESULTS / f"{name}.predictions.csv")
     run_in(workspace, "git", "add", "-A")
     run_in(workspace, "git", "commit", "-qm", f"robustness: {name}", "--allow-empty")
     print(f"{name}: dvc repro took {seconds / 60:.1f} min")
