@@ -4,6 +4,8 @@ BUSI's validation and test splits and on the external set of another hospital (b
     python -m benchmarks.robustness                        # every variant of robustness.yaml
     python -m benchmarks.robustness --variants reference   # some of them
     python -m benchmarks.robustness --table-only           # the table of earlier runs
+    python -m benchmarks.robustness --ensemble augment_both_phases seed_1 seed_2 seed_3
+                                                           # the mean of measured variants' models
 
 Runs in the real-data workspace (default ../real-data-runs, shared with `benchmarks.real_data`, whose
 cached data and models it reuses): per variant, the profile plus the variant's params, `dvc repro
@@ -21,11 +23,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import pandas as pd
 from ruamel.yaml import YAML
 
 from benchmarks.real_data import SHARED, interval_text, number_text, prepare, resolved_profile
 from medcls.demo.workspace import PROJECT, command_environment, run_in
-from medcls.evaluation import metrics
+from medcls.evaluation import compare, metrics
+from medcls.pipeline import config
 
 DATASET = "busi"
 EXTERNAL = "bus_uclm_dev"
@@ -119,11 +123,61 @@ def table(workspace: Path, variants: dict) -> str:
     return "\n".join(lines)
 
 
+def ensemble(workspace: Path, names: list[str]) -> str:
+    """Markdown rows for the mean probability of measured variants' models (e.g. one recipe's
+    training seeds), scored as the pipeline scores one model: threshold chosen on the ensemble's
+    val, intervals and paired differences against the first variant by the same bootstrap, the
+    external ones resampling patients. Reads their kept predictions; trains nothing."""
+    params = config.validate(
+        YAML(typ="safe", pure=True).load((workspace / RESULTS / f"{names[0]}.params.yaml").read_text())
+    )
+    settings, seed = params.dataset(DATASET).evaluate, params.seed
+    keys = ["split", "id", "label"]
+    merged = None
+    for index, name in enumerate(names):
+        rows = pd.read_csv(workspace / RESULTS / f"{name}.predictions.csv")[keys + ["probability"]]
+        rows = rows.rename(columns={"probability": f"p{index}"})
+        merged = rows if merged is None else merged.merge(rows, on=keys, validate="one_to_one")
+    members = [f"p{index}" for index in range(len(names))]
+    merged["probability"] = merged[members].mean(axis=1)
+    patients = pd.read_csv(workspace / "data" / "manifest" / f"{EXTERNAL}.csv", keep_default_na=False)
+    merged["group"] = merged["id"].map(patients.set_index("path")["group"])
+    document = metrics.evaluate_predictions(
+        merged, rule=settings.threshold, n_bootstrap=settings.bootstrap, seed=seed
+    )
+    external = metrics.external_metrics(
+        merged, document["threshold"], [EXTERNAL], images="all", n_bootstrap=settings.bootstrap,
+        seed=seed, by_group=True,
+    )[EXTERNAL]
+    lines = [
+        f"ensemble of {', '.join(names)} (threshold {document['threshold']:.3f} on its val)",
+        "| | val AUC | test AUC | external AUC | external sens / spec |",
+        "|---|---|---|---|---|",
+        f"| ensemble | {_auc(document['val'])} | {_auc(document['test'])} | {_auc(external)} "
+        f"| {_rate(external, 'sensitivity')} / {_rate(external, 'specificity')} |",
+    ]
+    differences = []
+    for split in ("val", "test", metrics.external_split(EXTERNAL)):
+        rows = merged[merged["split"] == split]
+        paired = compare.paired_auc_difference(
+            rows["label"], rows["probability"], rows["p0"], n_resamples=settings.bootstrap, seed=seed,
+            groups=rows["group"] if split == metrics.external_split(EXTERNAL) else None,
+        )
+        differences.append(
+            f"{paired['auc_difference']:+.3f} {interval_text(paired['auc_difference_ci95'])}"
+        )
+    lines.append(f"| minus {names[0]} (paired) | {' | '.join(differences)} | |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", help="names in robustness.yaml (default: all)")
     parser.add_argument("--workspace", type=Path, default=PROJECT.parent / "real-data-runs")
     parser.add_argument("--table-only", action="store_true", help="print the table of earlier runs")
+    parser.add_argument(
+        "--ensemble", nargs="+", metavar="VARIANT", help="score the mean of these measured variants"
+    )
     args = parser.parse_args()
     if not SHARED.is_dir():
         print(f"skipped: {SHARED} not found (the real data and weights live there)")
@@ -133,6 +187,9 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"error: {unknown} not in {VARIANTS.name}; it has {list(variants)}")
     workspace = args.workspace.resolve()
+    if args.ensemble:
+        print(ensemble(workspace, args.ensemble))
+        return
     if not args.table_only:
         for name in args.variants or variants:
             run_variant(workspace, name, variants[name]["set"])
