@@ -164,7 +164,7 @@ def ensemble(workspace: Path, names: list[str]) -> str:
             groups=rows["group"] if split == metrics.external_split(EXTERNAL) else None,
         )
         differences.append(
-            f"{paired['auc_difference']:+.3f} {interval_text(paired['auc_difference_ci95'])}"
+            compare.difference_text(paired["auc_difference"], paired["auc_difference_ci95"])
         )
     lines.append(f"| minus {names[0]} (paired) | {' | '.join(differences)} | |")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from benchmarks import real_data, robustness
-from medcls.evaluation import metrics
+from medcls.evaluation import compare, metrics
 
 SPLITS = {"val": 40, "test": 40, metrics.external_split(robustness.EXTERNAL): 30}
 
@@ -55,7 +55,7 @@ def test_a_variant_alone_is_its_own_scores_and_no_difference(workspace):
     val = weak[weak["split"] == "val"]
     val_auc = metrics.roc_auc(val["label"], val["probability"])
     assert row(text, "ensemble")[1].startswith(f"{val_auc:.3f} [")
-    assert row(text, "minus weak")[1:4] == ["+0.000 [0.000, 0.000]"] * 3
+    assert row(text, "minus weak")[1:4] == ["+0.000 [+0.000, +0.000]"] * 3
 
 
 def test_the_ensemble_scores_the_mean_probability_and_pairs_it_with_the_first(workspace):
@@ -68,5 +68,5 @@ def test_the_ensemble_scores_the_mean_probability_and_pairs_it_with_the_first(wo
     ensemble_auc = metrics.roc_auc(frames[0]["label"][test], mean[test])
     weak_auc = metrics.roc_auc(frames[0]["label"][test], frames[0]["probability"][test])
     assert row(text, "ensemble")[2].startswith(f"{ensemble_auc:.3f} [")
-    assert row(text, "minus weak")[2].startswith(f"{ensemble_auc - weak_auc:+.3f} [")
+    assert row(text, "minus weak")[2].startswith(compare.signed(ensemble_auc - weak_auc) + " [")
     assert ensemble_auc > weak_auc
