@@ -143,6 +143,7 @@ def test_params_that_would_fail_a_later_stage_fail_validation(raw, change, messa
         (lambda p: bus_uc(p)["evaluate"].update(tta=["flip_vertical"]), "datasets.bus_uc.evaluate.tta[0]: expected one of ['flip_horizontal', 'zoom_in'], got str 'flip_vertical'"),
         (lambda p: bus_uc(p)["evaluate"].update(tta=["zoom_in", "flip_horizontal", "zoom_in"]), "datasets.bus_uc.evaluate.tta[2]: 'zoom_in' repeats item [0]"),
         (lambda p: bus_uc(p)["evaluate"].update(external=["chest_xray", "bus_uc"]), "datasets.bus_uc.evaluate.external[1]: 'bus_uc' is not another dataset of params.yaml; defined: chest_xray"),
+        (lambda p: bus_uc(p)["evaluate"].update(external=["chest_xray", "chest_xray"]), "datasets.bus_uc.evaluate.external[1]: 'chest_xray' repeats item [0]"),
         (lambda p: bus_uc(p)["evaluate"].update(external=[3]), "datasets.bus_uc.evaluate.external[0]: expected str, got int 3"),
         (lambda p: p.update(trained=["bus_uc", "chest"]), "trained[1]: 'chest' is not a dataset of params.yaml; defined: bus_uc, chest_xray"),
         (lambda p: p.update(trained=["bus_uc", "bus_uc"]), "trained[1]: 'bus_uc' repeats item [0]"),

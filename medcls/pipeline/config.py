@@ -372,12 +372,13 @@ class EvaluateParams(Section):
     # of the model, sigmoid(logit / T), so that they are calibrated; ranks and decisions unchanged
     calibration: Literal["none", "temperature"] = "none"
 
-    @field_validator("tta")
+    @field_validator("tta", "external")
     @classmethod
-    def _distinct_views(cls, views: list[str]) -> list[str]:
-        if repeat := _first_repeat(views):
+    def _each_once(cls, items: list[str]) -> list[str]:
+        """A repeated view or external set would be scored twice under one key."""
+        if repeat := _first_repeat(items):
             raise repeat
-        return views
+        return items
 
     @field_validator("bootstrap")
     @classmethod
