@@ -30,6 +30,7 @@ from medcls.demo.workspace import (
 from medcls.evaluation.compare import auc_verdict, difference_text
 
 SHARED = PROJECT.parent / "shared"
+WORKSPACE = PROJECT.parent / "real-data-runs"  # the benchmarks' git + DVC workspace, kept between runs
 PROFILE = PROJECT / "profiles" / "offline-shared.yaml"
 TIMINGS = "repro_seconds.json"
 UP_TO_DATE_SECONDS = 60  # a rerun that only checks stages; it keeps the earlier full run's time
@@ -90,6 +91,14 @@ def reproduce(workspace: Path, names: list[str]) -> None:
         timings_file.write_text(json.dumps(timings, indent=2) + "\n")
         run_in(workspace, "git", "add", "-A")
         run_in(workspace, "git", "commit", "-qm", f"{name}: dvc repro", "--allow-empty")
+
+
+def shared_missing() -> bool:
+    """Whether ../shared is absent (a user's clone), said in one line: the benchmark then skips."""
+    if SHARED.is_dir():
+        return False
+    print(f"skipped: {SHARED} not found (the real data and weights live there)")
+    return True
 
 
 def interval_text(values: list | None) -> str:
@@ -165,11 +174,10 @@ def table(workspace: Path, params: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", help="profile entries to run (default: all)")
-    parser.add_argument("--workspace", type=Path, default=PROJECT.parent / "real-data-runs")
+    parser.add_argument("--workspace", type=Path, default=WORKSPACE)
     parser.add_argument("--table-only", action="store_true", help="print the table of an earlier run")
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        print(f"skipped: {SHARED} not found (the real data and weights live there)")
+    if shared_missing():
         return
     workspace = args.workspace.resolve()
     params = resolved_profile(args.datasets)

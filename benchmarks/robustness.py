@@ -26,7 +26,8 @@ from pathlib import Path
 import pandas as pd
 from ruamel.yaml import YAML
 
-from benchmarks.real_data import SHARED, interval_text, number_text, prepare, resolved_profile
+from benchmarks import real_data
+from benchmarks.real_data import interval_text, number_text, prepare, resolved_profile
 from medcls.demo.workspace import PROJECT, command_environment, run_in
 from medcls.evaluation import compare, metrics
 from medcls.pipeline import config
@@ -173,14 +174,13 @@ def ensemble(workspace: Path, names: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", help="names in robustness.yaml (default: all)")
-    parser.add_argument("--workspace", type=Path, default=PROJECT.parent / "real-data-runs")
+    parser.add_argument("--workspace", type=Path, default=real_data.WORKSPACE)
     parser.add_argument("--table-only", action="store_true", help="print the table of earlier runs")
     parser.add_argument(
         "--ensemble", nargs="+", metavar="VARIANT", help="score the mean of these measured variants"
     )
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        print(f"skipped: {SHARED} not found (the real data and weights live there)")
+    if real_data.shared_missing():
         return
     variants = YAML(typ="safe", pure=True).load(VARIANTS.read_text())
     unknown = sorted(set(args.variants or []) - set(variants))
