@@ -4,7 +4,8 @@ A page shows a command's output between two markers; everything between them is 
 
     <!-- output: medcls predict --help -->
     ```text
-    (written by this script)
+    $ medcls predict --help
+    (its output, written by this script)
     ```
     <!-- /output -->
 
@@ -77,11 +78,11 @@ def run(command: str, workspace: Path) -> str:
 
 
 def rewrite(text: str, outputs: dict[str, str]) -> str:
-    """The page with every marked block holding its command's output."""
+    """The page with every marked block holding its command (the marker is hidden) and its output."""
 
     def block(match: re.Match[str]) -> str:
         output = outputs[match["command"]]
-        return f"{match[1]}```text\n{output.rstrip()}\n```\n{match[4]}"
+        return f"{match[1]}```text\n$ {match['command']}\n{output.rstrip()}\n```\n{match[4]}"
 
     return BLOCK.sub(block, text)
 
