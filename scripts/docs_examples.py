@@ -43,7 +43,9 @@ COMMANDS: dict[str, str] = {
     ): "demo",
 }
 
-BLOCK = re.compile(r"(<!-- output: (?P<command>.+?) -->\n)(?P<body>.*?)(<!-- /output -->)", re.DOTALL)
+BLOCK = re.compile(
+    r"(<!-- output: (?P<command>.+?) -->\n)(?P<body>.*?)(<!-- /output -->)", re.DOTALL
+)
 
 
 def documentation_pages(root: Path = PROJECT) -> list[Path]:
@@ -73,7 +75,9 @@ def run(command: str, workspace: Path) -> str:
         text=True,
     )
     if result.returncode != 0:
-        raise SystemExit(f"error: `{command}` in {directory} exited {result.returncode}:\n{result.stdout}")
+        raise SystemExit(
+            f"error: `{command}` in {directory} exited {result.returncode}:\n{result.stdout}"
+        )
     return result.stdout
 
 

@@ -58,8 +58,10 @@ def test_every_relative_link_resolves(page):
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
 def test_every_shown_output_is_regenerated_by_the_script(page):
     text = page.read_text()
-    assert text.count("<!-- output:") == text.count("<!-- /output -->") == len(
-        docs_examples.shown_commands(text)
+    assert (
+        text.count("<!-- output:")
+        == text.count("<!-- /output -->")
+        == len(docs_examples.shown_commands(text))
     )
     assert set(docs_examples.shown_commands(text)) <= docs_examples.COMMANDS.keys()
 
