@@ -1,4 +1,4 @@
-"""Real-data runs (issue 4): the offline profile on ../shared's BUSI and Kermany sets, in a DVC
+"""Real-data runs: the offline profile on ../shared's BUSI and Kermany sets, in a DVC
 workspace of its own, then the results table printed from the metrics JSON the pipeline wrote.
 
     python -m benchmarks.real_data                       # every dataset of the profile

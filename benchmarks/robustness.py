@@ -1,4 +1,4 @@
-"""Robustness variants (issue 14): busi's recipe changed one params set at a time, each measured on
+"""Robustness variants: busi's recipe changed one params set at a time, each measured on
 BUSI's validation and test splits and on the external set of another hospital (bus_uclm_dev).
 
     python -m benchmarks.robustness                        # every variant of robustness.yaml

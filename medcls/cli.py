@@ -14,11 +14,13 @@ workflow, beside DVC).
 
 import argparse
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     command = argparse.ArgumentParser(prog="medcls", description="Use the pipeline's trained models.")
+    command.add_argument("--version", action="version", version=f"medcls {version('medcls')}")
     commands = command.add_subparsers(dest="command", required=True)
     parser = commands.add_parser(
         "predict",
