@@ -60,13 +60,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run_compare(arguments: argparse.Namespace) -> int:
-    from medcls.evaluation import revisions
+    from medcls.evaluation import review
 
     try:
-        table = revisions.compare_revision(
+        table = review.compare_revision(
             arguments.revision, n_resamples=arguments.resamples, seed=arguments.seed
         )
-    except revisions.RevisionError as error:
+    except review.RevisionError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(table, end="")

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medcls.evaluation import compare, metrics
+from medcls.evaluation import metrics, paired
 from medcls.evaluation.report import write_report
-from medcls.evaluation.revisions import Side, compared_splits
+from medcls.evaluation.review import Side, compared_splits
 
 FOLDS = 4
 
@@ -67,9 +67,9 @@ def test_the_report_shows_out_of_fold_and_ensemble_beside_the_baseline(tmp_path)
     model, baseline = scored(seed=3, separation=0.5), scored(seed=3, separation=0.1)
     document = document_of(model)
     document["baseline"] = document_of(baseline) | {"method": "test baseline"}
-    paired = model.assign(baseline_probability=baseline["probability"])
-    document["versus_baseline"] = compare.versus_baseline(
-        paired, ["test", metrics.OUT_OF_FOLD], n_resamples=100, seed=0
+    both = model.assign(baseline_probability=baseline["probability"])
+    document["versus_baseline"] = paired.versus_baseline(
+        both, ["test", metrics.OUT_OF_FOLD], n_resamples=100, seed=0
     )
     metrics.validate_metrics(document)
     out_md = tmp_path / "report.md"

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from medcls.evaluation.compare import auc_verdict, difference_text
+from medcls.evaluation.paired import auc_verdict, difference_text
 from medcls.evaluation.metrics import EXTERNAL_KEYS
 
 SPLITS = ("val", "test")

@@ -1,4 +1,4 @@
-"""Commit vs commit: the working tree's predictions against those of a git revision, as one table.
+"""Commit vs commit (`medcls compare`): the working tree's predictions against those of a git revision, as one table.
 
 `dvc metrics diff` shows a bare delta (test AUC 0.961 -> 0.965) that says nothing about noise. The
 per-image predictions are committed (`data/predictions/<name>.csv`, `cache: false`), so both sides
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medcls.evaluation.compare import (
+from medcls.evaluation.paired import (
     SIGNIFICANCE,
     auc_verdict,
     compare_predictions,

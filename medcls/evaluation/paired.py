@@ -3,8 +3,8 @@
 A difference between two AUCs measured on the same images is far less noisy than either AUC's own
 interval suggests, because both models meet the same easy and hard cases; only a paired test shows
 it. Every function here takes two probability columns over one set of labelled images, whatever
-they are: model vs baseline on the test split, this commit vs another commit, and later
-out-of-fold or external predictions.
+they are: model vs baseline on the test split or on external sets, one revision vs another,
+out-of-fold predictions.
 
 - AUC difference: paired percentile bootstrap. Images are resampled with replacement and both
   sides are scored on the very same resample (DeLong's test is not implemented).

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from medcls import cli
-from medcls.evaluation import compare, metrics, revisions
+from medcls.evaluation import metrics, paired, review
 from medcls.evaluation.report import write_report
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ def scores(n: int, seed: int, separation: float) -> tuple[np.ndarray, np.ndarray
 
 def test_identical_predictions_have_a_zero_difference_and_an_interval_around_it():
     labels, probs = scores(150, seed=0, separation=0.3)
-    result = compare.paired_auc_difference(labels, probs, probs.copy(), n_resamples=300, seed=1)
+    result = paired.paired_auc_difference(labels, probs, probs.copy(), n_resamples=300, seed=1)
     low, high = result["auc_difference_ci95"]
     assert result["auc_difference"] == 0 and low <= 0 <= high
     assert result["method"] == "paired bootstrap, 300 resamples of the same 150 images"
@@ -35,10 +35,10 @@ def test_identical_predictions_have_a_zero_difference_and_an_interval_around_it(
 def test_a_clearly_better_model_has_an_interval_above_zero():
     labels, weak = scores(150, seed=0, separation=0.1)
     _, strong = scores(150, seed=0, separation=0.6)  # same seed: same labels, same noise
-    result = compare.paired_auc_difference(labels, strong, weak, n_resamples=300, seed=1)
+    result = paired.paired_auc_difference(labels, strong, weak, n_resamples=300, seed=1)
     low, high = result["auc_difference_ci95"]
     assert 0 < low <= result["auc_difference"] <= high
-    worse = compare.paired_auc_difference(labels, weak, strong, n_resamples=300, seed=1)
+    worse = paired.paired_auc_difference(labels, weak, strong, n_resamples=300, seed=1)
     assert worse["auc_difference_ci95"][1] < 0
 
 
@@ -46,9 +46,9 @@ def test_the_paired_interval_is_narrower_than_unpaired_noise():
     """Two close models on the same images: the paired interval is tighter than either AUC's."""
     labels, probs = scores(200, seed=3, separation=0.4)
     nudged = np.clip(probs + np.random.default_rng(4).normal(0, 0.02, probs.size), 0, 1)
-    paired = compare.paired_auc_difference(labels, nudged, probs, n_resamples=500, seed=0)
+    pair = paired.paired_auc_difference(labels, nudged, probs, n_resamples=500, seed=0)
     single = metrics.bootstrap_ci(labels, probs, 0.5, n_resamples=500, seed=0)["auc_ci95"]
-    low, high = paired["auc_difference_ci95"]
+    low, high = pair["auc_difference_ci95"]
     assert high - low < (single[1] - single[0]) / 3
 
 
@@ -67,15 +67,15 @@ def test_mcnemar_on_known_counts(new_only, old_only, expected, method):
     concordant = 7  # both right or both wrong: no information, must not change p
     correct_new = [True] * new_only + [False] * old_only + [True] * concordant + [False] * 2
     correct_old = [False] * new_only + [True] * old_only + [True] * concordant + [False] * 2
-    result = compare.mcnemar(correct_new, correct_old)
+    result = paired.mcnemar(correct_new, correct_old)
     assert (result["new_only_correct"], result["old_only_correct"]) == (new_only, old_only)
     assert result["p_value"] == pytest.approx(expected)
     assert result["method"] == method
-    assert math.isclose(compare.mcnemar(correct_old, correct_new)["p_value"], result["p_value"])
+    assert math.isclose(paired.mcnemar(correct_old, correct_new)["p_value"], result["p_value"])
 
 
 def test_mcnemar_chi_square_matches_the_textbook_value():
-    result = compare.mcnemar([True] * 30 + [False] * 10, [False] * 30 + [True] * 10)
+    result = paired.mcnemar([True] * 30 + [False] * 10, [False] * 30 + [True] * 10)
     assert result["p_value"] == pytest.approx(0.00266, abs=1e-5)
 
 
@@ -83,7 +83,7 @@ def test_compare_predictions_reports_each_side_at_its_own_threshold():
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     old = np.array([0.1, 0.2, 0.6, 0.7, 0.3, 0.8, 0.9, 0.95])
     new = np.array([0.1, 0.2, 0.3, 0.35, 0.4, 0.8, 0.9, 0.95])
-    result = compare.compare_predictions(labels, (new, 0.4), (old, 0.5), n_resamples=50, seed=0)
+    result = paired.compare_predictions(labels, (new, 0.4), (old, 0.5), n_resamples=50, seed=0)
     assert (result["sensitivity_old"], result["specificity_old"]) == (0.75, 0.5)
     assert (result["sensitivity_new"], result["specificity_new"]) == (1.0, 1.0)
     assert result["auc_difference"] == pytest.approx(1.0 - result["auc_old"])
@@ -100,11 +100,11 @@ def test_compare_predictions_reports_each_side_at_its_own_threshold():
     ],
 )
 def test_verdict_needs_an_interval_that_excludes_zero(interval, expected):
-    assert compare.auc_verdict(interval, "better", "worse", "same").startswith(expected)
+    assert paired.auc_verdict(interval, "better", "worse", "same").startswith(expected)
 
 
 def test_difference_text_signs_both_bounds():
-    assert compare.difference_text(0.017, [-0.005, 0.041]) == "+0.017 [−0.005, +0.041]"
+    assert paired.difference_text(0.017, [-0.005, 0.041]) == "+0.017 [−0.005, +0.041]"
 
 
 # --- model vs baseline in the metrics file and the report -----------------------------------
@@ -128,7 +128,7 @@ def document_with_baseline(baseline_separation: float) -> tuple[dict, pd.DataFra
         predictions.assign(probability=predictions["baseline_probability"]), **options
     )
     document["baseline"]["method"] = "test baseline"
-    document["versus_baseline"] = compare.versus_baseline(
+    document["versus_baseline"] = paired.versus_baseline(
         predictions, ["test"], n_resamples=200, seed=0
     )
     return document, predictions
@@ -179,7 +179,7 @@ def test_the_report_states_beating_the_baseline_with_its_confidence(
     write_report(document, ["Benign", "Malignant"], "busi", out_md, [])
     line = next(line for line in out_md.read_text().splitlines() if line.startswith("- test: AUC"))
     pair = document["versus_baseline"]["test"]
-    assert compare.difference_text(pair["auc_difference"], pair["auc_difference_ci95"]) in line
+    assert paired.difference_text(pair["auc_difference"], pair["auc_difference_ci95"]) in line
     assert f"**{verdict}**" in line and "paired bootstrap" in line
 
 
@@ -294,12 +294,12 @@ def test_the_compare_command_runs_without_tensorflow(repo):
 
 
 def test_paired_rows_leave_out_relabelled_images():
-    new = revisions.Side(
+    new = review.Side(
         pd.DataFrame(
             {"id": ["a", "b", "c"], "split": "test", "label": [0, 1, 1], "probability": 0.5}
         ),
         0.5,
     )
-    old = revisions.Side(new.predictions.assign(label=[0, 1, 0]), 0.5)
-    paired, one_sided, relabelled = revisions.paired_rows(new, old, "test")
-    assert list(paired["id"]) == ["a", "b"] and (one_sided, relabelled) == (0, 1)
+    old = review.Side(new.predictions.assign(label=[0, 1, 0]), 0.5)
+    both, one_sided, relabelled = review.paired_rows(new, old, "test")
+    assert list(both["id"]) == ["a", "b"] and (one_sided, relabelled) == (0, 1)
