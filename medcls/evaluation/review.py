@@ -18,18 +18,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from medcls.evaluation.paired import (
-    SIGNIFICANCE,
-    auc_verdict,
-    compare_predictions,
-    difference_text,
-)
 from medcls.evaluation.metrics import (
     ENSEMBLE_TEST,
     OUT_OF_FOLD,
     ensemble_external_split,
     external_split,
     is_cross_validated,
+)
+from medcls.evaluation.paired import (
+    SIGNIFICANCE,
+    auc_verdict,
+    compare_predictions,
+    difference_text,
 )
 from medcls.pipeline.errors import PipelineError
 from medcls.pipeline.paths import DatasetPaths
