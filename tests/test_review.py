@@ -74,6 +74,26 @@ def test_mcnemar_on_known_counts(new_only, old_only, expected, method):
     assert math.isclose(paired.mcnemar(correct_old, correct_new)["p_value"], result["p_value"])
 
 
+# p-values of the hand-written McNemar test that scipy.stats replaced, for the same counts
+HAND_WRITTEN_P_VALUES = {
+    (9, 1): 0.021484375,
+    (3, 3): 1.0,
+    (0, 0): 1.0,
+    (12, 5): 0.143463134765625,
+    (17, 7): 0.06391465663909912,
+    (30, 10): 0.002663119259138554,
+    (40, 22): 0.030849999436874973,
+    (100, 70): 0.0261350941138681,
+}
+
+
+@pytest.mark.parametrize("counts", HAND_WRITTEN_P_VALUES)
+def test_mcnemar_keeps_the_hand_written_tests_p_values(counts):
+    new_only, old_only = counts
+    result = paired.mcnemar([True] * new_only + [False] * old_only, [False] * new_only + [True] * old_only)
+    assert result["p_value"] == pytest.approx(HAND_WRITTEN_P_VALUES[counts], rel=1e-12, abs=0)
+
+
 def test_mcnemar_chi_square_matches_the_textbook_value():
     result = paired.mcnemar([True] * 30 + [False] * 10, [False] * 30 + [True] * 10)
     assert result["p_value"] == pytest.approx(0.00266, abs=1e-5)
