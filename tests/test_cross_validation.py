@@ -82,16 +82,22 @@ def test_the_report_shows_out_of_fold_and_ensemble_beside_the_baseline(tmp_path)
 
 
 def test_compare_covers_out_of_fold_and_external_splits_either_side_holds():
-    new = Side(scored(seed=4, separation=0.4), 0.5, 0.4)
+    folds = {"threshold": 0.4}
+    headline = {"test": {"threshold": 0.5}, "external": {"other": {"threshold": 0.5}}}
+    new = Side(
+        scored(seed=4, separation=0.4),
+        headline | {"out_of_fold": folds, "ensemble": folds, "ensemble_external": {"other": folds}},
+    )
     old_rows = scored(seed=5, separation=0.4)
     old_rows.loc[old_rows.index[:5], "split"] = metrics.external_split("other")
     old_rows.loc[old_rows.index[5:10], "split"] = metrics.ensemble_external_split("other")
-    old = Side(old_rows, 0.5)
+    old = Side(old_rows, headline)
     assert compared_splits(new, old) == [
         "test", metrics.OUT_OF_FOLD, metrics.ENSEMBLE_TEST, metrics.external_split("other"),
         metrics.ensemble_external_split("other"),
     ]
     assert new.threshold_for(metrics.OUT_OF_FOLD) == 0.4 and new.threshold_for("test") == 0.5
+    assert new.threshold_for(metrics.ENSEMBLE_TEST) == 0.4
     assert new.threshold_for(metrics.ensemble_external_split("other")) == 0.4
     assert new.threshold_for(metrics.external_split("other")) == 0.5
-    assert old.threshold_for(metrics.ENSEMBLE_TEST) == 0.5
+    assert old.threshold_for(metrics.ENSEMBLE_TEST) is None  # not cross-validated: no threshold

@@ -1,8 +1,7 @@
-"""Paired comparisons: the AUC-difference interval, McNemar's test, model vs baseline in the metrics
-file and report, and `medcls compare <rev>` in a throw-away git repository."""
+"""`medcls compare` and `medcls review` in throw-away DVC projects: sides named as DVC names them
+(commits, and experiments by name), paired tables, the review comment, and every unreadable side as
+one `error:` line."""
 
-import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -12,261 +11,66 @@ import pandas as pd
 import pytest
 
 from medcls import cli
-from medcls.evaluation import metrics, paired, review
-from medcls.evaluation.report import write_report
-
-PROJECT = Path(__file__).resolve().parents[1]
-
-
-def scores(n: int, seed: int, separation: float) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 2, n)
-    return labels, np.clip(rng.normal(0.5 + separation * (labels - 0.5), 0.2), 0, 1)
+from medcls.demo.workspace import PROJECT, WorkspaceCommandError, run_in
+from medcls.evaluation import review
+from tests.scored_sides import scored_rows, write_side
 
 
-def test_identical_predictions_have_a_zero_difference_and_an_interval_around_it():
-    labels, probs = scores(150, seed=0, separation=0.3)
-    result = paired.paired_auc_difference(labels, probs, probs.copy(), n_resamples=300, seed=1)
-    low, high = result["auc_difference_ci95"]
-    assert result["auc_difference"] == 0 and low <= 0 <= high
-    assert result["method"] == "paired bootstrap, 300 resamples of the same 150 images"
-
-
-def test_a_clearly_better_model_has_an_interval_above_zero():
-    labels, weak = scores(150, seed=0, separation=0.1)
-    _, strong = scores(150, seed=0, separation=0.6)  # same seed: same labels, same noise
-    result = paired.paired_auc_difference(labels, strong, weak, n_resamples=300, seed=1)
-    low, high = result["auc_difference_ci95"]
-    assert 0 < low <= result["auc_difference"] <= high
-    worse = paired.paired_auc_difference(labels, weak, strong, n_resamples=300, seed=1)
-    assert worse["auc_difference_ci95"][1] < 0
-
-
-def test_the_paired_interval_is_narrower_than_unpaired_noise():
-    """Two close models on the same images: the paired interval is tighter than either AUC's."""
-    labels, probs = scores(200, seed=3, separation=0.4)
-    nudged = np.clip(probs + np.random.default_rng(4).normal(0, 0.02, probs.size), 0, 1)
-    pair = paired.paired_auc_difference(labels, nudged, probs, n_resamples=500, seed=0)
-    single = metrics.bootstrap_ci(labels, probs, 0.5, n_resamples=500, seed=0)["auc_ci95"]
-    low, high = pair["auc_difference_ci95"]
-    assert high - low < (single[1] - single[0]) / 3
-
-
-@pytest.mark.parametrize(
-    "new_only, old_only, expected, method",
-    [
-        # exact: 2 * P(X <= 1), X ~ Binomial(10, 1/2) = 2 * 11 / 1024
-        (9, 1, 22 / 1024, "exact binomial"),
-        (3, 3, 1.0, "exact binomial"),
-        (0, 0, 1.0, "exact binomial"),
-        # chi-square with continuity correction: (|30 - 10| - 1)^2 / 40 = 9.025, p = 0.00266
-        (30, 10, math.erfc(math.sqrt(9.025 / 2)), "chi-square, continuity-corrected"),
-    ],
-)
-def test_mcnemar_on_known_counts(new_only, old_only, expected, method):
-    concordant = 7  # both right or both wrong: no information, must not change p
-    correct_new = [True] * new_only + [False] * old_only + [True] * concordant + [False] * 2
-    correct_old = [False] * new_only + [True] * old_only + [True] * concordant + [False] * 2
-    result = paired.mcnemar(correct_new, correct_old)
-    assert (result["new_only_correct"], result["old_only_correct"]) == (new_only, old_only)
-    assert result["p_value"] == pytest.approx(expected)
-    assert result["method"] == method
-    assert math.isclose(paired.mcnemar(correct_old, correct_new)["p_value"], result["p_value"])
-
-
-# p-values of the hand-written McNemar test that scipy.stats replaced, for the same counts
-HAND_WRITTEN_P_VALUES = {
-    (9, 1): 0.021484375,
-    (3, 3): 1.0,
-    (0, 0): 1.0,
-    (12, 5): 0.143463134765625,
-    (17, 7): 0.06391465663909912,
-    (30, 10): 0.002663119259138554,
-    (40, 22): 0.030849999436874973,
-    (100, 70): 0.0261350941138681,
-}
-
-
-@pytest.mark.parametrize("counts", HAND_WRITTEN_P_VALUES)
-def test_mcnemar_keeps_the_hand_written_tests_p_values(counts):
-    new_only, old_only = counts
-    result = paired.mcnemar([True] * new_only + [False] * old_only, [False] * new_only + [True] * old_only)
-    assert result["p_value"] == pytest.approx(HAND_WRITTEN_P_VALUES[counts], rel=1e-12, abs=0)
-
-
-def test_mcnemar_chi_square_matches_the_textbook_value():
-    result = paired.mcnemar([True] * 30 + [False] * 10, [False] * 30 + [True] * 10)
-    assert result["p_value"] == pytest.approx(0.00266, abs=1e-5)
-
-
-def test_compare_predictions_reports_each_side_at_its_own_threshold():
-    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
-    old = np.array([0.1, 0.2, 0.6, 0.7, 0.3, 0.8, 0.9, 0.95])
-    new = np.array([0.1, 0.2, 0.3, 0.35, 0.4, 0.8, 0.9, 0.95])
-    result = paired.compare_predictions(labels, (new, 0.4), (old, 0.5), n_resamples=50, seed=0)
-    assert (result["sensitivity_old"], result["specificity_old"]) == (0.75, 0.5)
-    assert (result["sensitivity_new"], result["specificity_new"]) == (1.0, 1.0)
-    assert result["auc_difference"] == pytest.approx(1.0 - result["auc_old"])
-    assert result["mcnemar"]["new_only_correct"] == 3 and not result["identical"]
-
-
-@pytest.mark.parametrize(
-    "interval, expected",
-    [
-        ([0.01, 0.05], "better"),
-        ([-0.05, -0.01], "worse"),
-        ([-0.01, 0.02], "same"),
-        ([None, None], "no usable"),
-    ],
-)
-def test_verdict_needs_an_interval_that_excludes_zero(interval, expected):
-    assert paired.auc_verdict(interval, "better", "worse", "same").startswith(expected)
-
-
-def test_difference_text_signs_both_bounds():
-    assert paired.difference_text(0.017, [-0.005, 0.041]) == "+0.017 [−0.005, +0.041]"
-
-
-# --- model vs baseline in the metrics file and the report -----------------------------------
-
-
-def document_with_baseline(baseline_separation: float) -> tuple[dict, pd.DataFrame]:
-    labels, probs = scores(300, seed=5, separation=0.5)
-    _, baseline_probs = scores(300, seed=5, separation=baseline_separation)
-    predictions = pd.DataFrame(
-        {
-            "id": [f"img{i}" for i in range(300)],
-            "split": np.repeat(["val", "test"], 150),
-            "label": labels,
-            "probability": probs,
-            "baseline_probability": baseline_probs,
-        }
-    )
-    options = dict(rule="youden", n_bootstrap=200, seed=0)
-    document = metrics.evaluate_predictions(predictions, **options)
-    document["baseline"] = metrics.evaluate_predictions(
-        predictions.assign(probability=predictions["baseline_probability"]), **options
-    )
-    document["baseline"]["method"] = "test baseline"
-    document["versus_baseline"] = paired.versus_baseline(
-        predictions, ["test"], n_resamples=200, seed=0
-    )
-    return document, predictions
-
-
-def test_the_metrics_file_holds_a_paired_difference_that_validates():
-    document, _ = document_with_baseline(baseline_separation=0.1)
-    metrics.validate_metrics(document)
-    pair = document["versus_baseline"]["test"]
-    assert pair["auc_difference"] == pytest.approx(
-        document["test"]["auc"] - document["baseline"]["test"]["auc"]
-    )
-    assert pair["auc_difference_ci95"][0] > 0
-
-
-@pytest.mark.parametrize(
-    "corrupt, message",
-    [
-        (lambda d: d["versus_baseline"]["test"].update(auc_difference=0.3), "disagrees with"),
-        (
-            lambda d: d["versus_baseline"]["test"].update(auc_difference_ci95=[0.5, 0.4]),
-            "exceeds upper bound",
-        ),
-        (lambda d: d["versus_baseline"]["test"].pop("method"), "'method' is a required property"),
-        (lambda d: d.pop("baseline"), "'baseline' is a dependency of 'versus_baseline'"),
-        (
-            lambda d: d["versus_baseline"].update(out_of_fold=d["versus_baseline"]["test"]),
-            "no model and baseline AUC",
-        ),
-    ],
-)
-def test_validation_refuses_an_inconsistent_paired_difference(corrupt, message):
-    document, _ = document_with_baseline(baseline_separation=0.1)
-    corrupt(document)
-    with pytest.raises(ValueError, match=message):
-        metrics.validate_metrics(document)
-
-
-@pytest.mark.parametrize(
-    "baseline_separation, verdict",
-    [(0.1, "the model beats the baseline"), (0.5, "no evidence of a difference")],
-)
-def test_the_report_states_beating_the_baseline_with_its_confidence(
-    tmp_path, baseline_separation, verdict
-):
-    document, _ = document_with_baseline(baseline_separation)
-    out_md = tmp_path / "report.md"
-    write_report(document, ["Benign", "Malignant"], "busi", out_md, [])
-    line = next(line for line in out_md.read_text().splitlines() if line.startswith("- test: AUC"))
-    pair = document["versus_baseline"]["test"]
-    assert paired.difference_text(pair["auc_difference"], pair["auc_difference_ci95"]) in line
-    assert f"**{verdict}**" in line and "paired bootstrap" in line
-
-
-# --- commit vs commit -----------------------------------------------------------------------
-
-
-def git(repo: Path, *arguments: str) -> None:
-    subprocess.run(["git", *arguments], cwd=repo, check=True, capture_output=True)
-
-
-def commit_side(
-    repo: Path, name: str, predictions: pd.DataFrame, threshold: float, message: str
-) -> None:
-    for folder in ("data/predictions", "metrics"):
-        (repo / folder).mkdir(parents=True, exist_ok=True)
-    predictions.to_csv(repo / f"data/predictions/{name}.csv", index=False)
-    (repo / f"metrics/{name}.json").write_text(json.dumps({"threshold": threshold}))
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message)
+def commit(repo: Path, message: str) -> None:
+    run_in(repo, "git", "add", "-A")
+    run_in(repo, "git", "commit", "-qm", message)
 
 
 @pytest.fixture
 def repo(tmp_path, monkeypatch) -> Path:
-    """Two commits of predictions: a weak model, then a clearly better one on the same images,
-    plus an image the first commit did not have and a dataset only the first commit has."""
-    labels, weak = scores(200, seed=7, separation=0.1)
-    _, strong = scores(200, seed=7, separation=0.7)
-    rows = pd.DataFrame(
-        {
-            "id": [f"case/{i}.png" for i in range(200)],
-            "split": ["val", "test"] * 100,
-            "label": labels,
-        }
-    )
-    git(tmp_path, "init", "-q")
-    commit_side(tmp_path, "busi", rows.assign(probability=weak), 0.5, "weak model")
-    commit_side(tmp_path, "old_set", rows.assign(probability=weak), 0.5, "a second dataset")
-    extra = pd.DataFrame({"id": ["new.png"], "split": ["test"], "label": [1], "probability": [0.9]})
-    commit_side(
-        tmp_path, "busi", pd.concat([rows.assign(probability=strong), extra]), 0.45, "better"
-    )
+    """A DVC project's commits: none with predictions, a weak model, a second dataset, then a
+    clearly better model on the same images plus an image the weak one did not have; the
+    workspace has lost the second dataset's predictions."""
+    run_in(tmp_path, "git", "init", "-q")
+    run_in(tmp_path, "dvc", "init", "-q")
+    commit(tmp_path, "no predictions")
+    weak = scored_rows(separation=0.1)
+    write_side(tmp_path, "busi", weak, 0.5)
+    commit(tmp_path, "weak model")
+    write_side(tmp_path, "old_set", weak, 0.5)
+    commit(tmp_path, "a second dataset")
+    extra = pd.DataFrame({"split": ["test"], "id": ["new.png"], "label": [1], "probability": [0.9]})
+    write_side(tmp_path, "busi", pd.concat([scored_rows(separation=0.7), extra]), 0.45)
+    commit(tmp_path, "better")
     (tmp_path / "data/predictions/old_set.csv").unlink()
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
-def table_rows(text: str) -> dict[str, list[str]]:
-    rows = [line.strip("|").split("|") for line in text.splitlines() if line.startswith("| ")]
-    return {cells[0].strip(): [cell.strip() for cell in cells] for cells in rows[1:]}
+def table_rows(text: str) -> dict[tuple[str, str], list[str]]:
+    """The paired table's rows by (dataset, split)."""
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    start = next(number for number, line in enumerate(lines) if line.startswith("| dataset | split"))
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[start + 1 :]]
+    return {(cells[0], cells[1]): cells for cells in rows if len(cells) == len(review.HEADER)}
 
 
 def test_compare_against_a_revision_pairs_the_shared_images(repo, capsys):
     assert cli.main(["compare", "HEAD~1", "--resamples", "300"]) == 0
     text = capsys.readouterr().out
-    row = table_rows(text)["busi"]
-    assert row[1:3] == ["test", "100"]  # the image new at HEAD is left out, and said so
+    row = table_rows(text)["busi", "test"]
+    assert row[2] == "100"  # the image new at HEAD is left out, and said so
     assert "busi test: 100 images paired; left out 1 predicted on one side only" in text
     assert row[-1] == "evidence of an improvement; the decisions differ (McNemar)"
-    assert (
-        row[4].startswith("+")
-        and "old_set: not compared: no data/predictions/old_set.csv (working tree)" in text
-    )
+    assert row[4].startswith("+")
+    assert "old_set: not compared: no data/predictions/old_set.csv in the workspace" in text
+
+
+def test_compare_two_revisions_leaves_the_workspace_out(repo, capsys):
+    assert cli.main(["compare", "HEAD~1", "HEAD", "--resamples", "100"]) == 0
+    text = capsys.readouterr().out
+    assert table_rows(text)["old_set", "test"][-1] == "identical predictions"
+    assert "as `HEAD~1` → `HEAD`" in text and "not compared" not in text
 
 
 def test_compare_with_itself_finds_no_change(repo, capsys):
     assert cli.main(["compare", "HEAD", "--resamples", "100"]) == 0
-    row = table_rows(capsys.readouterr().out)["busi"]
+    row = table_rows(capsys.readouterr().out)["busi", "test"]
     assert row[4] == "+0.000 [+0.000, +0.000]" and row[-1] == "identical predictions"
 
 
@@ -277,24 +81,78 @@ def test_unrelated_changes_are_no_evidence_of_a_change(repo, capsys):
         repo / "data/predictions/busi.csv", index=False
     )
     assert cli.main(["compare", "HEAD", "--resamples", "300"]) == 0
-    assert table_rows(capsys.readouterr().out)["busi"][-1] == "no evidence of a change"
+    assert table_rows(capsys.readouterr().out)["busi", "test"][-1] == "no evidence of a change"
 
 
 def test_a_side_without_a_threshold_is_named_not_compared(repo, capsys):
-    (repo / "metrics/busi.json").write_text("{}")
+    (repo / "metrics/busi.json").write_text('{"test": {"auc": 0.9}}')
     assert cli.main(["compare", "HEAD", "--resamples", "20"]) == 0
     out = capsys.readouterr().out
-    assert "busi: not compared: no threshold in metrics/busi.json (working tree)" in out
+    assert "busi test: not compared: no test.threshold in metrics/busi.json in the workspace" in out
     assert "No predictions to compare." in out
 
 
-def test_an_unknown_revision_is_a_one_line_error(repo, capsys):
-    assert cli.main(["compare", "no-such-branch"]) == 2
-    assert "unknown git revision 'no-such-branch'" in capsys.readouterr().err
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize(
+    "revisions, message",
+    [
+        (["no-such-branch"], "error: unknown revision 'no-such-branch': not a branch, tag, commit or experiment name"),
+        (["HEAD", "no-such-branch"], "error: unknown revision 'no-such-branch'"),
+        (["HEAD~3"], "error: no data/predictions/*.csv at 'HEAD~3': nothing to compare"),
+    ],
+)
+@pytest.mark.parametrize("command", ["compare", "review"])
+def test_a_revision_dvc_cannot_name_or_without_predictions_is_a_one_line_error(
+    repo, capsys, command, revisions, message
+):
+    options = ["--out", str(repo / "review")] if command == "review" else []
+    assert cli.main([command, *revisions, *options]) == 2
+    assert one_error_line(capsys).startswith(message)
+
+
+def duplicate_first_row(text: str) -> str:
+    return text + text.splitlines()[1] + "\n"
+
+
+def merge_conflict(text: str) -> str:
+    return f"<<<<<<< HEAD\n{text}=======\n{text}>>>>>>> sharper\n"
+
+
+def truncated(text: str) -> str:
+    return text[: len(text) // 2]
+
+
+@pytest.mark.parametrize(
+    "path, corrupt, message",
+    [
+        (
+            "data/predictions/busi.csv",
+            duplicate_first_row,
+            ": image 'case/0.png' is predicted 2 times in split 'val'",
+        ),
+        ("data/predictions/busi.csv", merge_conflict, ": line 1 is a git merge-conflict marker"),
+        ("metrics/busi.json", truncated, " is not valid JSON"),
+    ],
+)
+@pytest.mark.parametrize("committed", [False, True])
+def test_a_corrupt_or_conflicting_file_is_a_one_line_error_naming_it(
+    repo, capsys, path, corrupt, message, committed
+):
+    (repo / path).write_text(corrupt((repo / path).read_text()))
+    if committed:
+        commit(repo, "corrupted")
+    revisions, where = (["HEAD~1", "HEAD"], "at 'HEAD'") if committed else (["HEAD"], "in the workspace")
+    assert cli.main(["compare", *revisions, "--resamples", "20"]) == 2
+    assert one_error_line(capsys).startswith(f"error: {path} {where}{message}")
 
 
 def test_the_compare_command_runs_without_tensorflow(repo):
-    """The pull-request workflow installs no TensorFlow: `python -m medcls compare` must not need it."""
+    """The pull-request workflow needs no TensorFlow: `python -m medcls compare` must not import it."""
     code = (
         "import sys; sys.argv = ['medcls', 'compare', 'HEAD~2', '--resamples', '20'];"
         "import runpy;\n"
@@ -314,12 +172,82 @@ def test_the_compare_command_runs_without_tensorflow(repo):
 
 
 def test_paired_rows_leave_out_relabelled_images():
+    headline = {"test": {"threshold": 0.5}}
     new = review.Side(
         pd.DataFrame(
             {"id": ["a", "b", "c"], "split": "test", "label": [0, 1, 1], "probability": 0.5}
         ),
-        0.5,
+        headline,
     )
-    old = review.Side(new.predictions.assign(label=[0, 1, 0]), 0.5)
+    old = review.Side(new.predictions.assign(label=[0, 1, 0]), headline)
     both, one_sided, relabelled = review.paired_rows(new, old, "test")
     assert list(both["id"]) == ["a", "b"] and (one_sided, relabelled) == (0, 1)
+
+
+def test_the_review_holds_metrics_with_intervals_the_paired_table_and_roc_curves(repo, capsys):
+    out = repo / "review"
+    assert cli.main(["review", "HEAD~2", "--out", str(out), "--resamples", "100"]) == 0
+    text = (out / "review.md").read_text()
+    assert text.startswith("## the workspace vs `HEAD~2`")
+    assert "### Params\n\nNo param changed." in text
+    metric = next(line for line in text.splitlines() if line.startswith("| busi | test.auc |"))
+    before, after, change, interval = [cell.strip() for cell in metric.strip("|").split("|")][2:]
+    assert float(after) > float(before) and change.startswith("+")
+    low, high = (float(bound) for bound in interval.strip("[]").split(", "))
+    assert low < float(after) < high
+    assert table_rows(text)["busi", "test"][-1].startswith("evidence of an improvement")
+    assert "![ROC curves on test, `HEAD~2` and the workspace](roc.png)" in text
+    assert (out / "roc.png").read_bytes().startswith(b"\x89PNG")
+
+
+# --- an experiment, named as `dvc exp run -n` names it ---------------------------------------
+
+# The tiny project's one stage: tests.scored_sides writes busi's predictions and headline metrics.
+EXPERIMENT_PIPELINE = f"""\
+stages:
+  evaluate:
+    cmd: PYTHONPATH={PROJECT} python -m tests.scored_sides
+    params: [separation, threshold]
+    outs:
+      - data/predictions/busi.csv:
+          cache: false
+    metrics:
+      - metrics/busi.json:
+          cache: false
+"""
+
+
+@pytest.mark.e2e
+def test_an_experiment_is_compared_and_reviewed_by_its_name(tmp_path, monkeypatch, capsys):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "params.yaml").write_text("separation: 0.1\nthreshold: 0.5\n")
+    (project / "dvc.yaml").write_text(EXPERIMENT_PIPELINE)
+    run_in(project, "git", "init", "-q")
+    run_in(project, "dvc", "init", "-q")
+    run_in(project, "dvc", "repro", "-q")
+    commit(project, "weak model")
+    run_in(project, "dvc", "exp", "run", "-q", "-n", "sharper", "-S", "separation=0.7")
+    run_in(project, "git", "checkout", "--", ".")  # the workspace back at the weak model
+    monkeypatch.chdir(project)
+    with pytest.raises(WorkspaceCommandError):  # git alone does not know the name
+        run_in(project, "git", "rev-parse", "--verify", "-q", "sharper")
+    refs = run_in(project, "git", "for-each-ref", "--format=%(refname) %(objectname)", "refs/exps")
+    experiment = next(line.split()[1] for line in refs.splitlines() if line.split()[0].endswith("/sharper"))
+
+    assert cli.main(["compare", "sharper", "--resamples", "200"]) == 0
+    against_workspace = table_rows(capsys.readouterr().out)["busi", "test"]
+    assert against_workspace[-1].startswith("evidence of a decline")
+    assert cli.main(["compare", "HEAD", "sharper", "--resamples", "200"]) == 0
+    by_name = capsys.readouterr().out
+    assert table_rows(by_name)["busi", "test"][-1].startswith("evidence of an improvement")
+    assert cli.main(["compare", "HEAD", experiment, "--resamples", "200"]) == 0
+    assert capsys.readouterr().out == by_name.replace("`sharper`", f"`{experiment}`")
+
+    out = tmp_path / "review"
+    assert cli.main(["review", "HEAD", "sharper", "--out", str(out), "--resamples", "200"]) == 0
+    text = (out / "review.md").read_text()
+    assert "| params.yaml | separation | 0.100 | 0.700 |" in text
+    assert any(line.startswith("| busi | test.auc |") for line in text.splitlines())
+    assert table_rows(text)["busi", "test"] == table_rows(by_name)["busi", "test"]
+    assert "(roc.png)" in text and (out / "roc.png").read_bytes().startswith(b"\x89PNG")

@@ -1,43 +1,57 @@
-"""Commit vs commit (`medcls compare`): the working tree's predictions against those of a git revision, as one table.
+"""Two revisions side by side, as a reviewer needs them: `medcls compare` and `medcls review`.
 
 `dvc metrics diff` shows a bare delta (test AUC 0.961 -> 0.965) that says nothing about noise. The
 per-image predictions are committed (`data/predictions/<name>.csv`, `cache: false`), so both sides
 can be paired on the images they share: the AUC difference with its paired interval, each side's
 sensitivity and specificity at its own threshold (from `metrics/<name>.json` of that side) and
-McNemar's test on their decisions. Only git and light libraries are needed (no TensorFlow, no DVC
-cache), so the pull-request workflow can run it.
+McNemar's test on their decisions. The review adds what a pull-request comment needs around that
+table: the params that changed, the headline metrics before and after with the new intervals, and
+ROC curves of both sides on test.
+
+A side is anything DVC can name (branch, tag, commit, experiment name) or the workspace. Its files
+are read through DVC (`DVCFileSystem`), which resolves experiment names to their commits; they are
+committed to git, so neither TensorFlow nor the DVC cache is needed.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import subprocess
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+import numpy as np
 import pandas as pd
 
 from medcls.evaluation.metrics import (
     ENSEMBLE_TEST,
     OUT_OF_FOLD,
+    document_keys,
     ensemble_external_split,
     external_split,
-    is_cross_validated,
 )
 from medcls.evaluation.paired import (
     SIGNIFICANCE,
     auc_verdict,
     compare_predictions,
     difference_text,
+    signed,
 )
 from medcls.pipeline.errors import PipelineError
 from medcls.pipeline.paths import DatasetPaths
 
-PREDICTIONS_DIR = DatasetPaths("").predictions.parent  # data/predictions, as paths.py has it
+PREDICTIONS_DIR = PurePosixPath(DatasetPaths("").predictions.parent.as_posix())  # data/predictions
+PREDICTION_COLUMNS = ("split", "id", "label", "probability")
+# Lines git writes into a file it could not merge; pandas would read them as rows.
+CONFLICT_MARKERS = ("<<<<<<<", "=======", ">>>>>>>")
 # Splits compared when either side has them: the test split, the cross-validation predictions
 # (split.folds > 1), then the external test sets. Not val, on which each side chose its threshold.
 COMPARED_SPLITS = ("test", OUT_OF_FOLD, ENSEMBLE_TEST)
+# The headline metrics file keeps the fold ensemble's test metrics under `ensemble`.
+HEADLINE_SECTIONS = {ENSEMBLE_TEST: ("ensemble",)}
+INTERVAL_BOUNDS = ("_low", "_high")
+ROC_IMAGE = "roc.png"
 HEADER = (
     "dataset",
     "split",
@@ -52,66 +66,155 @@ HEADER = (
 
 
 class RevisionError(PipelineError, ValueError):
-    """A revision git does not know, or a side whose files cannot be read."""
+    """A name DVC cannot resolve, a revision without predictions, or a file of one side that
+    cannot be read as the pipeline writes it."""
+
+
+class Revision:
+    """One side of a comparison: the files of a revision DVC can name, or of the workspace (name
+    None), read through DVC and checked as they are read."""
+
+    def __init__(self, name: str | None, root: str = "."):
+        from dvc.api import DVCFileSystem
+        from dvc.exceptions import DvcException
+        from dvc.repo import Repo
+        from dvc.scm import RevError, resolve_rev
+
+        self.name, self.root = name, root
+        try:
+            with Repo(root) as repo:
+                self.commit = None if name is None else resolve_rev(repo.scm, name)
+            self.fs = DVCFileSystem(repo=root, rev=self.commit)
+        except RevError as error:
+            raise RevisionError(
+                f"unknown revision {name!r}: not a branch, tag, commit or experiment name "
+                "(`git branch -a`, `git tag`, `dvc exp list` show the names)"
+            ) from error
+        except DvcException as error:
+            raise RevisionError(f"cannot read the DVC project in {root!r}: {error}") from error
+        self._documents: dict[str, object] = {}
+
+    @property
+    def label(self) -> str:
+        """How tables and headings name this side."""
+        return "the workspace" if self.name is None else f"`{self.name}`"
+
+    def where(self, path: PurePosixPath | Path) -> str:
+        """A file of this side, as an error message names it."""
+        return f"{path.as_posix()} {'in the workspace' if self.name is None else f'at {self.name!r}'}"
+
+    def _text(self, path: PurePosixPath | Path) -> str | None:
+        return self.fs.read_text(path.as_posix()) if self.fs.isfile(path.as_posix()) else None
+
+    def dataset_names(self) -> set[str]:
+        """Datasets with a predictions file on this side."""
+        if not self.fs.isdir(PREDICTIONS_DIR.as_posix()):
+            return set()
+        listed = self.fs.ls(PREDICTIONS_DIR.as_posix(), detail=False)
+        return {PurePosixPath(path).stem for path in listed if path.endswith(".csv")}
+
+    def predictions(self, name: str) -> pd.DataFrame | None:
+        """`data/predictions/<name>.csv`, checked; None when this side has none."""
+        path = DatasetPaths(name).predictions
+        if path.as_posix() not in self._documents:
+            text = self._text(path)
+            self._documents[path.as_posix()] = (
+                None if text is None else parse_predictions(text, self.where(path))
+            )
+        return self._documents[path.as_posix()]
+
+    def headline(self, name: str) -> dict | None:
+        """`metrics/<name>.json` (the headline metrics), parsed; None when this side has none."""
+        path = DatasetPaths(name).metrics()
+        if path.as_posix() not in self._documents:
+            text = self._text(path)
+            self._documents[path.as_posix()] = (
+                None if text is None else parse_headline(text, self.where(path))
+            )
+        return self._documents[path.as_posix()]
+
+
+def parse_predictions(text: str, where: str) -> pd.DataFrame:
+    """A predictions CSV as the evaluate stage writes it, or a RevisionError naming `where` and
+    what is wrong: merge-conflict markers, missing or non-numeric columns, an image twice."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith(CONFLICT_MARKERS):
+            raise RevisionError(
+                f"{where}: line {number} is a git merge-conflict marker ({line[:7]}); resolve the "
+                "conflict (re-run the evaluate stage) and commit the file"
+            )
+    try:
+        predictions = pd.read_csv(io.StringIO(text), dtype={"id": str, "split": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise RevisionError(f"{where} is not a readable CSV: {error}") from error
+    missing = [column for column in PREDICTION_COLUMNS if column not in predictions]
+    if missing:
+        raise RevisionError(f"{where} has no column {', '.join(missing)}; re-run the evaluate stage")
+    for column in ("label", "probability"):
+        values = pd.to_numeric(predictions[column], errors="coerce")
+        if values.isna().any():
+            row = predictions.loc[values.isna()].iloc[0]
+            raise RevisionError(
+                f"{where}: {column} {row[column]!r} of image {row['id']!r} is not a number"
+            )
+        predictions[column] = values
+    repeated = predictions[predictions.duplicated(["split", "id"], keep=False)]
+    if not repeated.empty:
+        image, split = repeated.iloc[0][["id", "split"]]
+        count = int(((repeated["id"] == image) & (repeated["split"] == split)).sum())
+        raise RevisionError(
+            f"{where}: image {image!r} is predicted {count} times in split {split!r} "
+            f"({repeated.shape[0]} duplicate rows in all); each image needs one prediction per "
+            "split: re-run the evaluate stage"
+        )
+    return predictions
+
+
+def parse_headline(text: str, where: str) -> dict:
+    """A headline metrics JSON object, or a RevisionError naming `where` (truncated, not JSON)."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RevisionError(
+            f"{where} is not valid JSON ({error.msg} at line {error.lineno} column {error.colno}); "
+            "re-run the evaluate stage or restore the file from git"
+        ) from error
+    if not isinstance(document, dict):
+        raise RevisionError(f"{where} holds a JSON {type(document).__name__}, not an object")
+    return document
+
+
+def headline_section(split: str) -> tuple[str, ...]:
+    """Where a predictions split's metrics are in the headline metrics file."""
+    return HEADLINE_SECTIONS.get(split, document_keys(split))
 
 
 @dataclass(frozen=True)
 class Side:
-    """One side's predictions (id, split, label, probability) and the thresholds it decides at:
-    the model's, and the fold ensemble's (chosen out-of-fold) when it was cross-validated."""
+    """One side's predictions (id, split, label, probability) and its headline metrics, which hold
+    the threshold each split is decided at."""
 
     predictions: pd.DataFrame
-    threshold: float
-    cross_validation_threshold: float | None = None
+    headline: Mapping
 
-    def threshold_for(self, split: str) -> float:
-        if is_cross_validated(split) and self.cross_validation_threshold is not None:
-            return self.cross_validation_threshold
-        return self.threshold
-
-
-def _git(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *arguments], capture_output=True, text=True, check=False)
+    def threshold_for(self, split: str) -> float | None:
+        section: object = self.headline
+        for key in headline_section(split):
+            section = section.get(key) if isinstance(section, Mapping) else None
+        threshold = section.get("threshold") if isinstance(section, Mapping) else None
+        return None if threshold is None else float(threshold)
 
 
-def check_revision(revision: str) -> None:
-    if _git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}").returncode != 0:
-        raise RevisionError(f"unknown git revision {revision!r}; try a branch, tag or commit")
-
-
-def _file_at(revision: str | None, path: Path) -> str | None:
-    """A file's text in the working tree (revision None) or at `revision`; None when absent."""
-    if revision is None:
-        return path.read_text() if path.is_file() else None
-    shown = _git("show", f"{revision}:./{path.as_posix()}")
-    return shown.stdout if shown.returncode == 0 else None
-
-
-def dataset_names(revision: str) -> list[str]:
-    """Datasets with a predictions file in the working tree or at `revision`."""
-    listed = _git("ls-tree", "--name-only", revision, "--", f"{PREDICTIONS_DIR.as_posix()}/")
-    at_revision = {Path(line).stem for line in listed.stdout.splitlines() if line.endswith(".csv")}
-    return sorted(at_revision | {path.stem for path in PREDICTIONS_DIR.glob("*.csv")})
-
-
-def read_side(name: str, revision: str | None) -> Side | str:
-    """The side of dataset `name` in the working tree (revision None) or at `revision`, or why
-    it has none (no predictions file, no threshold)."""
+def read_side(revision: Revision, name: str) -> Side | str:
+    """Dataset `name` on one side, or why it has none (no predictions file, no metrics file)."""
     paths = DatasetPaths(name)
-    csv_text, metrics_text = (
-        _file_at(revision, paths.predictions),
-        _file_at(revision, paths.metrics()),
-    )
-    if csv_text is None:
-        return f"no {paths.predictions}"
-    if metrics_text is None:
-        return f"no {paths.metrics()} (its threshold)"
-    document = json.loads(metrics_text)
-    if document.get("threshold") is None:
-        return f"no threshold in {paths.metrics()}"
-    predictions = pd.read_csv(io.StringIO(csv_text), dtype={"id": str, "split": str})
-    cross_validation = document.get("cross_validation", {}).get("threshold")
-    return Side(predictions, float(document["threshold"]), cross_validation)
+    predictions = revision.predictions(name)
+    if predictions is None:
+        return f"no {revision.where(paths.predictions)}"
+    headline = revision.headline(name)
+    if headline is None:
+        return f"no {revision.where(paths.metrics())} (its thresholds)"
+    return Side(predictions, headline)
 
 
 def paired_rows(new: Side, old: Side, split: str) -> tuple[pd.DataFrame, int, int]:
@@ -179,22 +282,52 @@ def table_row(name: str, split: str, result: dict) -> tuple[str, ...]:
     )
 
 
-def compare_revision(revision: str, *, n_resamples: int = 2000, seed: int = 0) -> str:
-    """The Markdown comparison of the working tree (run from the project root) with `revision`."""
-    check_revision(revision)
+def markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+def compared_datasets(old: Revision, new: Revision) -> list[str]:
+    """Datasets with predictions on either side; a side without any is an error."""
+    names = {side: side.dataset_names() for side in (old, new)}
+    for side, held in names.items():
+        if not held:
+            raise RevisionError(
+                f"no {side.where(PREDICTIONS_DIR / '*.csv')}: nothing to compare; run the "
+                "pipeline there and commit its predictions"
+            )
+    return sorted(names[old] | names[new])
+
+
+def paired_comparison(
+    old: Revision, new: Revision, *, n_resamples: int = 2000, seed: int = 0
+) -> str:
+    """The Markdown table of `medcls compare`: `new` against `old` on the images both predicted."""
     rows, notes = [], []
-    for name in dataset_names(revision):
-        new, old = read_side(name, None), read_side(name, revision)
-        if isinstance(new, str) or isinstance(old, str):
-            missing = [
-                f"{why} ({where})"
-                for why, where in ((new, "working tree"), (old, revision))
-                if isinstance(why, str)
-            ]
+    for name in compared_datasets(old, new):
+        sides = {revision: read_side(revision, name) for revision in (new, old)}
+        missing = [why for why in sides.values() if isinstance(why, str)]
+        if missing:
             notes.append(f"{name}: not compared: {'; '.join(missing)}")
             continue
-        for split in compared_splits(new, old):
-            paired, one_sided, relabelled = paired_rows(new, old, split)
+        new_side, old_side = sides[new], sides[old]
+        for split in compared_splits(new_side, old_side):
+            new_threshold, old_threshold = (
+                side.threshold_for(split) for side in (new_side, old_side)
+            )
+            unset = [
+                f"no {'.'.join(headline_section(split))}.threshold in "
+                f"{revision.where(DatasetPaths(name).metrics())}"
+                for revision, threshold in ((new, new_threshold), (old, old_threshold))
+                if threshold is None
+            ]
+            if unset:
+                notes.append(f"{name} {split}: not compared: {'; '.join(unset)}")
+                continue
+            paired, one_sided, relabelled = paired_rows(new_side, old_side, split)
             if one_sided or relabelled:
                 notes.append(
                     f"{name} {split}: {len(paired)} images paired; left out {one_sided} predicted "
@@ -204,23 +337,156 @@ def compare_revision(revision: str, *, n_resamples: int = 2000, seed: int = 0) -
                 continue
             result = compare_predictions(
                 paired["label_new"],
-                (paired["probability_new"], new.threshold_for(split)),
-                (paired["probability_old"], old.threshold_for(split)),
+                (paired["probability_new"], new_threshold),
+                (paired["probability_old"], old_threshold),
                 n_resamples=n_resamples,
                 seed=seed,
             )
             rows.append(table_row(name, split, result))
     lines = [
-        f"AUC, sensitivity and specificity as `{revision}` → this tree, each at its own threshold; "
-        f"ΔAUC = this tree − `{revision}` with its paired bootstrap 95 % interval "
+        f"AUC, sensitivity and specificity as {old.label} → {new.label}, each at its own "
+        f"threshold; ΔAUC = {new.label} − {old.label} with its paired bootstrap 95 % interval "
         f"({n_resamples} resamples of the same images); McNemar's test on the decisions.",
         "",
     ]
-    if rows:
-        lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-    else:
-        lines.append("No predictions to compare.")
+    lines += markdown_table(HEADER, rows) if rows else ["No predictions to compare."]
     if notes:
         lines += [""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
+
+
+# --- the review: params, headline metrics, paired table, ROC overlay --------------------------
+
+
+def _value(value: object) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def params_changes(base: Revision, head: Revision) -> list[tuple[str, ...]]:
+    """(file, param, base value, head value) of every param that differs, as `dvc params diff`
+    finds them (the params files the stages of dvc.yaml name)."""
+    from dvc.repo import Repo
+
+    with Repo(base.root) as repo:
+        changed = repo.params.diff(
+            a_rev=base.commit or "workspace", b_rev=head.commit or "workspace"
+        ).get("diff", {})
+    return [
+        (path, key, _value(change.get("old")), _value(change.get("new")))
+        for path, keys in sorted(changed.items())
+        for key, change in keys.items()
+    ]
+
+
+def flattened(document: Mapping, prefix: str = "") -> Iterator[tuple[str, object]]:
+    """The scalars of a nested mapping under dotted keys (`test.auc`), as DVC names metrics."""
+    for key, value in document.items():
+        if isinstance(value, Mapping):
+            yield from flattened(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _interval(values: Mapping[str, object], key: str) -> str:
+    low, high = (values.get(f"{key}{bound}") for bound in INTERVAL_BOUNDS)
+    if isinstance(low, (int, float)) and isinstance(high, (int, float)):
+        return f"[{low:.3f}, {high:.3f}]"
+    return "—"
+
+
+def _change(before: object, after: object) -> str:
+    numbers = all(isinstance(value, (int, float)) for value in (before, after))
+    return signed(after - before) if numbers else "—"
+
+
+def headline_changes(
+    base: Revision, head: Revision, names: list[str]
+) -> tuple[list[tuple[str, ...]], int]:
+    """(dataset, metric, base, head, change, head's 95 % interval) of each headline value that
+    differs; the intervals' bounds go in the last column, not rows of their own. Also the count of
+    values left out because they are equal."""
+    rows, unchanged = [], 0
+    for name in names:
+        before, after = (dict(flattened(side.headline(name) or {})) for side in (base, head))
+        keys = [key for key in {**after, **before} if not key.endswith(INTERVAL_BOUNDS)]
+        for key in keys:
+            if before.get(key) == after.get(key):
+                unchanged += 1
+                continue
+            rows.append(
+                (
+                    name,
+                    key,
+                    _value(before.get(key)),
+                    _value(after.get(key)),
+                    _change(before.get(key), after.get(key)),
+                    _interval(after, key),
+                )
+            )
+    return rows, unchanged
+
+
+def roc_inputs_on_test(revision: Revision, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Labels and probabilities of the test split of one side, or None without both classes."""
+    predictions = revision.predictions(name)
+    if predictions is None:
+        return None
+    test = predictions[predictions["split"] == "test"]
+    if test["label"].nunique() < 2:
+        return None
+    return test["label"].to_numpy(), test["probability"].to_numpy()
+
+
+def write_roc_overlay(base: Revision, head: Revision, names: list[str], out_png: Path) -> bool:
+    """ROC curves of both sides on test, one panel a dataset; False (no image) when no dataset
+    has test predictions of both classes on both sides."""
+    from medcls.evaluation import plots  # matplotlib: only for the review
+
+    panels = {}
+    for name in names:
+        curves = {side.name or "workspace": roc_inputs_on_test(side, name) for side in (base, head)}
+        if None not in curves.values():
+            panels[f"{name}: test"] = curves
+    if panels:
+        plots.save_roc_panels_png(panels, out_png)
+    return bool(panels)
+
+
+def write_review(
+    base: Revision, head: Revision, out_dir: Path, *, n_resamples: int = 2000, seed: int = 0
+) -> Path:
+    """`out_dir`/review.md (and the ROC image it shows): a pull-request comment on `head`
+    against `base`. Returns the Markdown file."""
+    names = compared_datasets(base, head)
+    table = paired_comparison(base, head, n_resamples=n_resamples, seed=seed)
+    params = params_changes(base, head)
+    metrics, unchanged = headline_changes(base, head, names)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with_roc = write_roc_overlay(base, head, names, out_dir / ROC_IMAGE)
+    lines = [f"## {head.label} vs {base.label}", "", "### Params", ""]
+    lines += (
+        markdown_table(("file", "param", base.label, head.label), params)
+        if params
+        else ["No param changed."]
+    )
+    lines += ["", "### Headline metrics", ""]
+    if metrics:
+        header = ("dataset", "metric", base.label, head.label, "change", "95 % interval")
+        lines += markdown_table(header, metrics)
+        lines += ["", f"Intervals are {head.label}'s; {unchanged} unchanged values not shown."]
+    else:
+        lines.append(f"No headline metric changed ({unchanged} values).")
+    lines += ["", "### Predictions paired on the same images", "", table.rstrip("\n"), ""]
+    lines += ["### ROC on test", ""]
+    lines.append(
+        f"![ROC curves on test, {base.label} and {head.label}]({ROC_IMAGE})"
+        if with_roc
+        else "No test split with both classes on both sides: no ROC curves."
+    )
+    out_md = out_dir / "review.md"
+    out_md.write_text("\n".join(lines) + "\n")
+    return out_md
