@@ -247,7 +247,7 @@ def test_an_experiment_is_compared_and_reviewed_by_its_name(tmp_path, monkeypatc
     out = tmp_path / "review"
     assert cli.main(["review", "HEAD", "sharper", "--out", str(out), "--resamples", "200"]) == 0
     text = (out / "review.md").read_text()
-    assert "| params.yaml | separation | 0.100 | 0.700 |" in text
+    assert "| params.yaml | separation | 0.1 | 0.7 |" in text
     assert any(line.startswith("| busi | test.auc |") for line in text.splitlines())
     assert table_rows(text)["busi", "test"] == table_rows(by_name)["busi", "test"]
     assert "(roc.png)" in text and (out / "roc.png").read_bytes().startswith(b"\x89PNG")

@@ -366,9 +366,13 @@ def _value(value: object) -> str:
     return str(value)
 
 
+def _param(value: object) -> str:
+    return "—" if value is None else str(value)
+
+
 def params_changes(base: Revision, head: Revision) -> list[tuple[str, ...]]:
     """(file, param, base value, head value) of every param that differs, as `dvc params diff`
-    finds them (the params files the stages of dvc.yaml name)."""
+    finds them (the params files the stages of dvc.yaml name); values as written (lr 1e-05)."""
     from dvc.repo import Repo
 
     with Repo(base.root) as repo:
@@ -376,7 +380,7 @@ def params_changes(base: Revision, head: Revision) -> list[tuple[str, ...]]:
             a_rev=base.commit or "workspace", b_rev=head.commit or "workspace"
         ).get("diff", {})
     return [
-        (path, key, _value(change.get("old")), _value(change.get("new")))
+        (path, key, *(_param(change.get(side)) for side in ("old", "new")))
         for path, keys in sorted(changed.items())
         for key, change in keys.items()
     ]
