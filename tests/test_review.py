@@ -2,6 +2,7 @@
 (commits, and experiments by name), paired tables, the review comment, and every unreadable side as
 one `error:` line."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -198,6 +199,18 @@ def test_the_review_holds_metrics_with_intervals_the_paired_table_and_roc_curves
     assert table_rows(text)["busi", "test"][-1].startswith("evidence of an improvement")
     assert "![ROC curves on test, `HEAD~2` and the workspace](roc.png)" in text
     assert (out / "roc.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_review_lists_changed_headline_values_nested_or_null(repo):
+    """External sets nest a level deeper; a value that cannot be computed is null, and so is an
+    interval with `evaluate.bootstrap: 0`."""
+    path = repo / "metrics/busi.json"
+    document = json.loads(path.read_text())
+    document["external"] = {"uclm": {"auc": 0.8, "auc_low": None, "auc_high": None, "ece": None}}
+    path.write_text(json.dumps(document))
+    rows, unchanged = review.headline_changes(review.Revision("HEAD"), review.Revision(None), ["busi"])
+    assert rows == [("busi", "external.uclm.auc", "—", "0.800", "—", "—")]
+    assert unchanged == 4  # test.n, test.auc, test.threshold, and ece: null here, absent at HEAD
 
 
 # --- an experiment, named as `dvc exp run -n` names it ---------------------------------------

@@ -8,9 +8,10 @@ McNemar's test on their decisions. The review adds what a pull-request comment n
 table: the params that changed, the headline metrics before and after with the new intervals, and
 ROC curves of both sides on test.
 
-A side is anything DVC can name (branch, tag, commit, experiment name) or the workspace. Its files
-are read through DVC (`DVCFileSystem`), which resolves experiment names to their commits; they are
-committed to git, so neither TensorFlow nor the DVC cache is needed.
+A side is anything DVC can name (branch, tag, commit, experiment name) or the workspace: the name
+is resolved by `dvc.scm.resolve_rev`, which looks experiment names up among the experiment refs
+(`dvc.repo.experiments.utils.resolve_name`), and the files are read through `DVCFileSystem` at
+that commit. They are committed to git, so neither TensorFlow nor the DVC cache is needed.
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ class Revision:
                 "(`git branch -a`, `git tag`, `dvc exp list` show the names)"
             ) from error
         except DvcException as error:
-            raise RevisionError(f"cannot read the DVC project in {root!r}: {error}") from error
+            raise RevisionError(
+                f"cannot read a DVC project at {root!r} ({error}); run this from the project root"
+            ) from error
         self._documents: dict[str, object] = {}
 
     @property
