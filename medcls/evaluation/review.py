@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -116,25 +116,21 @@ class Revision:
         listed = self.fs.ls(PREDICTIONS_DIR.as_posix(), detail=False)
         return {PurePosixPath(path).stem for path in listed if path.endswith(".csv")}
 
+    def _parsed(self, path: Path, parse: Callable[[str, str], object]) -> object:
+        """`parse` of the file at `path` (read once), or None when this side has no such file."""
+        key = path.as_posix()
+        if key not in self._documents:
+            text = self._text(path)
+            self._documents[key] = None if text is None else parse(text, self.where(path))
+        return self._documents[key]
+
     def predictions(self, name: str) -> pd.DataFrame | None:
         """`data/predictions/<name>.csv`, checked; None when this side has none."""
-        path = DatasetPaths(name).predictions
-        if path.as_posix() not in self._documents:
-            text = self._text(path)
-            self._documents[path.as_posix()] = (
-                None if text is None else parse_predictions(text, self.where(path))
-            )
-        return self._documents[path.as_posix()]
+        return self._parsed(DatasetPaths(name).predictions, parse_predictions)
 
     def headline(self, name: str) -> dict | None:
         """`metrics/<name>.json` (the headline metrics), parsed; None when this side has none."""
-        path = DatasetPaths(name).metrics()
-        if path.as_posix() not in self._documents:
-            text = self._text(path)
-            self._documents[path.as_posix()] = (
-                None if text is None else parse_headline(text, self.where(path))
-            )
-        return self._documents[path.as_posix()]
+        return self._parsed(DatasetPaths(name).metrics(), parse_headline)
 
 
 def parse_predictions(text: str, where: str) -> pd.DataFrame:
