@@ -67,11 +67,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "test. " + revisions_help + ".",
     )
     review.add_argument("--out", type=Path, required=True, help="folder for review.md and roc.png")
-    for parser in (compare, review):
-        parser.add_argument("base", metavar="BASE", help="revision to compare against")
-        parser.add_argument("head", metavar="HEAD", nargs="?", help="revision compared (default: workspace)")
-        parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
-        parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    for two_sides in (compare, review):
+        two_sides.add_argument("base", metavar="BASE", help="revision to compare against")
+        two_sides.add_argument(
+            "head", metavar="HEAD", nargs="?", help="revision compared (default: the workspace)"
+        )
+        two_sides.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+        two_sides.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     return command.parse_args(argv)
 
 
