@@ -16,6 +16,8 @@ from matplotlib.figure import Figure
 from medcls.pipeline.outputs import save_figure
 from medcls.training.resume import TrainingBackup
 
+PARTIAL = ".partial"  # a file being copied
+
 
 def resumable_live(dvclive_dir: Path, backup: TrainingBackup) -> Live:
     """DVCLive logging into `dvclive_dir` as training goes (VS Code and DVC Studio draw the curves
@@ -43,10 +45,10 @@ def _copy_curves(source: Path, target: Path) -> None:
     replaced whole (a kill mid-copy leaves every file as it was or as it is now); the folds'
     folders inside a model's DVCLive folder are left alone."""
     files = [source / "metrics.json", *(source / "plots").rglob("*")]
-    for path in (path for path in files if path.is_file()):
+    for path in (path for path in files if path.is_file() and path.suffix != PARTIAL):
         copy = target / path.relative_to(source)
         copy.parent.mkdir(parents=True, exist_ok=True)
-        partial = copy.with_name(copy.name + ".partial")
+        partial = copy.with_name(copy.name + PARTIAL)
         shutil.copyfile(path, partial)
         os.replace(partial, copy)
 
