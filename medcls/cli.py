@@ -103,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_predict(arguments: argparse.Namespace) -> int:
-    from medcls.pipeline.chatter import quiet_tensorflow
+    from medcls.pipeline.tensorflow_logs import filter_tensorflow_logs
 
-    quiet_tensorflow()
+    filter_tensorflow_logs()
     from medcls import predict  # TensorFlow: only for this command
     from medcls.pipeline import config
     from medcls.pipeline.errors import PipelineError
