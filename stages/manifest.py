@@ -15,7 +15,8 @@ def build(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
         for source_name, source in dataset.named_sources(name).items()
     }
     rows, rejected = manifest.build_sources_manifest(
-        paths.raw, readings, dataset.classes, workers=workers(params)
+        paths.raw, readings, dataset.classes, workers=workers(params),
+        max_pixels=params.max_image_pixels,
     )
     paths.manifest.parent.mkdir(parents=True, exist_ok=True)
     rejected.to_csv(paths.rejected, index=False)

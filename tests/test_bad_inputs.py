@@ -19,7 +19,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 from ruamel.yaml import YAML
 
 from medcls.data import sources
@@ -141,16 +140,6 @@ def test_the_depth_rule_maps_the_images_own_range_to_0_255(tmp_path: Path) -> No
     mask = tmp_path / "mask.png"
     write_png(mask, np.array([[0, 0], [0, 65535]], np.uint16))
     assert read_masks([mask]).tolist() == [[False, False], [False, True]]
-
-
-def test_a_jpeg_keeps_its_exif_rotation(tmp_path: Path) -> None:
-    """Reading any depth must not drop what IMREAD_COLOR did: turning the picture upright."""
-    pixels = np.zeros((20, 40, 3), np.uint8)
-    picture = Image.fromarray(pixels)
-    exif = picture.getexif()
-    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
-    picture.save(tmp_path / "rotated.jpeg", exif=exif.tobytes())
-    assert read_image(tmp_path / "rotated.jpeg").shape == (40, 20, 3)
 
 
 def test_a_class_without_usable_images_stops_the_manifest(planted, tmp_path: Path) -> None:

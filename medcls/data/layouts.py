@@ -12,6 +12,7 @@ import csv
 import io
 import posixpath
 import re
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -93,8 +94,11 @@ def _unselected(folder: str, classes: frozenset[str]) -> str | None:
 
 
 def _mask_key(folder: str, stem: str) -> str:
-    """Key shared by an image and its masks: `x_mask`, `x_mask_1` and `x` (in masks/) all map to `x`."""
-    return f"{folder}/{_MASK_SUFFIX.sub('', stem)}"
+    """Key shared by an image and its masks: `x_mask`, `x_mask_1` and `x` (in masks/) all map to `x`.
+
+    In Unicode normal form C: a name typed on one system and copied through another (macOS stores
+    decomposed accents) is still the same name, so `é.png` pairs with `é_mask.png` either way."""
+    return unicodedata.normalize("NFC", f"{folder}/{_MASK_SUFFIX.sub('', stem)}")
 
 
 def _classify_bus_uc(rel: PurePosixPath, classes: frozenset[str]) -> _Item | str:
