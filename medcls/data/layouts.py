@@ -93,6 +93,11 @@ def _unselected(folder: str, classes: frozenset[str]) -> str | None:
     return None if folder.lower() in classes else f"class not selected: {folder}"
 
 
+def is_mask_name(stem: str) -> bool:
+    """Whether a file stem names a lesion mask in BUSI's way: `<name>_mask` or `<name>_mask_<n>`."""
+    return bool(_MASK_SUFFIX.search(stem))
+
+
 def _mask_key(folder: str, stem: str) -> str:
     """Key shared by an image and its masks: `x_mask`, `x_mask_1` and `x` (in masks/) all map to `x`.
 
@@ -119,8 +124,9 @@ def _classify_busi(rel: PurePosixPath, classes: frozenset[str]) -> _Item | str:
     if len(rel.parts) != 2:
         return OUTSIDE_ROOT
     folder = rel.parts[0]
-    is_mask = bool(_MASK_SUFFIX.search(rel.stem))
-    return _unselected(folder, classes) or _Item(is_mask, _mask_key(folder, rel.stem), folder)
+    return _unselected(folder, classes) or _Item(
+        is_mask_name(rel.stem), _mask_key(folder, rel.stem), folder
+    )
 
 
 def kermany_patient(stem: str) -> str:
