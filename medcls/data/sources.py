@@ -30,7 +30,7 @@ from urllib.request import urlopen
 
 from tqdm import tqdm
 
-from medcls.pipeline.errors import PipelineError
+from medcls.pipeline.errors import NO_SPACE, PipelineError, storage_error
 
 ACCEPTED_SOURCES = (
     "'kaggle:<owner>/<dataset>' (optionally '/versions/<N>'), "
@@ -237,11 +237,24 @@ def _from_local(path: Path, target: Path) -> None:
     end) or extract an archive."""
     if path.is_dir():
         local_files(path)
-        shutil.copytree(path, target)
+        shutil.copytree(path, target, copy_function=_copy_file)
     elif path.is_file():
         _extract(path, target)
     else:
         raise _missing(path)
+
+
+def _copy_file(source: str, destination: str) -> None:
+    """shutil.copy2, with a failed copy raised as itself: copytree would gather it, errno lost,
+    into one shutil.Error listing every file, and a full disk fails every file after the first."""
+    try:
+        shutil.copy2(source, destination)
+    except OSError as error:
+        if error.errno in NO_SPACE or error.errno == errno.EROFS:
+            error.filename = destination  # a failed copy names its source
+        raise storage_error(error) or SourceError(
+            f"cannot copy {source} from the source ({error.strerror}); check that file"
+        ) from error
 
 
 def _extract(archive: Path, target: Path) -> None:
