@@ -13,13 +13,16 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from ruamel.yaml import YAML
 
 from medcls.data import sources
 from medcls.data.manifest import build_manifest
 from medcls.demo import synthetic
+from medcls.demo.workspace import PROJECT
 from medcls.images.decode import read_image, read_masks
 from medcls.images.header import image_size
 from medcls.images.roi import prepare_file
+from medcls.pipeline import config
 from medcls.pipeline.config import RoiParams
 
 ROOT = synthetic.BUSI_ROOT
@@ -188,3 +191,22 @@ def test_an_image_and_its_mask_pair_whatever_their_unicode_normalisation(
     row = manifest[manifest["path"].str.contains("graphie")]
     assert len(row) == 1, rejected.to_string()
     assert unicodedata.normalize("NFC", row["mask_paths"].iloc[0]).endswith(f"{name}_mask.png")
+
+
+# --- params bounded by memory --------------------------------------------------------------------
+
+
+def test_an_image_size_beyond_what_memory_takes_is_refused_with_the_reason() -> None:
+    params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
+    params["datasets"]["bus_uc"]["image_size"] = 20000
+    with pytest.raises(config.ParamsError) as error:
+        config.validate(params)
+    assert str(error.value) == (
+        "datasets.bus_uc: image_size 20000 is too large: at most 1024 px, as a batch of such "
+        "inputs and their feature maps would not fit in memory"
+    )
+    params["datasets"]["bus_uc"]["image_size"] = 1024
+    assert config.validate(params).datasets["bus_uc"].image_size == 1024
+    params["max_image_pixels"] = 0
+    with pytest.raises(config.ParamsError, match=r"^max_image_pixels: 0 is outside \[1, inf\)$"):
+        config.validate(params)

@@ -352,13 +352,21 @@ def parse_table(
     on_disk = {
         path.relative_to(raw_dir).as_posix() for path in raw_dir.rglob("*") if path.is_file()
     }
-    listed = Counter(_image_path(spec, cell) for cell in table[spec.image_column] if cell)
+    # A table typed on one system names files copied through another (macOS stores accents
+    # decomposed): a name matches its file whatever the Unicode normal form of either.
+    stored = {unicodedata.normalize("NFC", path): path for path in on_disk}
+
+    def as_stored(path: str) -> str:
+        return stored.get(unicodedata.normalize("NFC", path), path)
+
+    listed = Counter(as_stored(_image_path(spec, cell)) for cell in table[spec.image_column] if cell)
     entries, rejects, accounted = [], [Reject(table_path, "label table")], {table_path}
     for row in table.to_dict("records"):
         if not row[spec.image_column]:
             continue  # a row without a file name names nothing to account for
-        image = _image_path(spec, row[spec.image_column])
+        image = as_stored(_image_path(spec, row[spec.image_column]))
         mask = _mask_path(spec, row, image)
+        mask = mask and as_stored(mask)
         if image in accounted:
             continue  # listed twice: rejected once below
         accounted.add(image)
