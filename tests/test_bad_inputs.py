@@ -8,6 +8,7 @@ and prediction cases each get their own small input.
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -296,3 +297,18 @@ def test_a_missing_local_source_is_one_error_line_and_writes_nothing(tmp_path: P
             f"sources: {sources.ACCEPTED_SOURCES}\n"
         )
     assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("stage", ["source", "download"])
+def test_a_symlink_loop_in_a_local_source_stops_the_stage_in_one_line(planted, tmp_path: Path, stage) -> None:
+    source = tmp_path / "source"
+    shutil.copytree(planted[0], source)
+    os.symlink("..", source / ROOT / "benign" / "up")
+    workspace = stage_workspace(tmp_path, source)
+    completed = run_stage_module(workspace, stage)
+    assert completed.returncode == 1 and "Traceback" not in completed.stderr, completed.stderr
+    assert completed.stderr == (
+        f"error: {source / ROOT / 'benign' / 'up'}: a symbolic link in the source {source} that "
+        "leads to a folder containing it (to '..'); remove or fix the link, then run dvc repro again\n"
+    )
+    assert not (workspace / "data/raw/busi").exists() and not (workspace / "data/sources").exists()
