@@ -105,6 +105,9 @@ def run_predict(arguments: argparse.Namespace) -> int:
 def _predict(arguments: argparse.Namespace) -> int:
     from medcls.pipeline.chatter import quiet_tensorflow
 
+    # A file name that is not valid UTF-8 (another system's encoding) is printed as its own bytes.
+    sys.stdout.reconfigure(errors="surrogateescape")
+
     quiet_tensorflow()
     from medcls import predict  # TensorFlow: only for this command
     from medcls.pipeline import config

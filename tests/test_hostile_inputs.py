@@ -210,3 +210,16 @@ def test_an_image_size_beyond_what_memory_takes_is_refused_with_the_reason() -> 
     params["max_image_pixels"] = 0
     with pytest.raises(config.ParamsError, match=r"^max_image_pixels: 0 is outside \[1, inf\)$"):
         config.validate(params)
+
+
+def test_a_file_name_that_is_not_utf8_is_a_listed_reject(busi: Path, tmp_path: Path) -> None:
+    """A name in another encoding (Latin-1 `é` is the byte 0xE9) cannot be written to a CSV."""
+    benign = os.fsencode(busi / ROOT / "benign")
+    for suffix in (b"", b"_mask"):
+        os.rename(benign + b"/benign (3)" + suffix + b".png", benign + b"/caf\xe9 3" + suffix + b".png")
+    manifest, rejected = build_manifest(busi, "busi", synthetic.BUSI_CLASSES, workers=1)
+    found = dict(zip(rejected["path"], rejected["reason"]))
+    for suffix in ("", "_mask"):
+        assert found[f"{ROOT}/benign/caf\\xe9 3{suffix}.png"] == "file name is not valid UTF-8: rename the file"
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    rejected.to_csv(tmp_path / "rejected.csv", index=False)

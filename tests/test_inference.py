@@ -259,3 +259,14 @@ def test_ctrl_c_keeps_the_scored_images_and_ends_with_one_line(project, tmp_path
     assert run.wait(timeout=60) == 130 and "Traceback" not in stderr, stderr
     assert len([first, *rest.splitlines()]) == predict.BATCH_SIZE
     assert stderr.strip().splitlines()[-1].startswith("error: interrupted: the images scored so far")
+
+
+def test_cli_prints_a_file_name_that_is_not_utf8_as_its_own_bytes(project, tmp_path):
+    image = os.fsencode(tmp_path) + b"/caf\xe9.png"  # Latin-1 e-acute
+    shutil.copy(project / good_images(1)[0], image)
+    command = [sys.executable, "-m", "medcls", "predict", "--dataset", "bus_uc", "--no-mask", image]
+    # As on a UTF-8 terminal, where Python's stdout refuses what is not UTF-8.
+    environment = command_environment() | {"PYTHONPATH": str(PROJECT), "PYTHONIOENCODING": "utf-8:strict"}
+    result = subprocess.run(command, cwd=project, env=environment, capture_output=True)
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr.decode()
+    assert result.stdout.split(b"\t")[0] == image

@@ -195,8 +195,8 @@ def parse(
     spec, wanted = LAYOUTS[layout], frozenset(name.lower() for name in classes)
     root = _find_root(spec, raw_dir, wanted)
     items: dict[str, _Item] = {}
-    rejects: list[Reject] = []
-    for file in sorted(path for path in raw_dir.rglob("*") if path.is_file()):
+    files, rejects = _raw_files(raw_dir)
+    for file in files:
         rel = file.relative_to(raw_dir).as_posix()
         verdict = _classify(spec, file, root, wanted)
         if isinstance(verdict, str):
@@ -207,6 +207,22 @@ def parse(
     return sorted(entries, key=lambda e: e.path), sorted(
         rejects + pairing_rejects, key=lambda r: r.path
     )
+
+
+def _raw_files(raw_dir: Path) -> tuple[list[Path], list[Reject]]:
+    """Every file under `raw_dir`, sorted, but those whose name is not valid UTF-8 (a name from an
+    old archive or another system's encoding): no CSV can hold such a name, so each is a reject,
+    listed with its undecodable bytes written as escapes (`\\xff`)."""
+    files, rejects = [], []
+    for file in sorted(path for path in raw_dir.rglob("*") if path.is_file()):
+        rel = file.relative_to(raw_dir).as_posix()
+        try:
+            rel.encode("utf-8")
+            files.append(file)
+        except UnicodeEncodeError:
+            shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            rejects.append(Reject(shown, "file name is not valid UTF-8: rename the file"))
+    return files, rejects
 
 
 def _classify(spec: _Layout, file: Path, root: Path, classes: frozenset[str]) -> _Item | str:
@@ -349,9 +365,8 @@ def parse_table(
     table = read_table(raw_dir / table_path)
     _check_columns(table, spec)
     table_name = posixpath.basename(table_path)
-    on_disk = {
-        path.relative_to(raw_dir).as_posix() for path in raw_dir.rglob("*") if path.is_file()
-    }
+    files, misnamed = _raw_files(raw_dir)
+    on_disk = {path.relative_to(raw_dir).as_posix() for path in files}
     # A table typed on one system names files copied through another (macOS stores accents
     # decomposed): a name matches its file whatever the Unicode normal form of either.
     stored = {unicodedata.normalize("NFC", path): path for path in on_disk}
@@ -360,7 +375,7 @@ def parse_table(
         return stored.get(unicodedata.normalize("NFC", path), path)
 
     listed = Counter(as_stored(_image_path(spec, cell)) for cell in table[spec.image_column] if cell)
-    entries, rejects, accounted = [], [Reject(table_path, "label table")], {table_path}
+    entries, rejects, accounted = [], [Reject(table_path, "label table"), *misnamed], {table_path}
     for row in table.to_dict("records"):
         if not row[spec.image_column]:
             continue  # a row without a file name names nothing to account for
