@@ -4,6 +4,7 @@ file names. Each ends in a listed reject, a one-line error or correct handling."
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import unicodedata
@@ -24,6 +25,7 @@ from medcls.images.header import image_size
 from medcls.images.roi import prepare_file
 from medcls.pipeline import config
 from medcls.pipeline.config import RoiParams
+from medcls.pipeline.errors import storage_error, writing
 
 ROOT = synthetic.BUSI_ROOT
 ROI = RoiParams(use_mask=True, margin=0.0, mask_background=False, keep_aspect=False)
@@ -223,3 +225,23 @@ def test_a_file_name_that_is_not_utf8_is_a_listed_reject(busi: Path, tmp_path: P
         assert found[f"{ROOT}/benign/caf\\xe9 3{suffix}.png"] == "file name is not valid UTF-8: rename the file"
     manifest.to_csv(tmp_path / "manifest.csv", index=False)
     rejected.to_csv(tmp_path / "rejected.csv", index=False)
+
+
+# --- writes refused by the machine ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "number, expected",
+    [
+        (errno.ENOSPC, "no space left writing out.csv (No space left on device): free space and run dvc repro again"),
+        (errno.EDQUOT, "no space left writing out.csv (Disk quota exceeded): free space and run dvc repro again"),
+        (errno.EROFS, "cannot write out.csv (Read-only file system): the workspace must be writable; make it so and run dvc repro again"),
+        (errno.EACCES, "out.csv: Permission denied; the source must be readable and the workspace writable by this user: change that and run dvc repro again"),
+        (errno.EIO, None),
+    ],
+)
+def test_a_write_refused_by_the_machine_names_the_file_once(tmp_path: Path, number: int, expected) -> None:
+    with pytest.raises(OSError) as error, writing("out.csv"):
+        raise OSError(number, os.strerror(number))  # as a failed write() raises it: no file name
+    problem = storage_error(error.value)
+    assert (problem and str(problem)) == expected

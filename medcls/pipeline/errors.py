@@ -13,7 +13,7 @@ from pathlib import Path
 
 # A full disk, a file-size limit (`ulimit -f`) or a quota: the same remedy.
 NO_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
-NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+NO_PERMISSION = frozenset({errno.EACCES, errno.EPERM})
 
 
 class PipelineError(Exception):
@@ -21,17 +21,23 @@ class PipelineError(Exception):
 
 
 def storage_error(error: OSError, target: str | None = None) -> PipelineError | None:
-    """The one-line error for a file that could not be written for want of space or permission
-    (`target` names it when the OSError does not), or None for any other OSError."""
+    """The one-line error for a file that could not be written for want of space, on a read-only
+    file system, or could not be read or written for want of permission (`target` names it when
+    the OSError does not); None for any other OSError."""
     target = error.filename or target
     if error.errno in NO_SPACE:
         return PipelineError(
             f"no space left writing {target} ({error.strerror}): free space and run dvc repro again"
         )
-    if error.errno in NOT_WRITABLE:
+    if error.errno == errno.EROFS:
         return PipelineError(
             f"cannot write {target} ({error.strerror}): the workspace must be writable; make it "
             "so and run dvc repro again"
+        )
+    if error.errno in NO_PERMISSION:
+        return PipelineError(
+            f"{target}: {error.strerror}; the source must be readable and the workspace writable "
+            "by this user: change that and run dvc repro again"
         )
     return None
 
