@@ -248,8 +248,7 @@ class Predictor:
             failures += batch.failures
             if keep_inputs:
                 inputs.append(batch.inputs)
-        empty = np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
-        return predictions, failures, np.concatenate(inputs) if inputs else empty
+        return predictions, failures, np.concatenate(inputs) if inputs else self._no_inputs()
 
     def predict_batches(
         self, images: Sequence[Path], masks: Sequence[tuple[Path, ...]]
@@ -267,7 +266,7 @@ class Predictor:
                 except (OSError, ValueError, cv2.error) as error:
                     failures.append(Failure(image, _one_line(error)))
             if not prepared:
-                yield Batch([], failures, np.zeros((0, self.image_size, self.image_size, 3), np.uint8))
+                yield Batch([], failures, self._no_inputs())
                 continue
             inputs = np.stack(prepared)
             predictions = [
@@ -275,6 +274,9 @@ class Predictor:
                 for path, probability in zip(kept, self.probabilities(inputs), strict=True)
             ]
             yield Batch(predictions, failures, inputs)
+
+    def _no_inputs(self) -> np.ndarray:
+        return np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,13 @@ from medcls.data.layouts import MASK_OF_REJECTED_IMAGE, DatasetError, Entry, par
 from medcls.images.decode import (
     MASK_SEPARATOR,
     ImageDecodeError,
+    ImageTooLargeError,
     MaskMismatchError,
     check_decodable_size,
     check_mask_fits,
     read_image,
     read_masks,
 )
-from medcls.images.header import ImageTooLargeError
 from medcls.images.parallel import ordered_starmap
 from medcls.pipeline.config import DEFAULT_MAX_IMAGE_PIXELS
 
@@ -148,7 +148,10 @@ def build_sources_manifest(
         ]
     labels = {class_name.lower(): index for index, class_name in enumerate(classes)}
     decoded = ordered_starmap(
-        partial(_inspect, raw_dir, max_pixels), ((entry,) for entry in entries), workers=workers, chunksize=32
+        partial(_inspect, raw_dir, max_pixels),
+        ((entry,) for entry in entries),
+        workers=workers,
+        chunksize=32,
     )
     verdicts = dict(zip(entries, decoded, strict=True))  # strict: also lets the pool finish
     verdicts |= _conflicting(verdicts, labels, source_of if len(sources) > 1 else None)

@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from medcls.images.header import check_pixel_count, image_size
+from medcls.images.header import image_size
 from medcls.images.masks import lesion_pixels
 
 MASK_SEPARATOR = ";"
@@ -40,6 +40,10 @@ class ImageDecodeError(ValueError):
     """A file that should be an image could not be decoded."""
 
 
+class ImageTooLargeError(ValueError):
+    """An image whose decoded pixels would exceed the limit; its message is the reject reason."""
+
+
 class MaskMismatchError(ValueError):
     """A lesion mask that does not cover its image pixel for pixel, so its box would be meaningless."""
 
@@ -52,9 +56,12 @@ def mask_paths_of(cell: object) -> tuple[str, ...]:
 def check_decodable_size(path: Path, max_pixels: int) -> None:
     """Refuse, from its header alone, a file with more than `max_pixels` pixels (ImageTooLargeError)
     or one whose header is not that of an accepted format (ImageDecodeError)."""
-    if image_size(path) is None:
+    size = image_size(path)
+    if size is None:
         raise ImageDecodeError(f"cannot decode image {path}: not a PNG, JPEG, BMP, TIFF or WebP file")
-    check_pixel_count(path, max_pixels)
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(f"too large: {width}×{height} pixels (limit {max_pixels})")
 
 
 def _decode(path: Path, flags: int = _IMAGE_FLAGS) -> np.ndarray:

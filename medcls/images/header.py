@@ -1,7 +1,7 @@
 """An image file's width and height, read from its header without decoding a pixel.
 
 Decoding a 20000 x 20000 picture takes gigabytes before anything can look at its size, so the size
-limit (`max_image_pixels`) is checked here first. The formats are those the pipeline accepts: PNG,
+limit (`max_image_pixels`, `medcls.images.decode.check_decodable_size`) is checked on this first. The formats are those the pipeline accepts: PNG,
 JPEG, BMP, TIFF and WebP; any other content, or a header cut short, has no size here and is
 reported as undecodable, as the decoder would report it.
 """
@@ -15,10 +15,6 @@ from pathlib import Path
 # can reach some hundreds of kilobytes, so JPEG segments are skipped by seeking, not read.
 _HEAD_BYTES = 64
 _JPEG_SIZE_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
-
-class ImageTooLargeError(ValueError):
-    """An image whose decoded pixels would exceed the limit; its message is the reject reason."""
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
@@ -41,13 +37,6 @@ def image_size(path: Path) -> tuple[int, int] | None:
         except struct.error:  # the header ends early
             return None
     return None
-
-
-def check_pixel_count(path: Path, limit: int) -> None:
-    """Raise ImageTooLargeError when the header says the image has more than `limit` pixels."""
-    size = image_size(path)
-    if size is not None and size[0] * size[1] > limit:
-        raise ImageTooLargeError(f"too large: {size[0]}×{size[1]} pixels (limit {limit})")
 
 
 def _jpeg_size(stream) -> tuple[int, int] | None:
@@ -80,7 +69,8 @@ def _tiff_size(stream, order: str) -> tuple[int, int] | None:
     for _ in range(count):
         tag, kind, _, value = struct.unpack(order + "HHI4s", stream.read(12))
         if tag in (256, 257):
-            found[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), value[: 2 if kind == 3 else 4])[0]
+            short = kind == 3  # SHORT, else LONG
+            found[tag] = struct.unpack(order + ("H" if short else "I"), value[: 2 if short else 4])[0]
     return (found[256], found[257]) if len(found) == 2 else None
 
 
