@@ -1,4 +1,4 @@
-"""Real-data runs (issue 4): the offline profile on ../shared's BUSI and Kermany sets, in a DVC
+"""Real-data runs: the offline profile on ../shared's BUSI and Kermany sets, in a DVC
 workspace of its own, then the results table printed from the metrics JSON the pipeline wrote.
 
     python -m benchmarks.real_data                       # every dataset of the profile
@@ -27,7 +27,7 @@ from medcls.demo.workspace import (
     run_in,
     write_pipeline,
 )
-from medcls.evaluation.compare import auc_verdict, difference_text
+from medcls.evaluation.paired import auc_verdict, difference_text
 
 SHARED = PROJECT.parent / "shared"
 WORKSPACE = PROJECT.parent / "real-data-runs"  # the benchmarks' git + DVC workspace, kept between runs

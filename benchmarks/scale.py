@@ -8,7 +8,7 @@ RAM), the train stage for one epoch of a small CNN (streamed), and evaluate (100
 resamples, no baseline). Per stage: seconds per 10,000 images (the stage's work, imports excluded)
 and peak RSS of the process; and the TFRecords' disk use per image.
 
-Targets (issue 15): seconds per image within 1.3x from the smallest size to the largest, peak RSS
+Targets: seconds per image within 1.3x from the smallest size to the largest, peak RSS
 of every stage at the largest size within 1.5x of the smallest.
 
     python -m benchmarks.scale [--sizes 10000 50000 100000] [--px 64] [--keep DIR]

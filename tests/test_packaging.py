@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -51,3 +52,14 @@ def test_the_package_installs_with_its_schema_and_command(tmp_path):
         check=True,
     )
     assert "--dataset" in help_text.stdout
+
+    version_text = subprocess.run(
+        [target / "bin" / "medcls", "--version"],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    project = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]
+    assert version_text.stdout.strip() == f"medcls {project['version']}"
