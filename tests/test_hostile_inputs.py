@@ -26,6 +26,7 @@ from medcls.images.roi import prepare_file
 from medcls.pipeline import config
 from medcls.pipeline.config import RoiParams
 from medcls.pipeline.errors import storage_error, writing
+from medcls.pipeline.outputs import write_json, written_atomically
 
 ROOT = synthetic.BUSI_ROOT
 ROI = RoiParams(use_mask=True, margin=0.0, mask_background=False, keep_aspect=False)
@@ -245,3 +246,14 @@ def test_a_write_refused_by_the_machine_names_the_file_once(tmp_path: Path, numb
         raise OSError(number, os.strerror(number))  # as a failed write() raises it: no file name
     problem = storage_error(error.value)
     assert (problem and str(problem)) == expected
+
+
+def test_an_output_that_fails_half_written_leaves_the_previous_file_and_no_partial(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics" / "demo.json"
+    write_json(metrics, {"auc": 0.9})
+    with pytest.raises(OSError) as error, written_atomically(metrics) as partial:
+        partial.write_text('{"auc": 0.')
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert error.value.filename == str(metrics)
+    assert metrics.read_text() == '{\n  "auc": 0.9\n}\n'
+    assert sorted(path.name for path in metrics.parent.iterdir()) == ["demo.json"]
