@@ -7,6 +7,7 @@ and their ensemble on test, the baseline treated alike; Grad-CAM then explains t
 """
 
 from medcls.evaluation import assessment, gradcam, metrics, report, scoring
+from medcls.evaluation.document import Evaluation, headline
 from medcls.pipeline.config import DatasetParams, Params
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
@@ -19,7 +20,8 @@ def evaluate(name: str, params: Params, dataset: DatasetParams, paths: DatasetPa
     paths.predictions.parent.mkdir(parents=True, exist_ok=True)
     committed = [column for column in scoring.COMMITTED_COLUMNS if column in predictions]
     predictions[committed].to_csv(paths.predictions, index=False)
-    write_json(paths.metrics(), document)
+    write_json(paths.evaluation, document)
+    write_json(paths.metrics(), headline(Evaluation.model_validate(document)).as_json())
 
     figures = assessment.save_figures(result, classes, name, paths.plots)
     if result.fold_models:  # explain what `medcls predict` uses: the ensemble at its threshold

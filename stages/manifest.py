@@ -19,7 +19,7 @@ def build(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
     )
     paths.manifest.parent.mkdir(parents=True, exist_ok=True)
     rejected.to_csv(paths.rejected, index=False)
-    write_json(paths.metrics("manifest"), manifest.summarize(rows, rejected))
+    write_json(paths.summary("manifest"), manifest.summarize(rows, rejected))
     paths.manifest.unlink(missing_ok=True)  # never leave an older manifest beside these rejects
     manifest.check_both_classes(rows, dataset.classes, paths.rejected)
     rows.to_csv(paths.manifest, index=False)

@@ -87,7 +87,7 @@ def _train(
     model.save(root / paths.model)
     curves.publish(backup, root / paths.dvclive, root / paths.plots / "training_curves.png")
     write_json(
-        root / paths.metrics("train"),
+        root / paths.summary("train"),
         {
             "train_images": len(labels),
             "precision_policy": policy,

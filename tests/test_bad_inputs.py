@@ -290,7 +290,7 @@ def test_stages_on_the_planted_set_write_inside_their_workspace_only(planted, tm
         "data/sources/busi.json",
         "data/manifest/busi.csv",
         "data/manifest/busi_rejected.csv",
-        "metrics/busi_manifest.json",
+        "reports/busi_manifest.json",
     }
     rejected = pd.read_csv(workspace / "data/manifest/busi_rejected.csv")
     assert dict(zip(rejected["path"], rejected["reason"])) == expected

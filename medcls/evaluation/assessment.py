@@ -15,6 +15,7 @@ import keras
 import pandas as pd
 
 from medcls.evaluation import baseline, calibration, compare, metrics, plots, scoring
+from medcls.evaluation.document import Evaluation
 from medcls.model import classifier
 from medcls.pipeline.config import DatasetParams, Params
 from medcls.pipeline.paths import DatasetPaths
@@ -22,7 +23,7 @@ from medcls.pipeline.paths import DatasetPaths
 
 @dataclass
 class Assessment:
-    """What evaluate writes and explains: the metrics document, the per-image predictions, and the
+    """What evaluate writes and explains: the evaluation document (`Evaluation` as JSON), the per-image predictions, and the
     models that made them."""
 
     document: dict
@@ -33,7 +34,7 @@ class Assessment:
 
 def assess(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Assessment:
     """Score the trained model(s) and the baseline on val, test, out-of-fold and external images;
-    the returned document is validated (schema and internal agreement)."""
+    the returned document is checked against the typed `Evaluation`."""
     model = classifier.load_classifier(paths.model)
     settings, seed = dataset.evaluate, params.seed
     external = {other: paths.external_records(other) for other in settings.external}
@@ -121,8 +122,7 @@ def assess(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Asses
                 predictions, [split_of(other) for other in external], by_group=by_group, **pairing
             )
             document["versus_baseline"][key] = dict(zip(external, external_pairs.values()))
-    metrics.validate_metrics(document)
-    return Assessment(document, predictions, model, fold_models)
+    return Assessment(Evaluation.model_validate(document).as_json(), predictions, model, fold_models)
 
 
 def save_figures(assessment: Assessment, classes: list[str], name: str, out_dir: Path) -> list[Path]:

@@ -98,11 +98,21 @@ class DatasetPaths:
     def report(self) -> Path:
         return Path("reports") / f"{self.name}.md"
 
-    def metrics(self, stage: str | None = None) -> Path:
-        """`metrics/<name>.json` for the model; `metrics/<name>_<stage>.json` for the other stages
-        (`metrics/<name>_fold<i>_train.json` for a fold's training)."""
+    def metrics(self) -> Path:
+        """`metrics/<name>.json`: the model's headline scalars, the DVC metric."""
+        return Path("metrics") / f"{self.name}.json"
+
+    @property
+    def evaluation(self) -> Path:
+        """`reports/<name>.json`: everything the evaluate stage measured."""
+        return Path("reports") / f"{self.name}.json"
+
+    def summary(self, stage: str) -> Path:
+        """`reports/<name>_<stage>.json`: what a data or training stage counted and took
+        (`reports/<name>_fold<i>_train.json` for a fold's training); not DVC metrics, as run times
+        and bookkeeping vary from run to run."""
         owner = "_".join(filter(None, (self.name, self._fold_folder)))
-        return Path("metrics") / (f"{owner}_{stage}.json" if stage else f"{self.name}.json")
+        return Path("reports") / f"{owner}_{stage}.json"
 
 
 def stage_writing_records(records: Path) -> str:
