@@ -125,20 +125,11 @@ def assess(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Asses
     return Assessment(Evaluation.model_validate(document).as_json(), predictions, model, fold_models)
 
 
-def save_figures(assessment: Assessment, classes: list[str], name: str, out_dir: Path) -> list[Path]:
-    """The DVC plot data of the test split and the ROC, confusion and calibration PNGs; returns
-    the PNGs."""
-    document, predictions = assessment.document, assessment.predictions
+def write_plot_data(assessment: Assessment, classes: list[str], out_dir: Path) -> None:
+    """The DVC plot data: ROC, precision-recall and calibration of every split of the
+    predictions on one chart each, and the test split's confusion matrix."""
     by_split = {
         split: (rows["label"].to_numpy(), rows["probability"].to_numpy())
-        for split, rows in predictions.groupby("split")
+        for split, rows in assessment.predictions.groupby("split", sort=False)
     }
-    test = document["test"]
-    plots.write_curve_data(*by_split["test"], document["threshold"], out_dir, classes)
-    plots.save_roc_png(by_split, out_dir / "roc.png", f"{name}: ROC")
-    plots.save_confusion_png(
-        test["tp"], test["fp"], test["tn"], test["fn"], classes,
-        out_dir / "confusion.png", f"{name}: test, threshold {document['threshold']:.3f}",
-    )
-    plots.save_calibration_png(*by_split["test"], out_dir / "calibration.png", f"{name}: test")
-    return [out_dir / f"{figure}.png" for figure in ("roc", "confusion", "calibration")]
+    plots.write_curve_data(by_split, assessment.document["threshold"], out_dir, classes)

@@ -195,9 +195,7 @@ def _val_headline(scores: SplitScores) -> ValHeadline:
 def _test_headline(
     scores: SplitScores, threshold: float, pair: PairedDifference | None
 ) -> TestHeadline:
-    versus = (
-        _bounds("vs_baseline", pair.auc_difference, pair.auc_difference_ci95) if pair else {}
-    )
+    versus = _bounds("vs_baseline", pair.auc_difference, pair.auc_difference_ci95) if pair else {}
     return TestHeadline(
         n=scores.n,
         **_bounds("auc", scores.auc, scores.auc_ci95),

@@ -277,7 +277,10 @@ def bootstrap_ci(
     predicted, positive = predict_positive(y_prob, threshold), y_true == 1
     correct = predicted == positive
     resampled: dict[str, list[np.ndarray]] = {
-        "auc": [], "accuracy": [], "sensitivity": [], "specificity": []
+        "auc": [],
+        "accuracy": [],
+        "sensitivity": [],
+        "specificity": [],
     }
     for weights in resample_weights(np.random.default_rng(seed), y_true.size, n_resamples, groups):
         resampled["auc"].append(weighted_aucs(weights, y_true, y_prob))
@@ -438,7 +441,13 @@ def external_metrics(
 
 
 def _external_set_metrics(
-    rows: pd.DataFrame, threshold: float, *, images: str, n_bootstrap: int, seed: int, by_group: bool
+    rows: pd.DataFrame,
+    threshold: float,
+    *,
+    images: str,
+    n_bootstrap: int,
+    seed: int,
+    by_group: bool,
 ) -> dict:
     if rows.empty:
         raise ValueError("an external test set has no predictions; run `dvc repro`")
