@@ -245,7 +245,7 @@ def test_source_and_download_stages_fetch_each_source_into_its_folder(tmp_path, 
     monkeypatch.chdir(tmp_path)
     paths = DatasetPaths("bus_uc")
     source.record("bus_uc", params, params.datasets["bus_uc"], paths)
-    description = json.loads(paths.source_fingerprint.read_text())
+    description = {part: json.loads(paths.source_record(part).read_text()) for part in ("fetch", "read", "hold_out")}
     assert set(description["fetch"]) == {"bus_uc", "busi"} and description["hold_out"] == ["busi"]
     assert description["fetch"]["busi"]["source"] == str(busi) and description["fetch"]["busi"]["files"] > 0
     assert description["read"]["bus_uc"] == {"folder": "bus_uc", "layout": "bus_uc", "classes": ["Benign", "Malignant"]}

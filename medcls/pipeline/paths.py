@@ -29,9 +29,10 @@ class DatasetPaths:
         """Side by side, never nested: removing one model's scratch leaves the folds' alone."""
         return self.name if self.fold is None else f"{self.name}-{self._fold_folder}"
 
-    @property
-    def source_fingerprint(self) -> Path:
-        return Path("data/sources") / f"{self.name}.json"
+    def source_record(self, part: str) -> Path:
+        """`data/sources/<name>/<part>.json`: what the source stage records for one data stage
+        (`fetch` for download, `read` for manifest, `hold_out` for split)."""
+        return Path("data/sources") / self.name / f"{part}.json"
 
     @property
     def raw(self) -> Path:
