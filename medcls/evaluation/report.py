@@ -304,7 +304,7 @@ def write_report(
         "## Figures",
         "",
         "ROC, precision-recall and calibration of every split, and the confusion matrix: "
-        "`dvc plots show` (data in `plots/<name>/`).",
+        f"`dvc plots show` (data in `plots/{name}/`).",
     ]
     if figures:
         lines += [""]
