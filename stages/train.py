@@ -90,7 +90,7 @@ def _train(
         dvclive_dir / "plots" / "metrics", root / paths.plots / "training_curves.png"
     )
     write_json(
-        root / paths.metrics("train"),
+        root / paths.summary("train"),
         {
             "train_images": len(labels),
             "precision_policy": policy,
