@@ -37,8 +37,8 @@ from benchmarks.common import (
 from benchmarks.data import BUSI_CLASSES, busi_source, split_rows, write_records
 from medcls.images import tfrecords
 from medcls.images.decode import mask_paths_of
+from medcls.params import DatasetParams
 from medcls.pipeline import stage
-from medcls.pipeline.config import DatasetParams
 from medcls.training import fit, inputs
 
 READERS = {  # label -> (augment, cache)

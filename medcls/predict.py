@@ -25,7 +25,7 @@ from medcls.evaluation.tta import mean_output
 from medcls.images.decode import MASK_SEPARATOR
 from medcls.images.roi import prepare_file
 from medcls.model import classifier
-from medcls.pipeline.config import Params, RoiParams
+from medcls.params import Params, RoiParams
 from medcls.pipeline.errors import PipelineError
 from medcls.pipeline.paths import DatasetPaths
 

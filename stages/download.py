@@ -2,7 +2,7 @@
 data/raw/<name>: its one source there, or each of several in data/raw/<name>/<source name>."""
 
 from medcls.data import sources
-from medcls.pipeline.config import DatasetParams, Params
+from medcls.params import DatasetParams, Params
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage
 

@@ -8,7 +8,7 @@ prepared the same way, whatever the other dataset's own params say.
 import shutil
 
 from medcls.data import external
-from medcls.pipeline.config import DatasetParams, Params
+from medcls.params import DatasetParams, Params
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage, workers

@@ -1,7 +1,7 @@
 """Stage manifest: one CSV row per usable image, every unused file listed with its reason."""
 
 from medcls.data import manifest
-from medcls.pipeline.config import DatasetParams, Params
+from medcls.params import DatasetParams, Params
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage, workers

@@ -14,7 +14,7 @@ import json
 import sys
 
 from medcls.data import sources
-from medcls.pipeline.config import DatasetParams, Params, SourceParams
+from medcls.params import DatasetParams, Params, SourceParams
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from medcls.evaluation import baseline, calibration, compare, metrics, plots, scoring
 from medcls.model import classifier
-from medcls.pipeline.config import DatasetParams, Params
+from medcls.params import DatasetParams, Params
 from medcls.pipeline.paths import DatasetPaths
 
 

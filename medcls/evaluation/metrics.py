@@ -25,7 +25,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from medcls.pipeline.config import MinSensitivity, ThresholdRule
+from medcls.params import MinSensitivity, ThresholdRule
 from medcls.pipeline.errors import MissingClassError
 
 SCHEMA_PATH = Path(__file__).with_name("metrics_schema.json")

@@ -13,7 +13,7 @@ from medcls.images.roi import prepare_file, roi_box
 if TYPE_CHECKING:
     import pandas as pd
 
-    from medcls.pipeline.config import RoiParams
+    from medcls.params import RoiParams
 
 
 def draw_roi_samples(

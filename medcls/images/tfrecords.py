@@ -26,7 +26,7 @@ import tensorflow as tf
 from medcls.images.decode import mask_paths_of
 from medcls.images.parallel import ordered_starmap
 from medcls.images.roi import prepare_file_png_at
-from medcls.pipeline.config import RoiParams
+from medcls.params import RoiParams
 from medcls.pipeline.errors import PipelineError
 from medcls.pipeline.paths import stage_writing_records
 

@@ -4,8 +4,8 @@ import os
 import sys
 from collections.abc import Callable
 
-from medcls.pipeline.config import DatasetParams, Params, ParamsError, load
-from medcls.pipeline.errors import PipelineError
+from medcls.params import DatasetParams, Params, ParamsError, load
+from medcls.pipeline.errors import EXPECTED_ERRORS
 from medcls.pipeline.paths import DatasetPaths
 
 
@@ -40,5 +40,5 @@ def run_stage(stage: StageFunction) -> None:
         if fold is not None and fold >= params.split.folds:
             raise ParamsError(f"fold {fold} does not exist: split.folds is {params.split.folds}")
         stage(name, params, params.dataset(name), DatasetPaths(name, fold))
-    except (PipelineError, FileNotFoundError) as error:
+    except EXPECTED_ERRORS as error:
         sys.exit(error_lines(error))
