@@ -29,7 +29,7 @@ from ruamel.yaml import YAML
 from medcls.demo.workspace import PROJECT, command_environment
 from medcls.model.classifier import build_classifier
 from medcls.model.losses import make_loss
-from medcls.pipeline.config import BceLoss, SmallCnnBackbone
+from medcls.params import BceLoss, SmallCnnBackbone
 from medcls.pipeline.paths import DatasetPaths
 from medcls.training import curves, distribute, fit, resume
 from medcls.training.fit import Phase
@@ -158,7 +158,7 @@ def test_curves_resumed_after_the_first_epoch_go_on_at_step_1(tmp_path, loop, lo
                 batches, validation_data=batches, initial_epoch=initial_epoch, epochs=epochs,
                 class_weight=None, callbacks=[curves.EpochCurves(live=live)],
             )
-    curves.publish(backup, tmp_path / "dvclive", tmp_path / "training_curves.png")
+    curves.publish(backup, tmp_path / "dvclive")
     logged = pd.read_csv(tmp_path / "dvclive/plots/metrics/train/loss.tsv", sep="\t")["step"]
     assert logged.tolist() == [0, 1, 2]
 
@@ -210,9 +210,9 @@ def test_training_asks_the_workers_before_it_resumes_a_phase(tmp_path, monkeypat
     recorder = PhaseRecorder()
     for _ in range(2):
         fit.train(
-            model, batches(0), batches(1), phases=[Phase("frozen", 1, 1e-3, 1)],
-            loss=make_loss(BceLoss()), class_weight=None, jit_compile=False, callbacks=[recorder],
-            backup=backup,
+            model, [Phase("frozen", 1, 1e-3, 1)], fit.Batches(batches(0), batches(1)),
+            fit.FitSettings(make_loss(BceLoss()), None, jit_compile=False, callbacks=[recorder]),
+            backup,
         )
         monkeypatch.setattr(distribute, "on_every_worker", lambda strategy, value: [value, 0])
     assert "frozen: the workers' backups disagree (worker 0: finished, worker 1: not started)" in (

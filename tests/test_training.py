@@ -10,9 +10,9 @@ from dvclive.keras import DVCLiveCallback
 
 from medcls.model.classifier import build_classifier
 from medcls.model.losses import make_loss
-from medcls.pipeline.config import BceLoss, FocalLoss, HeadParams, SmallCnnBackbone
+from medcls.params import BceLoss, FocalLoss, HeadParams, SmallCnnBackbone
 from medcls.training import curves
-from medcls.training.fit import Phase, configure_precision, train
+from medcls.training.fit import Batches, FitSettings, Phase, configure_precision, train
 from medcls.training.inputs import make_batches
 
 HEAD = HeadParams(blocks=[], pooling="gap", dense_units=4, dropout=0.0)
@@ -55,13 +55,14 @@ def test_two_phases_use_their_learning_rates_and_continue_the_epochs(tmp_path):
     with Live(str(tmp_path / "dvclive"), dvcyaml=None, report=None) as live:  # as the train stage
         summaries = train(
             model,
-            batches(0),
-            batches(1),
-            phases=phases,
-            loss=make_loss(FocalLoss(alpha=0.5, gamma=2.0)),
-            class_weight={0: 1.0, 1: 1.0},
-            jit_compile=False,
-            callbacks=[recorder, DVCLiveCallback(live=live)],
+            phases,
+            Batches(batches(0), batches(1)),
+            FitSettings(
+                loss=make_loss(FocalLoss(alpha=0.5, gamma=2.0)),
+                class_weight={0: 1.0, 1: 1.0},
+                jit_compile=False,
+                callbacks=[recorder, DVCLiveCallback(live=live)],
+            ),
         )
     assert list(summaries) == ["frozen", "fine_tune"]
     frozen, fine_tune = summaries["frozen"], summaries["fine_tune"]
@@ -81,7 +82,7 @@ def test_two_phases_use_their_learning_rates_and_continue_the_epochs(tmp_path):
         for split in ("train", "eval")
         for metric in ("loss", "auc", "accuracy")
     }
-    curves.save_training_curves_png(metrics_dir, tmp_path / "training_curves.png")
+    assert curves.training_curves_figure(tmp_path / "dvclive").axes  # drawn from what was logged
     model.save(tmp_path / "trained.keras")  # compiled with the focal loss
     images = next(iter(batches(2)))[0]
     reloaded = keras.models.load_model(tmp_path / "trained.keras")
@@ -121,13 +122,9 @@ def train_phases(*phases: Phase) -> tuple[keras.Model, dict, list]:
     recorder = WeightRecorder()
     summaries = train(
         model,
-        separable_batches(0),
-        separable_batches(1),
-        phases=phases,
-        loss=make_loss(BceLoss()),
-        class_weight=None,
-        jit_compile=False,
-        callbacks=[recorder],
+        phases,
+        Batches(separable_batches(0), separable_batches(1)),
+        FitSettings(make_loss(BceLoss()), class_weight=None, jit_compile=False, callbacks=[recorder]),
     )
     return model, summaries, recorder.weights
 

@@ -12,7 +12,6 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 from matplotlib.figure import Figure
 
-from medcls.pipeline.outputs import save_figure
 from medcls.training.resume import TrainingBackup
 
 
@@ -24,11 +23,10 @@ def resumable_live(backup: TrainingBackup) -> Live:
     return Live(str(_live_folder(backup)), dvcyaml=None, report=None, resume=backup.resuming)
 
 
-def publish(backup: TrainingBackup, dvclive_dir: Path, figure: Path) -> None:
-    """Put the curves logged in `backup`'s folder in `dvclive_dir` and draw them into `figure`."""
+def publish(backup: TrainingBackup, dvclive_dir: Path) -> None:
+    """Put the curves logged in `backup`'s folder in `dvclive_dir`."""
     shutil.rmtree(dvclive_dir, ignore_errors=True)
     shutil.copytree(_live_folder(backup), dvclive_dir)
-    save_training_curves_png(dvclive_dir / "plots" / "metrics", figure)
 
 
 def _live_folder(backup: TrainingBackup) -> Path:
@@ -89,8 +87,10 @@ def _read_dvclive_series(metrics_dir: Path) -> dict[str, dict[str, pd.DataFrame]
     return series
 
 
-def save_training_curves_png(metrics_dir: Path, out_png: Path) -> None:
-    """One panel per logged metric (loss first), one line per split, against the training step."""
+def training_curves_figure(dvclive_dir: Path) -> Figure:
+    """One panel per metric logged in `dvclive_dir` (loss first), one line per split, against the
+    training step."""
+    metrics_dir = dvclive_dir / "plots" / "metrics"
     series = _read_dvclive_series(metrics_dir)
     names = sorted(series, key=lambda name: (name != "loss", name))
     figure = Figure(figsize=(5 * len(names), 4))
@@ -99,4 +99,4 @@ def save_training_curves_png(metrics_dir: Path, out_png: Path) -> None:
             axis.plot(frame["step"], frame[name], label=split)
         axis.set(xlabel="step", ylabel=name, title=name)
         axis.legend()
-    save_figure(figure, out_png)
+    return figure
