@@ -16,7 +16,7 @@ from medcls.data.splitting import cross_validation_folds, grouped_stratified_spl
 from medcls.demo import synthetic
 from medcls.evaluation import assessment, calibration, metrics
 from medcls.evaluation.report import write_report
-from medcls.images import tfrecords
+from medcls.images import tfrecord_reader, tfrecords
 from medcls.model.classifier import build_classifier
 from medcls.params import DatasetParams, validate
 from medcls.pipeline.outputs import write_json
@@ -110,7 +110,7 @@ def test_predict_gives_the_probabilities_evaluate_reports(project):
         paths = DatasetPaths(NAME)
         test = {
             record["id"].decode(): record["image"]
-            for record in tfrecords.read_split(paths.tfrecords, "test").as_numpy_iterator()
+            for record in tfrecord_reader.read_split(paths.tfrecords, "test").as_numpy_iterator()
         }
     document, predictions = result.document, result.predictions
     assert ensemble.views == ["flip_horizontal"] and len(ensemble.models) == FOLDS

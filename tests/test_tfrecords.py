@@ -15,13 +15,8 @@ import pytest
 
 from medcls.images.decode import mask_paths_of
 from medcls.images.roi import prepare_file
-from medcls.images.tfrecords import (
-    INDEX,
-    IncompleteRecordsError,
-    read_labels,
-    read_split,
-    write_tfrecords,
-)
+from medcls.images.tfrecord_reader import IncompleteRecordsError, read_labels, read_split
+from medcls.images.tfrecords import INDEX, write_tfrecords
 from medcls.params import RoiParams
 from tests.conftest import split_busi
 
