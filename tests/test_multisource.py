@@ -55,17 +55,22 @@ def raw_params() -> dict:
 
 def test_sources_are_named_with_their_classes_filled_in(raw_params):
     dataset = validate(raw_params).datasets["bus_uc"]
-    named = dataset.named_sources("bus_uc")
+    named = dataset.named_sources
     assert {name: source.classes for name, source in named.items()} == {
         "bus_uc": ["Benign", "Malignant"],
         "busi": CLASSES,
     }
-    assert [dataset.folder_of(name) for name in named] == ["bus_uc", "busi"]
-    assert dataset.source_key("bus_uc", "busi") == "datasets.bus_uc.sources.busi.source"
+    assert [source.folder for source in named.values()] == ["bus_uc", "busi"]
+    assert named["busi"].key == "datasets.bus_uc.sources.busi.source"
+
+
+def test_one_source_is_named_after_its_dataset_and_read_from_the_raw_folder_itself():
     single = validate(YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text()))
     chest = single.datasets["chest_xray"]
-    assert list(chest.named_sources("chest_xray")) == ["chest_xray"] and chest.folder_of("chest_xray") == ""
-    assert chest.held_out() == [] and chest.source_key("chest_xray", "chest_xray") == "datasets.chest_xray.source"
+    assert list(chest.named_sources) == ["chest_xray"]
+    only = chest.named_sources["chest_xray"]
+    assert (only.folder, only.key, only.hold_out) == ("", "datasets.chest_xray.source", False)
+    assert (only.source, only.layout, only.classes) == (chest.source, chest.layout, chest.classes)
 
 
 def bus_uc(params: dict) -> dict:

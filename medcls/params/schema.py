@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import (
@@ -17,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
     field_validator,
     model_validator,
@@ -487,6 +489,19 @@ class SourceParams(Section):
         return classes and _two_different_classes(classes)
 
 
+@dataclass(frozen=True)
+class Source:
+    """One source of a dataset as the data stages read it, whichever form params.yaml gives."""
+
+    name: str
+    source: str
+    layout: Layout
+    classes: list[str]  # label 0 then 1: the source's own, else the dataset's
+    hold_out: bool
+    folder: str  # of its files within data/raw/<dataset>: "" (the folder itself) for one source
+    key: str  # the params key of its `source`, for messages that say what to change
+
+
 class DataParams(Section):
     """Where a dataset's images come from and which classes it has: all that its download,
     manifest and split stages need. One source (`source` + `layout`) or several (`sources`)."""
@@ -497,6 +512,7 @@ class DataParams(Section):
         default=None, min_length=1
     )
     classes: ClassNames
+    _named_sources: dict[str, Source] = PrivateAttr(default_factory=dict)
 
     @field_validator("classes")
     @classmethod
@@ -519,26 +535,30 @@ class DataParams(Section):
             )
         return self
 
-    def named_sources(self, dataset: str) -> dict[str, SourceParams]:
-        """Every source by name, its classes filled in; the one source of a single-source dataset
-        is named after the dataset."""
+    @property
+    def named_sources(self) -> dict[str, Source]:
+        """Every source by name, in one form whether params.yaml gives one (`source` + `layout`,
+        named after the dataset) or several (`sources`); named when the params file is validated."""
+        return self._named_sources
+
+    def _name_sources(self, dataset: str) -> None:
         if self.sources is None:
-            only = SourceParams(source=self.source, layout=self.layout, classes=self.classes)
-            return {dataset: only}
-        return {
-            name: source.model_copy(update={"classes": source.classes or self.classes})
+            key = f"datasets.{dataset}.source"
+            only = Source(dataset, self.source, self.layout, self.classes, False, "", key)
+            self._named_sources = {dataset: only}
+            return
+        self._named_sources = {
+            name: Source(
+                name,
+                source.source,
+                source.layout,
+                source.classes or self.classes,
+                source.hold_out,
+                folder=name,
+                key=f"datasets.{dataset}.sources.{name}.source",
+            )
             for name, source in self.sources.items()
         }
-
-    def folder_of(self, source: str) -> str:
-        """The folder of a source's files, relative to the dataset's raw folder: the raw folder
-        itself for a single source (as before datasets had several), else one folder per source."""
-        return "" if self.sources is None else source
-
-    def source_key(self, dataset: str, source: str) -> str:
-        """The params key of a source's `source`, for messages that say what to change."""
-        within = "source" if self.sources is None else f"sources.{source}.source"
-        return f"datasets.{dataset}.{within}"
 
     def held_out(self) -> list[str]:
         """The sources whose images all go to the test split."""
@@ -681,6 +701,12 @@ class Params(Section):
                         f"datasets.{name}.evaluate.external[{index}]: {other!r} is not another "
                         f"dataset of params.yaml; defined: {defined or 'none'}"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _name_the_sources(self) -> Params:
+        for name, dataset in self.datasets.items():
+            dataset._name_sources(name)
         return self
 
     def dataset(self, name: str) -> DatasetParams | TestOnlyDataset:
