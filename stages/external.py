@@ -25,10 +25,11 @@ def prepare(name: str, params: Params, dataset: DatasetParams, paths: DatasetPat
     paths.external.mkdir(parents=True)
     summary = {}
     for other in dataset.evaluate.external:
-        rows = external.test_images(other, images)
+        other_paths = DatasetPaths(other)
+        rows = external.test_images(other_paths.manifest, other_paths.split, images)
         tfrecords.write_tfrecords(
             rows.assign(split="test"),
-            DatasetPaths(other).raw,
+            other_paths.raw,
             paths.external_records(other),
             images_per_shard=dataset.images_per_shard,
             workers=workers(params),

@@ -136,9 +136,10 @@ def test_test_images_are_the_manifest_or_the_test_split(tmp_path, monkeypatch):
     paths.manifest.parent.mkdir(parents=True)
     rows.drop(columns="split").to_csv(paths.manifest, index=False)
     rows.to_csv(paths.split, index=False)
-    assert list(external.test_images("other", "all")["path"]) == list("abcd")
-    assert list(external.test_images("other", "test")["path"]) == ["b", "d"]
-    summary = external.describe(external.test_images("other", "all"), "all")
+    every = external.test_images(paths.manifest, paths.split, "all")
+    assert list(every["path"]) == list("abcd")
+    assert list(external.test_images(paths.manifest, paths.split, "test")["path"]) == ["b", "d"]
+    summary = external.describe(every, "all")
     assert summary["per_label"] == {"0": 2, "1": 2} and summary["classes"] == ["n", "p"]
 
 
