@@ -98,12 +98,12 @@ class TrainingFolders:
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A finished run: the model with its selected weights, its metrics and the figure of its
-    learning curves."""
+    """A finished run: the model with its selected weights, its metrics and the DVCLive folder of
+    its learning curves."""
 
     model: keras.Model
     metrics: dict
-    curves: Path  # DVCLive's folder
+    curves: Path
 
 
 class Trainer:
