@@ -57,13 +57,14 @@ def clear_previous_demo(demo_dir: Path) -> None:
 
 
 def generate_sources(params: Params, workspace: Path) -> None:
-    """Write each dataset's synthetic images where its `source` (relative to the workspace) points."""
-    for name, dataset in params.datasets.items():
-        if not isinstance(dataset.layout, str) or dataset.layout not in GENERATORS:
-            raise ParamsError(
-                f"datasets.{name}.layout: the demo generates {sorted(GENERATORS)} only"
-            )
-        GENERATORS[dataset.layout]((workspace / dataset.source).resolve())
+    """Write each source's synthetic images where its `source` (relative to the workspace) points."""
+    for dataset in params.datasets.values():
+        for source in dataset.named_sources.values():
+            if not isinstance(source.layout, str) or source.layout not in GENERATORS:
+                raise ParamsError(
+                    f"{source.at}.layout: the demo generates {sorted(GENERATORS)} only"
+                )
+            GENERATORS[source.layout]((workspace / source.source).resolve())
 
 
 def summary(workspace: Path, names: list[str]) -> str:

@@ -499,7 +499,12 @@ class Source:
     classes: list[str]  # label 0 then 1: the source's own, else the dataset's
     hold_out: bool
     folder: str  # of its files within data/raw/<dataset>: "" (the folder itself) for one source
-    key: str  # the params key of its `source`, for messages that say what to change
+    at: str  # the params key it is given under, for messages that say what to change
+
+    @property
+    def key(self) -> str:
+        """The params key of its `source`."""
+        return f"{self.at}.source"
 
 
 class DataParams(Section):
@@ -543,8 +548,8 @@ class DataParams(Section):
 
     def _name_sources(self, dataset: str) -> None:
         if self.sources is None:
-            key = f"datasets.{dataset}.source"
-            only = Source(dataset, self.source, self.layout, self.classes, False, "", key)
+            at = f"datasets.{dataset}"
+            only = Source(dataset, self.source, self.layout, self.classes, False, "", at)
             self._named_sources = {dataset: only}
             return
         self._named_sources = {
@@ -555,7 +560,7 @@ class DataParams(Section):
                 source.classes or self.classes,
                 source.hold_out,
                 folder=name,
-                key=f"datasets.{dataset}.sources.{name}.source",
+                at=f"datasets.{dataset}.sources.{name}",
             )
             for name, source in self.sources.items()
         }
