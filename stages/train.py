@@ -19,8 +19,7 @@ from medcls.training.trainer import Trainer, TrainingConfig, TrainingFolders
 
 
 def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
-    strategy = distribute.choose_strategy()  # first: before any other TensorFlow work
-    trainer = Trainer(TrainingConfig.of(params, dataset), strategy)
+    trainer = Trainer(TrainingConfig.of(params, dataset))  # first: before other TensorFlow work
     records = TrainingRecords.of(paths.tfrecords, paths.split, paths.fold)
     with distribute.output_root(paths.worker_outputs) as root:
         folders = TrainingFolders(

@@ -1,11 +1,12 @@
 """Training one model: the train stage's work as one object, set up from a small frozen config.
 
 `TrainingConfig.of(params, dataset)` is everything a run depends on (seed, phases, batches,
-precision, model); `Trainer(config, strategy)` runs it: it sets determinism and precision, builds
-the batches from the records (the plain ones too when a phase caches features), the model and the
-loss, and trains with every epoch backed up and logged as learning curves.
+precision, model); `Trainer(config)` runs it: it chooses the distribution strategy, sets
+determinism and precision, builds the batches from the records (the plain ones too when a phase
+caches features), the model and the loss, and trains with every epoch backed up and logged as
+learning curves.
 
-    with Trainer(config, strategy).train(records, folders) as trained:
+    with Trainer(config).train(records, folders) as trained:
         ...  # write trained.model and trained.metrics; the backup goes once this block completes
 
 A change to how a model trains goes into one of the modules the trainer calls: `fit` (phases,
@@ -107,10 +108,12 @@ class TrainedModel:
 
 
 class Trainer:
-    """Trains the model of a `TrainingConfig` under `strategy` (see `distribute.choose_strategy`)."""
+    """Trains the model of a `TrainingConfig` under the distribution strategy this machine (or
+    cluster) calls for. Create it before any other TensorFlow work: a multi-worker strategy must
+    exist before TensorFlow initialises its runtime."""
 
-    def __init__(self, config: TrainingConfig, strategy: tf.distribute.Strategy) -> None:
-        self.config, self.strategy = config, strategy
+    def __init__(self, config: TrainingConfig) -> None:
+        self.config, self.strategy = config, distribute.choose_strategy()
 
     @contextmanager
     def train(self, records: TrainingRecords, folders: TrainingFolders) -> Iterator[TrainedModel]:
