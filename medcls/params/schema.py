@@ -673,6 +673,12 @@ class Params(Section):
     trained: list[str]
 
     @model_validator(mode="after")
+    def _name_the_sources(self) -> Params:
+        for name, dataset in self.datasets.items():
+            dataset._name_sources(name)
+        return self
+
+    @model_validator(mode="after")
     def _trained_lists_every_dataset_with_a_model(self) -> Params:
         expected = [
             name for name, dataset in self.datasets.items() if isinstance(dataset, DatasetParams)
@@ -706,12 +712,6 @@ class Params(Section):
                         f"datasets.{name}.evaluate.external[{index}]: {other!r} is not another "
                         f"dataset of params.yaml; defined: {defined or 'none'}"
                     )
-        return self
-
-    @model_validator(mode="after")
-    def _name_the_sources(self) -> Params:
-        for name, dataset in self.datasets.items():
-            dataset._name_sources(name)
         return self
 
     def dataset(self, name: str) -> DatasetParams | TestOnlyDataset:

@@ -20,7 +20,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import keras
@@ -35,6 +35,7 @@ from medcls.params import (
     Loss,
     Params,
     RoiParams,
+    TrainParams,
 )
 from medcls.training import augment, curves, determinism, distribute, fit, inputs, resume
 from medcls.training.fit import Phase
@@ -67,23 +68,19 @@ class TrainingConfig:
 
     @classmethod
     def of(cls, params: Params, dataset: DatasetParams) -> TrainingConfig:
+        """The config of `dataset`'s training: its fields of the same name in the dataset's params
+        and their `train` section."""
         schedule = dataset.train
+        same_names = {
+            name: getattr(schedule if name in TrainParams.model_fields else dataset, name)
+            for name in (field.name for field in fields(cls))
+            if name in TrainParams.model_fields or name in DatasetParams.model_fields
+        }
         return cls(
             seed=params.seed,
             phases=tuple(fit.planned_phases(schedule, params.lr, params.fine_tune_lr)),
-            batch_size=schedule.batch_size,
-            image_size=dataset.image_size,
-            deterministic=schedule.deterministic,
-            mixed_precision=schedule.mixed_precision,
-            jit_compile=schedule.jit_compile,
-            memory_fraction=schedule.memory_fraction,
-            backbone=dataset.backbone,
-            head=dataset.head,
-            loss=dataset.loss,
-            class_weight=dataset.class_weight,
-            augment=dataset.augment,
-            roi=dataset.roi,
             params_fingerprint=resume.params_fingerprint(params, dataset),
+            **same_names,
         )
 
 
