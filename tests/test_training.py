@@ -1,5 +1,7 @@
 """Two-phase training on a tiny dataset, logged by DVCLive, and the precision policy."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pandas as pd
@@ -8,12 +10,14 @@ import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
+from medcls.demo.workspace import PROJECT
 from medcls.model.classifier import build_classifier
 from medcls.model.losses import make_loss
-from medcls.params import BceLoss, FocalLoss, HeadParams, SmallCnnBackbone
+from medcls.params import BceLoss, FocalLoss, HeadParams, SmallCnnBackbone, load
 from medcls.training import curves
 from medcls.training.fit import Batches, FitSettings, Phase, configure_precision, train
 from medcls.training.inputs import make_batches
+from medcls.training.trainer import TrainingConfig
 
 HEAD = HeadParams(blocks=[], pooling="gap", dense_units=4, dropout=0.0)
 
@@ -171,3 +175,28 @@ def test_auto_precision_is_mixed_only_with_a_gpu(restore_policy):
     expected = "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
     assert configure_precision("auto") == expected
 
+
+
+def test_the_training_config_holds_what_the_params_say_and_cannot_change():
+    params = load(PROJECT / "params.yaml")
+    dataset = params.trained_dataset("bus_uc")
+    schedule = dataset.train.model_copy(update={"cache_features": True})
+    dataset = dataset.model_copy(update={"train": schedule})
+    config = TrainingConfig.of(params, dataset)
+    assert (config.seed, config.batch_size) == (params.seed, schedule.batch_size)
+    assert (config.mixed_precision, config.memory_fraction) == (
+        schedule.mixed_precision,
+        schedule.memory_fraction,
+    )
+    assert (config.image_size, config.backbone, config.head, config.loss, config.roi) == (
+        dataset.image_size,
+        dataset.backbone,
+        dataset.head,
+        dataset.loss,
+        dataset.roi,
+    )
+    frozen, fine_tune = config.phases
+    assert (frozen.learning_rate, fine_tune.learning_rate) == (params.lr, params.fine_tune_lr)
+    assert config.caches_features and frozen.cache_features and not fine_tune.cache_features
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.seed = 1
