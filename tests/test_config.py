@@ -233,7 +233,7 @@ def test_validate_stage_writes_its_constant_marker_only_for_valid_params(tmp_pat
     result = run_stage_module(tmp_path, "stages.validate")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: learning_rate: unknown key (typo?); allowed here: datasets, fine_tune_lr, lr, seed, split, trained, workers"
+        "error: learning_rate: unknown key (typo?); allowed here: datasets, fine_tune_lr, lr, max_image_pixels, seed, split, trained, workers"
     ]
     assert not (tmp_path / "data").exists()
     (tmp_path / "params.yaml").write_text(text)

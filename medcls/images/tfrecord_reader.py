@@ -83,14 +83,21 @@ def read_labels(tfrecord_dir: Path, split: str) -> np.ndarray:
 
 
 def stream_split(
-    tfrecord_dir: Path, split: str, *, seed: int, buffer: int, interleaved: int = 8
+    tfrecord_dir: Path,
+    split: str,
+    *,
+    seed: int,
+    buffer: int,
+    interleaved: int = 8,
+    parallel_calls: int | None = tf.data.AUTOTUNE,
 ) -> tf.data.Dataset:
     """All records of one split in an order that changes every epoch, in memory bounded by
     `buffer` (not by the split's size): the shards in an order reshuffled every epoch, `interleaved`
     of them read at a time, then the records shuffled in a buffer of `buffer` serialized (still
     PNG-compressed) records. Seeded: the same seed gives the same sequence of epochs.
 
-    The length is the index's; `read_split` is what checks the records against it."""
+    The length is the index's; `read_split` is what checks the records against it. Records are
+    parsed `parallel_calls` at a time (None: one at a time)."""
     paths, count = _shards(tfrecord_dir, split)
     shards = tf.data.Dataset.from_tensor_slices([str(path) for path in paths])
     records = shards.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).interleave(
@@ -100,7 +107,7 @@ def stream_split(
         deterministic=True,
     )
     records = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    parsed = records.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)
+    parsed = records.map(parse_example, num_parallel_calls=parallel_calls)
     return parsed.apply(tf.data.experimental.assert_cardinality(count))
 
 

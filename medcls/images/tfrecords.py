@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from collections.abc import Iterator
 from functools import partial
@@ -26,6 +27,7 @@ from medcls.images.decode import mask_paths_of
 from medcls.images.parallel import ordered_starmap
 from medcls.images.roi import prepare_file_png_at
 from medcls.params import RoiParams
+from medcls.pipeline.errors import NO_SPACE, writing
 
 INDEX = "index.json"
 # The splits a model trains on (val too: cross-validation folds train on it), of which margin jitter
@@ -135,7 +137,8 @@ def _write_shards_and_index(
         }
         for split, split_records in groupby(records, key=lambda record: str(record[0].split))
     }
-    (out_dir / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    with writing(out_dir / INDEX):
+        (out_dir / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     return counts
 
 
@@ -146,7 +149,22 @@ def _write_split(
     shards = math.ceil(count / per_shard)
     names = [shard_name(split, index, shards) for index in range(shards)]
     for name in names:
-        with tf.io.TFRecordWriter(str(out_dir / name)) as writer:
-            for row, png in islice(records, per_shard):
-                writer.write(_example(row, png).SerializeToString(deterministic=True))
+        try:
+            with tf.io.TFRecordWriter(str(out_dir / name)) as writer:
+                for row, png in islice(records, per_shard):
+                    writer.write(_example(row, png).SerializeToString(deterministic=True))
+        except tf.errors.OpError as error:
+            storage = _as_os_error(error, out_dir / name)
+            if storage is None:
+                raise
+            raise storage from error
     return names
+
+
+def _as_os_error(error: tf.errors.OpError, path: Path) -> OSError | None:
+    """TensorFlow reports a full disk or a file-size limit as its own error type, its message
+    ending in the system's description; as an OSError it gets the stages' one-line message."""
+    for number in NO_SPACE:
+        if error.message.endswith(os.strerror(number)):
+            return OSError(number, os.strerror(number), str(path))
+    return None

@@ -12,9 +12,11 @@ from typing import Any
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from medcls.params.messages import describe
 from medcls.params.schema import (
+    DEFAULT_MAX_IMAGE_PIXELS,
     Application,
     ApplicationBackbone,
     AugmentParams,
@@ -56,6 +58,7 @@ __all__ = [
     "CsvLayout",
     "CsvOptions",
     "DatasetParams",
+    "DEFAULT_MAX_IMAGE_PIXELS",
     "EvaluateParams",
     "FineTuneByFraction",
     "FineTuneByLayers",
@@ -90,7 +93,16 @@ def load(path: Path = PARAMS_FILE) -> Params:
     """Read params with a YAML 1.2 loader and validate them; raise ParamsError on any problem."""
     if not path.exists():
         raise ParamsError(f"{path} not found: run the stages from the project root")
-    return validate(YAML(typ="safe", pure=True).load(path.read_text()))
+    try:
+        params = YAML(typ="safe", pure=True).load(path.read_text())
+    except YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise ParamsError(f"{path}: not valid YAML{where} ({problem}); fix the syntax there") from None
+    if params is None:
+        raise ParamsError(f"{path} is empty: it must hold the params mapping (see docs/params.md)")
+    return validate(params)
 
 
 def validate(params: Any) -> Params:

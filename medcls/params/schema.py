@@ -26,6 +26,12 @@ from pydantic import (
 
 MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are 32-bit
 MIN_APPLICATION_SIZE = 32  # the smallest input keras.applications builds
+# Pillow's default decompression-bomb limit: far above any scan (the real sets stay under 1 Mpx),
+# far below what a 20000 x 20000 picture costs to decode (1.2 GB, and more while drawing it).
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+# The largest model input: 1024 px images already take 12 MB a piece in float32 before the backbone
+# multiplies them into feature maps; the backbones are built and pretrained for a few hundred px.
+MAX_IMAGE_SIZE = 1024
 MIN_BOOTSTRAP = 40  # 2.5 % tails of fewer resamples are single draws, which may miss the estimate
 
 
@@ -602,6 +608,11 @@ class DatasetParams(DataParams):
 
     @model_validator(mode="after")
     def _image_fits_the_backbone(self) -> DatasetParams:
+        if self.image_size > MAX_IMAGE_SIZE:
+            raise ValueError(
+                f"image_size {self.image_size} is too large: at most {MAX_IMAGE_SIZE} px, as a "
+                "batch of such inputs and their feature maps would not fit in memory"
+            )
         if self.image_size < self.backbone.min_image_size:
             raise ValueError(
                 f"image_size {self.image_size} is too small for this backbone, which needs at "
@@ -663,6 +674,8 @@ class Params(Section):
     lr: PositiveFraction
     fine_tune_lr: PositiveFraction
     workers: NonNegativeInt
+    # Images and masks whose header declares more pixels are rejected before they are decoded.
+    max_image_pixels: PositiveInt = DEFAULT_MAX_IMAGE_PIXELS
     split: SplitParams
     # Names become file names and DVC stage names (download@<name>).
     datasets: dict[

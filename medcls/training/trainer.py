@@ -126,7 +126,7 @@ class Trainer:
             folders.backup,
             resume.inputs_fingerprint(config.params_fingerprint, records.tfrecord_dir),
         )
-        with self.strategy.scope(), curves.resumable_live(backup) as live:
+        with self.strategy.scope(), curves.resumable_live(folders.curves, backup) as live:
             model = classifier.build_classifier(
                 config.backbone, config.head, config.image_size, seed=config.seed
             )
@@ -134,13 +134,12 @@ class Trainer:
                 loss=losses.make_loss(config.loss),
                 class_weight=losses.class_weights(labels, config.class_weight),
                 jit_compile=config.jit_compile,
-                callbacks=[curves.EpochCurves(live=live)],
+                callbacks=[curves.EpochCurves(live, backup)],
                 feature_budget=budget,
                 feature_dir=folders.features,
             )
             summary = fit.train(model, config.phases, batches, settings, backup)
         shutil.rmtree(folders.features, ignore_errors=True)
-        curves.publish(backup, folders.curves)
         yield TrainedModel(
             model,
             {
