@@ -99,7 +99,9 @@ def load(path: Path = PARAMS_FILE) -> Params:
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or type(error).__name__
-        raise ParamsError(f"{path}: not valid YAML{where} ({problem}); fix the syntax there") from None
+        raise ParamsError(
+            f"{path}: not valid YAML{where} ({problem}); fix the syntax there"
+        ) from None
     if params is None:
         raise ParamsError(f"{path} is empty: it must hold the params mapping (see docs/params.md)")
     return validate(params)

@@ -30,7 +30,7 @@ def run_stage(stage: StageFunction) -> None:
     """Entry point shared by every stage: `python -m stages.<stage> <dataset> [<fold>]`.
 
     The fold (a cross-validation fold's number, for training) selects that fold's outputs in the
-    stage's paths. Params are validated before any work; an expected failure (a PipelineError:
+    stage's paths. Params are validated before any work; an expected failure (EXPECTED_ERRORS:
     params, inputs, sources; an output that cannot be written for want of space or permission)
     ends with an `error: ...` line per problem and exit status 1 instead of a traceback.
     """
