@@ -180,12 +180,12 @@ class Predictor:
         dataset, paths = params.trained_dataset(name), DatasetPaths(name)
         folds = params.split.folds
         models = [paths.for_fold(fold).model for fold in range(folds)] if folds > 1 else [paths.model]
-        for output in (*models, paths.metrics()):
+        for output in (*models, paths.evaluation):
             if not output.is_file():
                 raise FileNotFoundError(
                     f"{output} not found; run `dvc repro evaluate@{name}` first (from the project root)"
                 )
-        document = json.loads(paths.metrics().read_text())
+        document = json.loads(paths.evaluation.read_text())
         if folds > 1:
             folded = document["cross_validation"]
             threshold, temperature = folded["threshold"], folded.get("temperature")

@@ -18,7 +18,7 @@ def build(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
     )
     with written_atomically(paths.rejected) as partial:
         rejected.to_csv(partial, index=False)
-    write_json(paths.metrics("manifest"), manifest.summarize(rows, rejected))
+    write_json(paths.summary("manifest"), manifest.summarize(rows, rejected))
     paths.manifest.unlink(missing_ok=True)  # never leave an older manifest beside these rejects
     manifest.check_both_classes(rows, dataset.classes, paths.rejected)
     with written_atomically(paths.manifest) as partial:

@@ -2,13 +2,14 @@
 and record what the later data stages read.
 
 DVC runs this stage on every `dvc repro` (always_changed): only a running stage can notice a change
-outside the workspace. Its output `data/sources/<name>.json` is also the params file of the data
-stages (dvc.yaml): download tracks its `fetch` key (each source with its fingerprint), manifest its
-`read` key (each source's folder, layout and classes), split its `hold_out` key. It holds the
+outside the workspace. Its outputs in `data/sources/<name>/` are deps of the data stages
+(dvc.yaml): download depends on `fetch.json` (each source with its fingerprint), manifest on
+`read.json` (each source's folder, layout and classes), split on `hold_out.json`. They hold the
 sources as params loading names them (`DataParams.named_sources`), one form whether params.yaml
 gives one source (`source` + `layout`) or several (`sources`), which DVC could not track in
-params.yaml itself (it refuses a tracked key that is missing). A download whose result is identical
-leaves every later stage cached.
+params.yaml itself (it refuses a tracked key that is missing). They are files, not params files,
+so that fingerprints stay out of `dvc exp show`'s params columns. A download whose result is
+identical leaves every later stage cached.
 """
 
 import json
@@ -23,7 +24,7 @@ from medcls.pipeline.stage import run_stage
 def record(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
     recorded = _recorded(paths)
     named = dataset.named_sources
-    description = {
+    parts = {
         "fetch": {
             source_name: _fingerprint(source, recorded.get(source_name), paths)
             for source_name, source in named.items()
@@ -32,8 +33,10 @@ def record(name: str, params: Params, dataset: DatasetParams, paths: DatasetPath
         "hold_out": [source_name for source_name, source in named.items() if source.hold_out],
     }
     # not outputs.write_json: this stage runs on every repro and must not pay for importing matplotlib
-    paths.source_fingerprint.parent.mkdir(parents=True, exist_ok=True)
-    paths.source_fingerprint.write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
+    for part, value in parts.items():
+        path = paths.source_record(part)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 def _fingerprint(source: Source, recorded: dict | None, paths: DatasetPaths) -> dict:
@@ -61,8 +64,8 @@ def _reading(source: Source) -> dict:
 
 def _recorded(paths: DatasetPaths) -> dict:
     """The fingerprints kept from the last run (the output persists), by source name."""
-    record_file = paths.source_fingerprint
-    return json.loads(record_file.read_text()).get("fetch", {}) if record_file.is_file() else {}
+    record_file = paths.source_record("fetch")
+    return json.loads(record_file.read_text()) if record_file.is_file() else {}
 
 
 if __name__ == "__main__":

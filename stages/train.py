@@ -32,7 +32,7 @@ def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
             trained.model.save(root / paths.model)
             figure = curves.training_curves_figure(trained.curves)
             save_figure(figure, root / paths.plots / "training_curves.png")
-            write_json(root / paths.metrics("train"), trained.metrics)
+            write_json(root / paths.summary("train"), trained.metrics)
 
 
 if __name__ == "__main__":

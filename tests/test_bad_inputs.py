@@ -276,10 +276,12 @@ def test_stages_on_the_planted_set_write_inside_their_workspace_only(planted, tm
         assert completed.returncode == 0, completed.stderr
     written = {path.relative_to(workspace).as_posix() for path in files_under(tmp_path) - before}
     assert {name for name in written if not name.startswith("data/raw/")} == {
-        "data/sources/busi.json",
+        "data/sources/busi/fetch.json",
+        "data/sources/busi/read.json",
+        "data/sources/busi/hold_out.json",
         "data/manifest/busi.csv",
         "data/manifest/busi_rejected.csv",
-        "metrics/busi_manifest.json",
+        "reports/busi_manifest.json",
     }
     rejected = pd.read_csv(workspace / "data/manifest/busi_rejected.csv")
     assert dict(zip(rejected["path"], rejected["reason"])) == expected

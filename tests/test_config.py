@@ -254,12 +254,12 @@ def test_the_first_stage_of_every_dataset_waits_for_the_validate_stage():
 def test_dataset_paths_follow_dvc_yaml():
     paths = DatasetPaths("bus_uc")
     dvc_yaml = (PROJECT / "dvc.yaml").read_text()
-    for path in (paths.raw, paths.manifest, paths.rejected, paths.split, paths.metrics("split")):
+    for path in (paths.raw, paths.manifest, paths.rejected, paths.split, paths.summary("split")):
         assert str(path).replace("bus_uc", "${key}") in dvc_yaml, path
-    for path in (paths.tfrecords, paths.predictions, paths.metrics(), paths.external):
+    for path in (paths.tfrecords, paths.predictions, paths.metrics(), paths.evaluation, paths.external):
         assert str(path).replace("bus_uc", "${item}") in dvc_yaml, path
     fold = paths.for_fold(3)
-    for path in (paths.model, paths.dvclive / "metrics.json", paths.metrics("train"),
-                 fold.model, fold.dvclive / "metrics.json", fold.metrics("train"),
+    for path in (paths.model, paths.dvclive / "metrics.json", paths.summary("train"),
+                 fold.model, fold.dvclive / "metrics.json", fold.summary("train"),
                  fold.plots / "training_curves.png"):
         assert str(path).replace("bus_uc", "${item.name}").replace("3", "${item.fold}") in dvc_yaml, path

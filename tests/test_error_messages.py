@@ -175,8 +175,8 @@ def test_a_truncated_model_is_named(one_class_project, tmp_path, stage):
     model = (one_class_project / paths.model).read_bytes()
     (project / paths.model).write_bytes(model[: len(model) // 2])
     write_params(project, one_dataset_params())
-    (project / "metrics").mkdir()
-    (project / paths.metrics()).write_text(json.dumps({"threshold": 0.5}))
+    (project / "reports").mkdir()
+    (project / paths.evaluation).write_text(json.dumps({"threshold": 0.5}))
     image = next((one_class_project / "raw").rglob("NORMAL/*.jpeg"))
     command = ["stages.evaluate", NAME] if stage == "evaluate" else ["medcls", "predict", "--dataset", NAME, str(image)]
     result = run(project, *command)

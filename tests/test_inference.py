@@ -46,8 +46,8 @@ def project(tmp_path_factory) -> Path:
     model = build_classifier(SMALL_CNN, PLAIN_HEAD, SIZE, seed=0)
     (root / "models" / "bus_uc").mkdir(parents=True)
     model.save(root / "models" / "bus_uc" / "model.keras")
-    (root / "metrics").mkdir()
-    (root / "metrics" / "bus_uc.json").write_text(json.dumps({"threshold": THRESHOLD}))
+    (root / "reports").mkdir()
+    (root / "reports" / "bus_uc.json").write_text(json.dumps({"threshold": THRESHOLD}))
     return root
 
 

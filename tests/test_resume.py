@@ -101,7 +101,7 @@ def uninterrupted(project) -> dict:
     assert (project / PATHS.train_backup / "frozen" / "latest.json").is_file()
     result = run(project, "-m", "stages.train", NAME)
     assert result.returncode == 0, result.stdout + result.stderr
-    phases = json.loads((project / PATHS.metrics("train")).read_text())["phases"]
+    phases = json.loads((project / PATHS.summary("train")).read_text())["phases"]
     return {"output": result.stdout, "phases": phases, "steps": logged_steps(project)}
 
 
@@ -127,7 +127,7 @@ def test_a_killed_train_stage_resumes_after_its_last_finished_epoch(
 
     resumed = run(project, "-m", "stages.train", NAME)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    summary = json.loads((project / PATHS.metrics("train")).read_text())["phases"]
+    summary = json.loads((project / PATHS.summary("train")).read_text())["phases"]
     assert f"{phase}: resuming after epoch {kill_at} from {PATHS.train_backup}" in resumed.stdout
     if phase == "fine_tune":  # the finished phase is kept as it was (training is deterministic)
         assert f"frozen: finished before the interruption, restored from {PATHS.train_backup}" in (

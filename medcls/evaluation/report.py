@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from medcls.evaluation.metrics import EXTERNAL_KEYS
+from medcls.evaluation.document import EXTERNAL_KEYS
 from medcls.evaluation.paired import auc_verdict, difference_text
 
 SPLITS = ("val", "test")
@@ -251,7 +251,7 @@ def write_report(
     lines = [
         f"# {name}: evaluation report",
         "",
-        f"Written by the evaluate stage from `metrics/{name}.json`. Threshold "
+        f"Written by the evaluate stage from `reports/{name}.json`. Threshold "
         f"{document['threshold']:.3f} ({document.get('threshold_rule', 'rule not recorded')}), chosen on val and applied "
         "as is to test. AUC and accuracy show their 95 % bootstrap interval in parentheses; "
         f"positive class: {classes[1]}.{_tta_text(document)}",
@@ -299,8 +299,15 @@ def write_report(
         "",
         *confusion_table(document["test"], classes),
     ]
+    lines += [
+        "",
+        "## Figures",
+        "",
+        "ROC, precision-recall and calibration of every split, and the confusion matrix: "
+        f"`dvc plots show` (data in `plots/{name}/`).",
+    ]
     if figures:
-        lines += ["", "## Figures", ""]
+        lines += [""]
         lines += [
             f"![{Path(figure).stem}]({Path(os.path.relpath(figure, out_md.parent)).as_posix()})"
             for figure in figures
