@@ -9,7 +9,7 @@ and their ensemble on test, the baseline treated alike; Grad-CAM then explains t
 
 from medcls.evaluation import assessment, gradcam, metrics, report, scoring
 from medcls.evaluation.document import Evaluation, headline
-from medcls.pipeline.config import DatasetParams, Params
+from medcls.params import DatasetParams, Params
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage

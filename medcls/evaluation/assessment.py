@@ -17,7 +17,7 @@ import pandas as pd
 from medcls.evaluation import baseline, calibration, metrics, paired, plots, scoring
 from medcls.evaluation.document import Evaluation
 from medcls.model import classifier
-from medcls.pipeline.config import DatasetParams, Params, ThresholdRule
+from medcls.params import DatasetParams, Params, ThresholdRule
 from medcls.pipeline.paths import DatasetPaths
 
 
