@@ -15,9 +15,6 @@ import pytest
 PROJECT = Path(__file__).resolve().parents[1]
 PHASES = ("data", "images", "model", "training", "evaluation")
 STAGE_RUNTIME = ("medcls.pipeline.stage", "medcls.pipeline.outputs")
-# The one module allowed a writer of the stage runtime: it saves `medcls review`'s ROC overlay PNG
-# (`save_roc_panels_png`) with the stages' figure writer.
-EXCEPTIONS = {"evaluation/plots.py": {"medcls.pipeline.outputs", "medcls.pipeline.outputs.save_figure"}}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -57,8 +54,7 @@ def test_params_is_a_leaf(path):
 )
 def test_phase_packages_import_no_stage_runtime(path):
     runtime = {name for name in imported_modules(path) if within(name, STAGE_RUNTIME)}
-    allowed = EXCEPTIONS.get(path.relative_to(PROJECT / "medcls").as_posix(), set())
-    assert runtime == allowed, f"{path.relative_to(PROJECT)} imports {sorted(runtime)}"
+    assert not runtime, f"{path.relative_to(PROJECT)} imports {sorted(runtime)}"
 
 
 def test_the_rules_see_imports_inside_functions(tmp_path):

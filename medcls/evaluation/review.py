@@ -455,7 +455,7 @@ def write_roc_overlay(base: Revision, head: Revision, names: list[str], out_png:
         if None not in curves.values():
             panels[f"{name}: test"] = curves
     if panels:
-        plots.save_roc_panels_png(panels, out_png)
+        plots.roc_panels_figure(panels).savefig(out_png, dpi=120, bbox_inches="tight")
     return bool(panels)
 
 
