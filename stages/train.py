@@ -10,7 +10,7 @@ after its last finished epoch. The training itself is `medcls.training.trainer`.
 """
 
 from medcls.params import DatasetParams, Params
-from medcls.pipeline.outputs import save_figure, write_json
+from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage
 from medcls.training import curves, distribute
@@ -26,12 +26,12 @@ def train(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
             backup=root / paths.train_backup,
             features=root / paths.feature_cache,
             curves=root / paths.dvclive,
+            plots=root / paths.plots,
         )
         with trainer.train(records, folders) as trained:
             (root / paths.model).parent.mkdir(parents=True, exist_ok=True)
             trained.model.save(root / paths.model)
-            figure = curves.training_curves_figure(trained.curves)
-            save_figure(figure, root / paths.plots / "training_curves.png")
+            curves.write_plot_files(trained.curves, root / paths.plots)  # a run resumed after its last epoch
             write_json(root / paths.summary("train"), trained.metrics)
 
 

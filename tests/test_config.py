@@ -261,5 +261,5 @@ def test_dataset_paths_follow_dvc_yaml():
     fold = paths.for_fold(3)
     for path in (paths.model, paths.dvclive / "metrics.json", paths.summary("train"),
                  fold.model, fold.dvclive / "metrics.json", fold.summary("train"),
-                 fold.plots / "training_curves.png"):
+                 fold.plots / "training_auc.json", fold.plots / "training_loss.json"):
         assert str(path).replace("bus_uc", "${item.name}").replace("3", "${item.fold}") in dvc_yaml, path

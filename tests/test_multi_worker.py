@@ -30,7 +30,7 @@ from medcls.training import inputs
 from tests.conftest import NAME, make_project
 from tests.test_resume import KILLING_TRAIN, PATHS, logged_steps, resume_params
 
-OUTPUTS = (PATHS.model, PATHS.summary("train"), PATHS.dvclive, PATHS.plots / "training_curves.png")
+OUTPUTS = (PATHS.model, PATHS.summary("train"), PATHS.dvclive, PATHS.plots / "training_auc.json")
 FINE_TUNE = {"epochs": 1, "patience": 1, "unfreeze_layers": 1}
 TRAIN = ("-m", "stages.train", NAME)
 

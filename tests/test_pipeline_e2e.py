@@ -138,7 +138,7 @@ def test_metrics_validate_and_plots_exist(repo):
         assert document["test"]["n"] == (predictions["split"] == "test").sum()
         assert document["baseline"]["test"]["n"] == document["test"]["n"]
         assert predictions["baseline_probability"].between(0, 1).all()
-        for plot in ("roi_samples.png", "training_curves.png", "gradcam.png", "roc.json", "precision_recall.json", "calibration.json", "confusion.csv"):
+        for plot in ("roi_samples.png", "training_auc.json", "training_loss.json", "gradcam.png", "roc.json", "precision_recall.json", "calibration.json", "confusion.csv"):
             assert (repo / "plots" / name / plot).stat().st_size > 0, (name, plot)
         assert not (repo / "plots" / name / "roc.png").exists()  # DVC draws the ROC from roc.json
         roc_splits = {row["split"] for row in json.loads((repo / "plots" / name / "roc.json").read_text())["roc"]}

@@ -11,7 +11,6 @@ import pytest
 from matplotlib.image import imread
 
 from medcls.evaluation import metrics, plots
-from medcls.pipeline.outputs import save_figure
 from medcls.training import curves
 
 CLASSES = ["Benign", "Malignant"]
@@ -116,7 +115,7 @@ def write_tsv(path: Path, rows: str) -> None:
     path.write_text(rows)
 
 
-def test_training_curves_from_dvclive_tsvs(tmp_path):
+def test_training_curves_put_train_and_val_of_a_metric_in_one_plot_file(tmp_path):
     metrics_dir = tmp_path / "dvclive" / "plots" / "metrics"
     write_tsv(metrics_dir / "train" / "loss.tsv", "step\tloss\n0\t0.9\n1\t0.6\n2\t0.5\n")
     write_tsv(metrics_dir / "eval" / "loss.tsv", "step\tloss\n0\t1.0\n1\t0.8\n2\t0.7\n")
@@ -128,18 +127,26 @@ def test_training_curves_from_dvclive_tsvs(tmp_path):
         metrics_dir / "eval" / "auc.tsv",
         "timestamp\tstep\tauc\n1700000000\t0\t0.55\n1700000060\t1\t0.65\n",
     )
-    figure = curves.training_curves_figure(tmp_path / "dvclive")
-    save_figure(figure, tmp_path / "training_curves.png")
-    assert_png(tmp_path / "training_curves.png")
-    assert imread(tmp_path / "training_curves.png").shape[1] > 800  # two panels side by side
+    write_tsv(metrics_dir / "train" / "accuracy.tsv", "step\taccuracy\n0\t0.5\n")
+    written = curves.write_plot_files(tmp_path / "dvclive", tmp_path / "plots")
+    assert [path.name for path in written] == ["training_auc.json", "training_loss.json"]
+    auc = json.loads((tmp_path / "plots" / "training_auc.json").read_text())["auc"]
+    assert auc == [
+        {"step": 0, "split": "train", "auc": 0.6},
+        {"step": 1, "split": "train", "auc": 0.7},
+        {"step": 0, "split": "val", "auc": 0.55},
+        {"step": 1, "split": "val", "auc": 0.65},
+    ]
+    loss = json.loads((tmp_path / "plots" / "training_loss.json").read_text())["loss"]
+    assert [row["split"] for row in loss] == ["train"] * 3 + ["val"] * 3
 
 
 def test_training_curves_need_tsvs(tmp_path):
     with pytest.raises(FileNotFoundError, match="no DVCLive .tsv files"):
-        curves.training_curves_figure(tmp_path)
+        curves.write_plot_files(tmp_path, tmp_path / "plots")
 
 
 def test_training_curves_name_a_malformed_tsv(tmp_path):
     write_tsv(tmp_path / "plots" / "metrics" / "train" / "loss.tsv", "step\tvalue\n0\t0.9\n")
     with pytest.raises(ValueError, match=r"loss\.tsv: expected columns step and loss"):
-        curves.training_curves_figure(tmp_path)
+        curves.write_plot_files(tmp_path, tmp_path / "out")

@@ -161,10 +161,14 @@ def test_curves_resumed_after_the_first_epoch_go_on_at_step_1(tmp_path, loop, lo
         with curves.resumable_live(tmp_path / "dvclive", backup) as live:
             train(
                 batches, validation_data=batches, initial_epoch=initial_epoch, epochs=epochs,
-                class_weight=None, callbacks=[curves.EpochCurves(live, backup)],
+                class_weight=None, callbacks=[curves.EpochCurves(live, backup, tmp_path / "plots")],
             )
     logged = pd.read_csv(tmp_path / "dvclive/plots/metrics/train/loss.tsv", sep="\t")["step"]
     assert logged.tolist() == [0, 1, 2]
+    plotted = json.loads((tmp_path / "plots" / "training_loss.json").read_text())["loss"]
+    assert [(row["split"], row["step"]) for row in plotted] == [
+        (split, step) for split in ("train", "val") for step in (0, 1, 2)
+    ]
 
 
 def test_one_worker_agrees_with_itself_and_workers_that_disagree_train_the_phase_again(

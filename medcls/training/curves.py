@@ -1,19 +1,25 @@
 """The train stage's learning curves: logged every epoch with DVCLive into the stage's DVCLive
-folder, drawn as a figure from its per-epoch .tsv files once training ends."""
+folder, and rewritten after every epoch as one plot file per metric holding train and val
+(`training_auc.json`, `training_loss.json`), so `dvc plots show` draws both on one chart while a
+run goes and after it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
-from matplotlib.figure import Figure
 
 from medcls.training.resume import TrainingBackup
+
+# The metrics drawn as plots, each with train and val on one chart; DVCLive logs more.
+PLOTTED = ("auc", "loss")
+# DVCLive's folder of each split's .tsv files, and the split's name in the plot files.
+SPLITS = {"train": "train", "eval": "val"}
 
 PARTIAL = ".partial"  # a file being copied
 
@@ -67,9 +73,9 @@ class EpochCurves(DVCLiveCallback):
     logged twice.
     """
 
-    def __init__(self, live: Live, backup: TrainingBackup) -> None:
+    def __init__(self, live: Live, backup: TrainingBackup, plots_dir: Path) -> None:
         super().__init__(live=live)
-        self.backup = backup
+        self.backup, self.plots_dir = backup, plots_dir
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._first_epoch = True
@@ -83,6 +89,7 @@ class EpochCurves(DVCLiveCallback):
         self.live.step = epoch
         super().on_epoch_end(epoch, logs)
         _copy_curves(Path(self.live.dir), _kept_curves(self.backup))
+        write_plot_files(Path(self.live.dir), self.plots_dir)
 
 
 def _drop_steps_from(metrics_dir: Path, step: int) -> None:
@@ -93,35 +100,33 @@ def _drop_steps_from(metrics_dir: Path, step: int) -> None:
             frame[frame["step"] < step].to_csv(path, sep="\t", index=False)
 
 
-def _read_dvclive_series(metrics_dir: Path) -> dict[str, dict[str, pd.DataFrame]]:
-    """{metric: {split: frame}} from DVCLive's `<split>/<metric>.tsv` files (columns step, <metric>)."""
-    paths = sorted(metrics_dir.rglob("*.tsv"))
-    if not paths:
+def write_plot_files(dvclive_dir: Path, plots_dir: Path) -> list[Path]:
+    """`plots_dir`/training_<metric>.json for each PLOTTED metric: rows {step, split, <metric>}
+    from DVCLive's train and eval .tsv files under `dvclive_dir`; each file replaced whole."""
+    metrics_dir = dvclive_dir / "plots" / "metrics"
+    if not any(metrics_dir.rglob("*.tsv")):
         raise FileNotFoundError(
             f"no DVCLive .tsv files under {metrics_dir}; did training log with DVCLive?"
         )
-    series: dict[str, dict[str, pd.DataFrame]] = defaultdict(dict)
-    for path in paths:
-        frame = pd.read_csv(path, sep="\t")
-        if not {"step", path.stem} <= set(frame.columns):
-            raise ValueError(
-                f"{path}: expected columns step and {path.stem}, found {list(frame.columns)}"
-            )
-        split = path.parent.name if path.parent != metrics_dir else path.stem
-        series[path.stem][split] = frame
-    return series
-
-
-def training_curves_figure(dvclive_dir: Path) -> Figure:
-    """One panel per metric logged in `dvclive_dir` (loss first), one line per split, against the
-    training step."""
-    metrics_dir = dvclive_dir / "plots" / "metrics"
-    series = _read_dvclive_series(metrics_dir)
-    names = sorted(series, key=lambda name: (name != "loss", name))
-    figure = Figure(figsize=(5 * len(names), 4))
-    for axis, name in zip(figure.subplots(1, len(names), squeeze=False)[0], names):
-        for split, frame in sorted(series[name].items()):
-            axis.plot(frame["step"], frame[name], label=split)
-        axis.set(xlabel="step", ylabel=name, title=name)
-        axis.legend()
-    return figure
+    written = []
+    for metric in PLOTTED:
+        rows = []
+        for folder, split in SPLITS.items():
+            path = metrics_dir / folder / f"{metric}.tsv"
+            if path.is_file():
+                frame = pd.read_csv(path, sep="\t")
+                if not {"step", metric} <= set(frame.columns):
+                    raise ValueError(
+                        f"{path}: expected columns step and {metric}, found {list(frame.columns)}"
+                    )
+                rows += [
+                    {"step": int(step), "split": split, metric: float(value)}
+                    for step, value in zip(frame["step"], frame[metric])
+                ]
+        target = plots_dir / f"training_{metric}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + PARTIAL)
+        partial.write_text(json.dumps({metric: rows}, indent=2) + "\n")
+        os.replace(partial, target)
+        written.append(target)
+    return written

@@ -87,11 +87,12 @@ class TrainingConfig:
 @dataclass(frozen=True)
 class TrainingFolders:
     """Where a run keeps its state: the backup it resumes from, the backbone features that do not
-    fit in memory, the DVCLive curves."""
+    fit in memory, the DVCLive curves, and the plot files drawn from them."""
 
     backup: Path
     features: Path
     curves: Path
+    plots: Path
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class Trainer:
                 loss=losses.make_loss(config.loss),
                 class_weight=losses.class_weights(labels, config.class_weight),
                 jit_compile=config.jit_compile,
-                callbacks=[curves.EpochCurves(live, backup)],
+                callbacks=[curves.EpochCurves(live, backup, folders.plots)],
                 feature_budget=budget,
                 feature_dir=folders.features,
             )
