@@ -1,0 +1,248 @@
+"""Subgroups: is the model as good for every kind of image, or only on average?
+
+A pooled AUC can hide a subgroup the model fails (one scanner, one pneumonia type, small images).
+Each subgroup definition (`evaluate.subgroups`, `evaluate.external_subgroups`) gives every scored
+image one value: a manifest column (`source`, a csv layout's kept columns), the first match of a
+pattern in the file name, or a bucket of the source image's longer side. A missing value is its
+own `unknown` group, so no image drops out of the table. Each group is scored at the model's
+threshold, with intervals that resample whole patients (their images are not independent); a group
+below the size limit is reported as too small, not scored.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from medcls.evaluation.metrics import (
+    binary_metrics,
+    checked_arrays,
+    percentile_interval,
+    predict_positive,
+    resample_weights,
+    weighted_aucs,
+)
+from medcls.pipeline.config import (
+    PatternSubgroup,
+    SizeSubgroup,
+    Subgroup,
+    SubgroupMinSize,
+    subgroup_name,
+)
+from medcls.pipeline.errors import PipelineError
+
+UNKNOWN = "unknown"  # the group of the images without a value
+SCORED_RATES = ("auc", "sensitivity", "specificity")
+
+
+class SubgroupError(PipelineError, ValueError):
+    """A subgroup definition that cannot be applied to the scored images."""
+
+
+# --- every image's value -----------------------------------------------------------------------
+
+
+def _column_values(images: pd.DataFrame, column: str, key: str, where: str) -> pd.Series:
+    if column not in images:
+        reserved = ("path", "mask_paths", "sha256", "source_split", "split", "fold")
+        usable = [name for name in images.columns if name not in reserved]
+        raise SubgroupError(
+            f"{key}: no column {column!r} in {where}; its columns are {usable} (a csv layout "
+            "copies further table columns into the manifest with `keep_columns`)"
+        )
+    values = images[column].astype("string").str.strip()
+    return values.mask(values.isna() | (values == ""), UNKNOWN).astype(str)
+
+
+def _pattern_values(
+    images: pd.DataFrame, subgroup: PatternSubgroup, key: str, where: str
+) -> pd.Series:
+    pattern = re.compile(subgroup.pattern)
+
+    def value(path: str) -> str:
+        found = pattern.search(posixpath.basename(path))
+        if found is None:
+            return UNKNOWN
+        return found.group(1) if pattern.groups and found.group(1) is not None else found.group(0)
+
+    values = images["path"].astype(str).map(value)
+    if not images.empty and (values == UNKNOWN).all():
+        raise SubgroupError(
+            f"{key}: pattern {subgroup.pattern!r} matches none of the {len(images)} file names "
+            f"of {where} (e.g. {posixpath.basename(str(images['path'].iloc[0]))!r}); fix the "
+            "pattern or leave the subgroup out"
+        )
+    return values
+
+
+def size_bucket(longer_side: float, edges: Sequence[int]) -> str:
+    """The bucket of a longer side in pixels: `<e0 px`, `e0–e1-1 px`, ..., `≥en px`."""
+    if not np.isfinite(longer_side):
+        return UNKNOWN
+    if longer_side < edges[0]:
+        return f"<{edges[0]} px"
+    for low, high in zip(edges, edges[1:]):
+        if longer_side < high:
+            return f"{low}–{high - 1} px"
+    return f"≥{edges[-1]} px"
+
+
+def _size_values(images: pd.DataFrame, subgroup: SizeSubgroup, key: str, where: str) -> pd.Series:
+    missing = [column for column in ("width", "height") if column not in images]
+    if missing:
+        raise SubgroupError(f"{key}: {where} has no column {missing}; re-run the manifest stage")
+    sides = (
+        images[["width", "height"]].apply(pd.to_numeric, errors="coerce").max(axis=1, skipna=False)
+    )
+    return sides.map(lambda side: size_bucket(side, subgroup.longer_side))
+
+
+def subgroup_values(
+    images: pd.DataFrame, subgroups: Sequence[Subgroup], key: str, where: str
+) -> pd.DataFrame:
+    """One column per subgroup (its name), one row per image of `images` (indexed by its `path`):
+    the image's value, `unknown` when it has none. `key` is the params key of the definitions and
+    `where` the table the images come from, both for the error message."""
+    columns = {}
+    for index, subgroup in enumerate(subgroups):
+        item = f"{key}[{index}]"
+        if isinstance(subgroup, PatternSubgroup):
+            values = _pattern_values(images, subgroup, item, where)
+        elif isinstance(subgroup, SizeSubgroup):
+            values = _size_values(images, subgroup, item, where)
+        else:
+            values = _column_values(images, subgroup, item, where)
+        columns[subgroup_name(subgroup)] = values.to_numpy()
+    return pd.DataFrame(columns, index=pd.Index(images["path"].astype(str), name="id"))
+
+
+# --- scores per group --------------------------------------------------------------------------
+
+
+def _ratio_rows(weights: np.ndarray, hits: np.ndarray, within: np.ndarray) -> np.ndarray:
+    """Per resample, the weighted share of `within` rows that are `hits` (resamples without any
+    `within` row left out)."""
+    totals = weights @ within
+    return (weights @ (hits & within))[totals > 0] / totals[totals > 0]
+
+
+def rate_intervals(
+    y_true: np.ndarray,
+    y_prob: np.ndarray,
+    threshold: float,
+    *,
+    n_resamples: int,
+    seed: int,
+    groups: np.ndarray,
+    level: float = 0.95,
+) -> dict:
+    """Percentile-bootstrap intervals of AUC, sensitivity and specificity on the same resamples of
+    whole `groups` (`metrics.resample_weights`); [None, None] without usable resamples."""
+    positive, decided = y_true == 1, predict_positive(y_prob, threshold)
+    drawn: dict[str, list[np.ndarray]] = {rate: [] for rate in SCORED_RATES}
+    rng = np.random.default_rng(seed)
+    for weights in resample_weights(rng, y_true.size, n_resamples, groups):
+        drawn["auc"].append(weighted_aucs(weights, y_true, y_prob))
+        drawn["sensitivity"].append(_ratio_rows(weights, decided, positive))
+        drawn["specificity"].append(_ratio_rows(weights, ~decided, ~positive))
+    return {
+        f"{rate}_ci95": percentile_interval(np.concatenate(values or [np.empty(0)]), level)
+        for rate, values in drawn.items()
+    }
+
+
+def too_small(positives: int, negatives: int, limit: SubgroupMinSize) -> str | None:
+    """Why a group is not scored, or None."""
+    if positives + negatives < limit.images:
+        return f"fewer than {limit.images} images"
+    if min(positives, negatives) < limit.per_class:
+        return f"fewer than {limit.per_class} images of a class"
+    return None
+
+
+def score_group(
+    rows: pd.DataFrame,
+    threshold: float,
+    *,
+    limit: SubgroupMinSize,
+    n_bootstrap: int,
+    seed: int,
+) -> dict:
+    """n and class counts of one group's rows (label, probability, group); when it is large
+    enough, its AUC, sensitivity and specificity at `threshold` with their intervals."""
+    y_true, y_prob = checked_arrays(rows["label"].to_numpy(), rows["probability"].to_numpy())
+    positives = int(y_true.sum())
+    counts = {"n": int(y_true.size), "positives": positives, "negatives": y_true.size - positives}
+    reason = too_small(positives, counts["negatives"], limit)
+    if reason:
+        return {**counts, "scored": False, "too_small": reason}
+    point = binary_metrics(y_true, y_prob, threshold)
+    intervals = rate_intervals(
+        y_true,
+        y_prob,
+        threshold,
+        n_resamples=n_bootstrap,
+        seed=seed,
+        groups=rows["group"].to_numpy(),
+    )
+    return {
+        **counts,
+        "scored": True,
+        **{key: point[key] for key in ("tp", "fp", "tn", "fn")},
+        **{
+            key: value
+            for rate in SCORED_RATES
+            for key, value in ((rate, point[rate]), (f"{rate}_ci95", intervals[f"{rate}_ci95"]))
+        },
+    }
+
+
+def _ordered(values: pd.Series) -> list[str]:
+    """Values sorted, `unknown` last."""
+    return sorted(set(values), key=lambda value: (value == UNKNOWN, value))
+
+
+def score_subgroups(
+    rows: pd.DataFrame,
+    values: pd.DataFrame,
+    threshold: float,
+    *,
+    limit: SubgroupMinSize,
+    n_bootstrap: int,
+    seed: int,
+) -> dict:
+    """`{subgroup: {value: scores}}` of the scored `rows` (id, group, label, probability), each
+    image in the group `values` (from `subgroup_values`) gives it."""
+    joined = values.reindex(rows["id"].astype(str))
+    unmatched = joined.index[joined.isna().all(axis=1)] if len(values.columns) else []
+    if len(unmatched):
+        raise SubgroupError(
+            f"no subgroup values for {len(unmatched)} scored images (e.g. {unmatched[0]!r}): the "
+            "predictions and the image table come from different runs; run `dvc repro`"
+        )
+    document: dict = {}
+    for name in values.columns:
+        by_value = pd.Series(joined[name].to_numpy(), index=rows.index)
+        document[name] = {
+            value: score_group(
+                rows[by_value == value], threshold, limit=limit, n_bootstrap=n_bootstrap, seed=seed
+            )
+            for value in _ordered(by_value)
+        }
+    return document
+
+
+def worst_auc(document: Mapping) -> float | None:
+    """The lowest AUC of the scored groups of every subgroup (None when none has one): the one
+    number that says how bad the model is where it is worst."""
+    aucs = [
+        group["auc"]
+        for groups in document.values()
+        for group in groups.values()
+        if group.get("auc") is not None
+    ]
+    return min(aucs) if aucs else None

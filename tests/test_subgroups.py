@@ -1,0 +1,206 @@
+"""Subgroup values from manifest columns, file names and image sizes; scores per group, too-small
+groups, missing values and the errors of definitions that cannot apply."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from ruamel.yaml import YAML
+
+from medcls.evaluation import metrics, subgroups
+from medcls.pipeline.config import ParamsError, SubgroupMinSize, validate
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+KEY = "datasets.x.evaluate.subgroups"
+LIMIT = SubgroupMinSize(images=20, per_class=5)
+
+
+def evaluate_params(base_params: dict, **evaluate) -> dict:
+    """`base_params` with dataset bus_uc's evaluate section extended by `evaluate`."""
+    dataset = base_params["datasets"]["bus_uc"]
+    dataset["evaluate"] = {**dataset["evaluate"], **evaluate}
+    return base_params
+
+
+@pytest.fixture
+def base_params() -> dict:
+    return YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
+
+
+def subgroup_list(params: dict) -> list:
+    return list(validate(params).datasets["bus_uc"].evaluate.subgroups)
+
+
+def images(paths, **columns) -> pd.DataFrame:
+    return pd.DataFrame({"path": paths, **columns})
+
+
+def test_column_values_with_missing_ones_in_their_own_group():
+    table = images(["a.png", "b.png", "c.png", "d.png"], Doppler=["Yes", "", "No", None])
+    values = subgroups.subgroup_values(table, ["Doppler"], KEY, "the manifest")
+    assert values["Doppler"].tolist() == ["Yes", "unknown", "No", "unknown"]
+    assert values.index.tolist() == ["a.png", "b.png", "c.png", "d.png"]
+
+
+def test_pattern_values_from_file_names(base_params):
+    definitions = subgroup_list(
+        evaluate_params(base_params, subgroups=[{"name": "kind", "pattern": "(bacteria|virus)"}])
+    )
+    table = images(
+        [
+            "train/PNEUMONIA/person1_bacteria_1.jpeg",
+            "test/PNEUMONIA/person3_virus_9.jpeg",
+            "test/NORMAL/IM-0001-0001.jpeg",
+        ]
+    )
+    values = subgroups.subgroup_values(table, definitions, KEY, "the split")
+    assert values["kind"].tolist() == ["bacteria", "virus", "unknown"]
+
+
+def test_size_buckets_of_the_longer_side(base_params):
+    definitions = subgroup_list(
+        evaluate_params(base_params, subgroups=[{"name": "size", "longer_side": [200, 300]}])
+    )
+    table = images(
+        ["a", "b", "c", "d", "e"],
+        width=[100, 250, 299, 320, None],
+        height=[150, 100, 10, 200, 90],
+    )
+    values = subgroups.subgroup_values(table, definitions, KEY, "the split")
+    assert values["size"].tolist() == ["<200 px", "200–299 px", "200–299 px", "≥300 px", "unknown"]
+
+
+def test_unknown_column_names_the_key_and_the_columns():
+    table = images(["a.png"], source=["s"])
+    with pytest.raises(subgroups.SubgroupError) as error:
+        subgroups.subgroup_values(table, ["source", "Doppler"], KEY, "data/split/x.csv")
+    message = str(error.value)
+    assert message.startswith(f"{KEY}[1]: no column 'Doppler' in data/split/x.csv")
+    assert "'source'" in message and "keep_columns" in message
+
+
+def test_pattern_matching_no_file_name_is_an_error(base_params):
+    definitions = subgroup_list(
+        evaluate_params(base_params, subgroups=[{"name": "kind", "pattern": "virus"}])
+    )
+    with pytest.raises(
+        subgroups.SubgroupError, match=r"\[0\]: pattern 'virus' matches none of the 2"
+    ):
+        subgroups.subgroup_values(images(["a.png", "b.png"]), definitions, KEY, "the split")
+
+
+@pytest.mark.parametrize(
+    ("evaluate", "expected"),
+    [
+        (
+            {"subgroups": ["source", "source"]},
+            "datasets.bus_uc.evaluate.subgroups[1]: 'source' repeats",
+        ),
+        ({"subgroups": [{"name": "k", "pattern": "("}]}, "not a regular expression"),
+        ({"subgroups": [{"name": "s", "longer_side": [300, 200]}]}, "expected increasing"),
+        ({"subgroups": [{"name": "s"}]}, "expected a manifest column name"),
+        ({"external_subgroups": {"other": ["Doppler"]}}, "not an external test set"),
+    ],
+)
+def test_bad_definitions_are_one_line_each(base_params, evaluate, expected):
+    with pytest.raises(ParamsError) as error:
+        validate(evaluate_params(base_params, **evaluate))
+    assert expected in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def scored_rows(n_per_class: int, seed: int = 0, prefix: str = "") -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    labels = np.repeat([0, 1], n_per_class)
+    probabilities = np.clip(0.3 * labels + rng.uniform(0, 0.7, labels.size), 0, 1)
+    ids = [f"{prefix}{index}.png" for index in range(labels.size)]
+    return pd.DataFrame(
+        {
+            "id": ids,
+            "group": [f"p{index // 2}" for index in range(labels.size)],
+            "label": labels,
+            "probability": probabilities,
+        }
+    )
+
+
+def test_each_group_scored_at_the_threshold_and_a_small_one_not():
+    large, small = scored_rows(15, prefix="l"), scored_rows(3, seed=1, prefix="s")
+    rows = pd.concat([large, small], ignore_index=True)
+    values = pd.DataFrame(
+        {"site": ["A"] * len(large) + ["B"] * len(small)}, index=pd.Index(rows["id"], name="id")
+    )
+    document = subgroups.score_subgroups(rows, values, 0.5, limit=LIMIT, n_bootstrap=200, seed=0)
+    scored, too_small = document["site"]["A"], document["site"]["B"]
+    expected = metrics.binary_metrics(large["label"], large["probability"], 0.5)
+    for rate in ("auc", "sensitivity", "specificity"):
+        assert scored[rate] == expected[rate]
+        low, high = scored[f"{rate}_ci95"]
+        assert low <= scored[rate] <= high
+    assert (scored["n"], scored["positives"], scored["negatives"]) == (30, 15, 15)
+    assert too_small == {
+        "n": 6,
+        "positives": 3,
+        "negatives": 3,
+        "scored": False,
+        "too_small": "fewer than 20 images",
+    }
+    assert subgroups.worst_auc(document) == expected["auc"]
+
+
+def test_groups_of_one_class_are_too_small_and_unknown_comes_last():
+    rows = scored_rows(12)
+    site = np.where(rows["label"] == 1, "only positives", "mixed")
+    site[:6] = ""  # missing values
+    table = images(rows["id"], site=site)
+    values = subgroups.subgroup_values(table, ["site"], KEY, "the split")
+    document = subgroups.score_subgroups(
+        rows, values, 0.5, limit=SubgroupMinSize(images=6, per_class=1), n_bootstrap=0, seed=0
+    )
+    assert list(document["site"]) == ["mixed", "only positives", "unknown"]
+    assert document["site"]["only positives"]["too_small"] == "fewer than 1 images of a class"
+    assert document["site"]["unknown"]["n"] == 6
+
+
+def test_intervals_resample_whole_patients():
+    """Duplicating every image of a patient narrows an image bootstrap, not a patient one."""
+    rows = scored_rows(20)
+    twice = pd.concat([rows, rows.assign(id=rows["id"] + "#2")], ignore_index=True)
+    arguments = dict(n_resamples=400, seed=3)
+    once = subgroups.rate_intervals(
+        rows["label"].to_numpy(),
+        rows["probability"].to_numpy(),
+        0.5,
+        groups=rows["group"].to_numpy(),
+        **arguments,
+    )
+    doubled = subgroups.rate_intervals(
+        twice["label"].to_numpy(),
+        twice["probability"].to_numpy(),
+        0.5,
+        groups=twice["group"].to_numpy(),
+        **arguments,
+    )
+    assert once == doubled
+
+
+def test_no_resamples_give_no_intervals():
+    rows = scored_rows(10)
+    intervals = subgroups.rate_intervals(
+        rows["label"].to_numpy(),
+        rows["probability"].to_numpy(),
+        0.5,
+        groups=rows["group"].to_numpy(),
+        n_resamples=0,
+        seed=0,
+    )
+    assert intervals == {f"{rate}_ci95": [None, None] for rate in subgroups.SCORED_RATES}
+
+
+def test_predictions_of_images_without_values_are_an_error():
+    rows = scored_rows(10)
+    values = pd.DataFrame({"site": ["A"]}, index=pd.Index(["other.png"], name="id"))
+    with pytest.raises(subgroups.SubgroupError, match="different runs"):
+        subgroups.score_subgroups(rows, values, 0.5, limit=LIMIT, n_bootstrap=0, seed=0)
