@@ -430,6 +430,20 @@ class SubgroupMinSize(Section):
     per_class: NonNegativeInt = 5
 
 
+class CardParams(Section):
+    """What the model card says the model is for, and what it is not for: only the authors know
+    (CLAIM 2024 items 3 and 41); the defaults say it is a research result."""
+
+    intended_use: NonEmptyText = (
+        "research: how well this recipe tells the two classes apart on held-out images of the "
+        "sources it was trained on"
+    )
+    out_of_scope: NonEmptyText = (
+        "clinical diagnosis, screening or triage of patients; images of other modalities, "
+        "scanners, hospitals or populations without an external test on them"
+    )
+
+
 class EvaluateParams(Section):
     threshold: ThresholdRule
     bootstrap: NonNegativeInt  # resamples for the 95 % intervals; 0: no intervals
@@ -452,6 +466,7 @@ class EvaluateParams(Section):
     subgroups: list[Subgroup] = []
     external_subgroups: dict[str, list[Subgroup]] = {}
     subgroup_min_size: SubgroupMinSize = SubgroupMinSize()
+    card: CardParams = CardParams()  # the model card's intended and out-of-scope use
 
     @field_validator("tta", "external")
     @classmethod
