@@ -27,7 +27,7 @@ from medcls.demo.workspace import (
     run_in,
     write_pipeline,
 )
-from medcls.evaluation.compare import auc_verdict, difference_text
+from medcls.evaluation.paired import auc_verdict, difference_text
 
 SHARED = PROJECT.parent / "shared"
 WORKSPACE = PROJECT.parent / "real-data-runs"  # the benchmarks' git + DVC workspace, kept between runs

@@ -29,7 +29,7 @@ from ruamel.yaml import YAML
 from benchmarks import real_data
 from benchmarks.real_data import interval_text, number_text, prepare, resolved_profile
 from medcls.demo.workspace import PROJECT, command_environment, run_in
-from medcls.evaluation import compare, metrics
+from medcls.evaluation import metrics, paired
 from medcls.pipeline import config
 
 DATASET = "busi"
@@ -160,12 +160,12 @@ def ensemble(workspace: Path, names: list[str]) -> str:
     differences = []
     for split in ("val", "test", metrics.external_split(EXTERNAL)):
         rows = merged[merged["split"] == split]
-        paired = compare.paired_auc_difference(
+        pair = paired.paired_auc_difference(
             rows["label"], rows["probability"], rows["p0"], n_resamples=settings.bootstrap, seed=seed,
             groups=rows["group"] if split == metrics.external_split(EXTERNAL) else None,
         )
         differences.append(
-            compare.difference_text(paired["auc_difference"], paired["auc_difference_ci95"])
+            paired.difference_text(pair["auc_difference"], pair["auc_difference_ci95"])
         )
     lines.append(f"| minus {names[0]} (paired) | {' | '.join(differences)} | |")
     return "\n".join(lines)

@@ -1,15 +1,16 @@
 """The `medcls` command, run from the project root (where params.yaml, models/ and metrics/ are):
-classify image files with a dataset's trained model, or compare the committed predictions with
-those of a git revision.
+classify image files with a dataset's trained model, compare the committed predictions of two
+revisions, or write a pull request's review comment.
 
     medcls predict --dataset bus_uc scans/*.png --mask masks/*.png [--json] [--explain OUT.png]
-    medcls compare main [--resamples 2000] [--seed 0]
+    medcls compare main [HEAD] [--resamples 2000] [--seed 0]
+    medcls review main [HEAD] --out review [--resamples 2000] [--seed 0]
     python -m medcls ...        (the same, without installing the package)
 
 Exit status of predict: 0 when every image was classified, 1 when any was skipped (reported on
-stderr) or the model is missing, 2 for unusable arguments. compare: 0, or 2 for an unknown revision.
-Each command imports its own dependencies: `compare` runs without TensorFlow (in the pull-request
-workflow, beside DVC).
+stderr) or the model is missing, 2 for unusable arguments. compare and review: 0, or 2 for a
+revision DVC cannot name or a file that cannot be read (one `error:` line naming it).
+Each command imports its own dependencies: `compare` and `review` run without TensorFlow.
 """
 
 import argparse
@@ -47,37 +48,58 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--explain", type=Path, metavar="OUT.png", help="write Grad-CAM overlays of the images"
     )
+    revisions_help = (
+        "BASE: a branch, tag, commit or experiment name (`dvc exp list`); HEAD: the same, "
+        "or the workspace when left out"
+    )
     compare = commands.add_parser(
         "compare",
-        help="compare the committed predictions with a git revision's (no TensorFlow needed)",
-        description="Pair data/predictions/<dataset>.csv of the working tree with the same file at "
-        "REVISION on the images both hold, and print a Markdown table: AUC difference with its "
-        "paired bootstrap interval, sensitivity and specificity at each side's threshold, "
-        "McNemar's test on the decisions.",
+        help="pair the committed predictions of two revisions (no TensorFlow needed)",
+        description="Pair data/predictions/<dataset>.csv of HEAD with the same file at BASE on "
+        "the images both hold, and print a Markdown table: AUC difference with its paired "
+        "bootstrap interval, sensitivity and specificity at each side's threshold, McNemar's "
+        "test on the decisions. " + revisions_help + ".",
     )
-    compare.add_argument("revision", help="git revision to compare with (branch, tag, commit)")
-    compare.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
-    compare.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    review = commands.add_parser(
+        "review",
+        help="write a pull request's review comment: params, metrics, paired table, ROC",
+        description="Write OUT/review.md and the OUT/roc.png it shows: the params that differ "
+        "between BASE and HEAD, the headline metrics (metrics/<dataset>.json) before and after "
+        "with HEAD's intervals, the table of `medcls compare`, and both sides' ROC curves on "
+        "test. " + revisions_help + ".",
+    )
+    review.add_argument("--out", type=Path, required=True, help="folder for review.md and roc.png")
+    for two_sides in (compare, review):
+        two_sides.add_argument("base", metavar="BASE", help="revision to compare against")
+        two_sides.add_argument(
+            "head", metavar="HEAD", nargs="?", help="revision compared (default: the workspace)"
+        )
+        two_sides.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+        two_sides.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     return command.parse_args(argv)
 
 
-def run_compare(arguments: argparse.Namespace) -> int:
-    from medcls.evaluation import revisions
+def run_comparison(arguments: argparse.Namespace) -> int:
+    """`medcls compare` and `medcls review`: both read two sides through DVC."""
+    from medcls.evaluation import review
 
+    options = dict(n_resamples=arguments.resamples, seed=arguments.seed)
     try:
-        table = revisions.compare_revision(
-            arguments.revision, n_resamples=arguments.resamples, seed=arguments.seed
-        )
-    except revisions.RevisionError as error:
+        base, head = review.Revision(arguments.base), review.Revision(arguments.head)
+        if arguments.command == "compare":
+            print(review.paired_comparison(base, head, **options), end="")
+        else:
+            out_md = review.write_review(base, head, arguments.out, **options)
+            print(f"review written to {out_md}", file=sys.stderr)
+    except review.RevisionError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(table, end="")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
-    return run_compare(arguments) if arguments.command == "compare" else run_predict(arguments)
+    return run_predict(arguments) if arguments.command == "predict" else run_comparison(arguments)
 
 
 def run_predict(arguments: argparse.Namespace) -> int:

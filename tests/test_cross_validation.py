@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medcls.evaluation import compare, metrics
+from medcls.evaluation import metrics, paired
 from medcls.evaluation.report import write_report
-from medcls.evaluation.revisions import Side, compared_splits
+from medcls.evaluation.review import Side, compared_splits
 
 FOLDS = 4
 
@@ -67,9 +67,9 @@ def test_the_report_shows_out_of_fold_and_ensemble_beside_the_baseline(tmp_path)
     model, baseline = scored(seed=3, separation=0.5), scored(seed=3, separation=0.1)
     document = document_of(model)
     document["baseline"] = document_of(baseline) | {"method": "test baseline"}
-    paired = model.assign(baseline_probability=baseline["probability"])
-    document["versus_baseline"] = compare.versus_baseline(
-        paired, ["test", metrics.OUT_OF_FOLD], n_resamples=100, seed=0
+    both = model.assign(baseline_probability=baseline["probability"])
+    document["versus_baseline"] = paired.versus_baseline(
+        both, ["test", metrics.OUT_OF_FOLD], n_resamples=100, seed=0
     )
     metrics.validate_metrics(document)
     out_md = tmp_path / "report.md"
@@ -82,16 +82,22 @@ def test_the_report_shows_out_of_fold_and_ensemble_beside_the_baseline(tmp_path)
 
 
 def test_compare_covers_out_of_fold_and_external_splits_either_side_holds():
-    new = Side(scored(seed=4, separation=0.4), 0.5, 0.4)
+    folds = {"threshold": 0.4}
+    headline = {"test": {"threshold": 0.5}, "external": {"other": {"threshold": 0.5}}}
+    new = Side(
+        scored(seed=4, separation=0.4),
+        headline | {"out_of_fold": folds, "ensemble": folds, "ensemble_external": {"other": folds}},
+    )
     old_rows = scored(seed=5, separation=0.4)
     old_rows.loc[old_rows.index[:5], "split"] = metrics.external_split("other")
     old_rows.loc[old_rows.index[5:10], "split"] = metrics.ensemble_external_split("other")
-    old = Side(old_rows, 0.5)
+    old = Side(old_rows, headline)
     assert compared_splits(new, old) == [
         "test", metrics.OUT_OF_FOLD, metrics.ENSEMBLE_TEST, metrics.external_split("other"),
         metrics.ensemble_external_split("other"),
     ]
     assert new.threshold_for(metrics.OUT_OF_FOLD) == 0.4 and new.threshold_for("test") == 0.5
+    assert new.threshold_for(metrics.ENSEMBLE_TEST) == 0.4
     assert new.threshold_for(metrics.ensemble_external_split("other")) == 0.4
     assert new.threshold_for(metrics.external_split("other")) == 0.5
-    assert old.threshold_for(metrics.ENSEMBLE_TEST) == 0.5
+    assert old.threshold_for(metrics.ENSEMBLE_TEST) is None  # not cross-validated: no threshold

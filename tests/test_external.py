@@ -8,7 +8,7 @@ from ruamel.yaml import YAML
 
 from medcls.data import external
 from medcls.demo.workspace import PROJECT
-from medcls.evaluation import compare, metrics
+from medcls.evaluation import metrics, paired
 from medcls.evaluation.report import write_report
 from medcls.pipeline import config
 from medcls.pipeline.paths import DatasetPaths
@@ -39,10 +39,10 @@ def test_grouped_paired_difference_resamples_groups():
     labels, probs = scores(60, seed=2)
     copies = np.repeat(np.arange(60), 3)
     _, other = scores(60, seed=2, separation=0.2)
-    pair = compare.paired_auc_difference(
+    pair = paired.paired_auc_difference(
         labels[copies], probs[copies], other[copies], n_resamples=200, seed=0, groups=copies
     )
-    plain = compare.paired_auc_difference(labels, probs, other, n_resamples=200, seed=0)
+    plain = paired.paired_auc_difference(labels, probs, other, n_resamples=200, seed=0)
     assert pair["auc_difference_ci95"] == pytest.approx(plain["auc_difference_ci95"])
     assert "60 groups (180 images)" in pair["method"]
 
@@ -72,11 +72,11 @@ def evaluated_with_external() -> dict:
         as_baseline, document["baseline"]["threshold"], ["other"], **external_options
     )
     document["baseline"]["method"] = "test baseline"
-    document["versus_baseline"] = compare.versus_baseline(
+    document["versus_baseline"] = paired.versus_baseline(
         predictions, ["test"], n_resamples=100, seed=0
     )
     document["versus_baseline"]["external"] = {
-        "other": compare.versus_baseline(
+        "other": paired.versus_baseline(
             predictions, [metrics.external_split("other")], n_resamples=100, seed=0, by_group=True
         )[metrics.external_split("other")]
     }
@@ -117,7 +117,7 @@ def test_the_report_has_a_row_per_external_test_set(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| other |"))
     pair = document["versus_baseline"]["external"]["other"]
     assert f"{document['external']['other']['auc']:.3f}" in row
-    assert compare.difference_text(pair["auc_difference"], pair["auc_difference_ci95"]) in row
+    assert paired.difference_text(pair["auc_difference"], pair["auc_difference_ci95"]) in row
 
 
 def test_test_images_are_the_manifest_or_the_test_split(tmp_path, monkeypatch):

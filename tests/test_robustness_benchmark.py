@@ -8,7 +8,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from benchmarks import real_data, robustness
-from medcls.evaluation import compare, metrics
+from medcls.evaluation import metrics, paired
 
 SPLITS = {"val": 40, "test": 40, metrics.external_split(robustness.EXTERNAL): 30}
 
@@ -68,5 +68,5 @@ def test_the_ensemble_scores_the_mean_probability_and_pairs_it_with_the_first(wo
     ensemble_auc = metrics.roc_auc(frames[0]["label"][test], mean[test])
     weak_auc = metrics.roc_auc(frames[0]["label"][test], frames[0]["probability"][test])
     assert row(text, "ensemble")[2].startswith(f"{ensemble_auc:.3f} [")
-    assert row(text, "minus weak")[2].startswith(compare.signed(ensemble_auc - weak_auc) + " [")
+    assert row(text, "minus weak")[2].startswith(paired.signed(ensemble_auc - weak_auc) + " [")
     assert ensemble_auc > weak_auc

@@ -14,7 +14,7 @@ from pathlib import Path
 import keras
 import pandas as pd
 
-from medcls.evaluation import baseline, calibration, compare, metrics, plots, scoring
+from medcls.evaluation import baseline, calibration, metrics, paired, plots, scoring
 from medcls.model import classifier
 from medcls.pipeline.config import DatasetParams, Params
 from medcls.pipeline.paths import DatasetPaths
@@ -112,12 +112,12 @@ def assess(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Asses
         )
         pairing = dict(n_resamples=settings.bootstrap, seed=seed)
         paired_splits = ["test"] + ([metrics.OUT_OF_FOLD, metrics.ENSEMBLE_TEST] if fold_models else [])
-        document["versus_baseline"] = compare.versus_baseline(predictions, paired_splits, **pairing)
+        document["versus_baseline"] = paired.versus_baseline(predictions, paired_splits, **pairing)
         external_scorers = [("external", metrics.external_split)]
         if fold_models:
             external_scorers.append(("ensemble_external", metrics.ensemble_external_split))
         for key, split_of in external_scorers if external else ():
-            external_pairs = compare.versus_baseline(
+            external_pairs = paired.versus_baseline(
                 predictions, [split_of(other) for other in external], by_group=by_group, **pairing
             )
             document["versus_baseline"][key] = dict(zip(external, external_pairs.values()))

@@ -95,14 +95,11 @@ def write_curve_data(
     )
 
 
-def save_roc_png(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], out_png: Path, title: str) -> None:
-    """ROC curves of several splits on one axis, each labelled with its AUC (two decimals)."""
-    figure = Figure(figsize=(5, 5))
-    axis = figure.subplots()
-    for position, (split, (y_true, y_prob)) in enumerate(curves.items()):
+def _draw_roc(axis, curves: Mapping[str, tuple[ArrayLike, ArrayLike]], title: str) -> None:
+    for position, (name, (y_true, y_prob)) in enumerate(curves.items()):
         RocCurveDisplay.from_predictions(
             *_two_class_arrays(y_true, y_prob),
-            name=split,
+            name=name,
             ax=axis,
             plot_chance_level=position == len(curves) - 1,
             chance_level_kw={"label": "chance", "color": "grey"},
@@ -112,6 +109,23 @@ def save_roc_png(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], out_png: Pat
         ylabel="True positive rate (sensitivity)",
         title=title,
     )
+
+
+def save_roc_png(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], out_png: Path, title: str) -> None:
+    """ROC curves of several splits on one axis, each labelled with its AUC (two decimals)."""
+    figure = Figure(figsize=(5, 5))
+    _draw_roc(figure.subplots(), curves, title)
+    save_figure(figure, out_png)
+
+
+def save_roc_panels_png(
+    panels: Mapping[str, Mapping[str, tuple[ArrayLike, ArrayLike]]], out_png: Path
+) -> None:
+    """One ROC panel per title, side by side, each overlaying its curves (e.g. two revisions)."""
+    figure = Figure(figsize=(5 * len(panels), 5))
+    axes = np.atleast_1d(figure.subplots(1, len(panels)))
+    for axis, (title, curves) in zip(axes, panels.items()):
+        _draw_roc(axis, curves, title)
     save_figure(figure, out_png)
 
 

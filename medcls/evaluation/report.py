@@ -11,8 +11,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from medcls.evaluation.compare import auc_verdict, difference_text
 from medcls.evaluation.metrics import EXTERNAL_KEYS
+from medcls.evaluation.paired import auc_verdict, difference_text
 
 SPLITS = ("val", "test")
 # (row label, metric key, key of its 95 % interval or None)
