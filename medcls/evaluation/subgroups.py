@@ -24,8 +24,10 @@ from medcls.evaluation.metrics import (
     percentile_interval,
     predict_positive,
     resample_weights,
+    roc_auc,
     weighted_aucs,
 )
+from medcls.evaluation.paired import paired_auc_difference
 from medcls.pipeline.config import (
     PatternSubgroup,
     SizeSubgroup,
@@ -246,3 +248,47 @@ def worst_auc(document: Mapping) -> float | None:
         if group.get("auc") is not None
     ]
     return min(aucs) if aucs else None
+
+
+# --- two revisions per group -------------------------------------------------------------------
+
+
+def paired_by_subgroup(
+    paired: pd.DataFrame,
+    values: pd.DataFrame,
+    *,
+    limit: SubgroupMinSize,
+    n_resamples: int,
+    seed: int,
+) -> list[dict]:
+    """The paired AUC difference of two sides in every group: `paired` holds the images both
+    sides predicted (id, label_new, probability_new, probability_old), `values` each image's
+    groups (indexed by id; an image it lacks, or an empty value, is `unknown`). Groups below `limit` are listed as too
+    small, not compared."""
+    joined = values.reindex(paired["id"].astype(str)).fillna(UNKNOWN).replace("", UNKNOWN)
+    results = []
+    for name in values.columns:
+        by_value = pd.Series(joined[name].to_numpy(), index=paired.index)
+        for value in _ordered(by_value):
+            rows = paired[by_value == value]
+            positives = int(rows["label_new"].sum())
+            entry = {"subgroup": name, "value": value, "n": len(rows)}
+            reason = too_small(positives, len(rows) - positives, limit)
+            if reason:
+                results.append({**entry, "too_small": reason})
+                continue
+            results.append(
+                {
+                    **entry,
+                    "auc_old": roc_auc(rows["label_new"], rows["probability_old"]),
+                    "auc_new": roc_auc(rows["label_new"], rows["probability_new"]),
+                    **paired_auc_difference(
+                        rows["label_new"],
+                        rows["probability_new"],
+                        rows["probability_old"],
+                        n_resamples=n_resamples,
+                        seed=seed,
+                    ),
+                }
+            )
+    return results

@@ -67,6 +67,12 @@ class DatasetPaths:
         return Path("data/predictions") / f"{self.name}.csv"
 
     @property
+    def subgroups(self) -> Path:
+        """Every scored image's subgroup values (split, id, one column per subgroup), in git
+        beside the predictions, for `medcls compare` to pair the two revisions per subgroup."""
+        return Path("data/subgroups") / f"{self.name}.csv"
+
+    @property
     def model(self) -> Path:
         return Path("models") / self.name / self._fold_folder / "model.keras"
 
@@ -97,6 +103,16 @@ class DatasetPaths:
     @property
     def report(self) -> Path:
         return Path("reports") / f"{self.name}.md"
+
+    def card(self, suffix: str) -> Path:
+        """The model card, `reports/<name>_card.md` or `.json`."""
+        return Path("reports") / f"{self.name}_card{suffix}"
+
+    @property
+    def cases(self) -> Path:
+        """Grad-CAM thumbnails of single test images (the most confident errors, the borderline
+        ones), named by `cases.thumbnail_name` of their id."""
+        return self.plots / "cases"
 
     def metrics(self, stage: str | None = None) -> Path:
         """`metrics/<name>.json` for the model; `metrics/<name>_<stage>.json` for the other stages
