@@ -72,6 +72,15 @@ def test_size_buckets_of_the_longer_side(base_params):
     assert values["size"].tolist() == ["<200 px", "200–299 px", "200–299 px", "≥300 px", "unknown"]
 
 
+def test_size_buckets_of_the_shorter_side(base_params):
+    definitions = subgroup_list(
+        evaluate_params(base_params, subgroups=[{"name": "size", "shorter_side": [240]}])
+    )
+    table = images(["a", "b"], width=[320, 320], height=[238, 269])
+    values = subgroups.subgroup_values(table, definitions, KEY, "the split")
+    assert values["size"].tolist() == ["<240 px", "≥240 px"]
+
+
 def test_unknown_column_names_the_key_and_the_columns():
     table = images(["a.png"], source=["s"])
     with pytest.raises(subgroups.SubgroupError) as error:
@@ -101,6 +110,10 @@ def test_pattern_matching_no_file_name_is_an_error(base_params):
         ({"subgroups": [{"name": "k", "pattern": "("}]}, "not a regular expression"),
         ({"subgroups": [{"name": "s", "longer_side": [300, 200]}]}, "expected increasing"),
         ({"subgroups": [{"name": "s"}]}, "expected a manifest column name"),
+        (
+            {"subgroups": [{"name": "s", "longer_side": [1], "shorter_side": [1]}]},
+            "give longer_side or shorter_side",
+        ),
         ({"external_subgroups": {"other": ["Doppler"]}}, "not an external test set"),
     ],
 )
@@ -150,18 +163,22 @@ def test_each_group_scored_at_the_threshold_and_a_small_one_not():
     assert subgroups.worst_auc(document) == expected["auc"]
 
 
-def test_groups_of_one_class_are_too_small_and_unknown_comes_last():
+def test_a_group_of_one_class_is_scored_with_the_other_class_and_unknown_comes_last():
+    """Like bacterial pneumonia (positives only): its AUC is against every negative image."""
     rows = scored_rows(12)
-    site = np.where(rows["label"] == 1, "only positives", "mixed")
-    site[:6] = ""  # missing values
-    table = images(rows["id"], site=site)
-    values = subgroups.subgroup_values(table, ["site"], KEY, "the split")
-    document = subgroups.score_subgroups(
-        rows, values, 0.5, limit=SubgroupMinSize(images=6, per_class=1), n_bootstrap=0, seed=0
-    )
-    assert list(document["site"]) == ["mixed", "only positives", "unknown"]
-    assert document["site"]["only positives"]["too_small"] == "fewer than 1 images of a class"
-    assert document["site"]["unknown"]["n"] == 6
+    kind = np.where(rows["label"] == 1, "bacteria", "")  # no pattern match on the normal images
+    kind[rows.index[rows["label"] == 1][:4]] = "virus"
+    values = subgroups.subgroup_values(images(rows["id"], kind=kind), ["kind"], KEY, "the split")
+    limit = SubgroupMinSize(images=5, per_class=5)
+    document = subgroups.score_subgroups(rows, values, 0.5, limit=limit, n_bootstrap=0, seed=0)
+    assert list(document["kind"]) == ["bacteria", "virus", "unknown"]
+    bacteria = document["kind"]["bacteria"]
+    assert (bacteria["n"], bacteria["positives"], bacteria["negatives"]) == (8, 8, 12)
+    assert bacteria["scored_with"] == "every negative image"
+    scored = rows[(kind == "bacteria") | (rows["label"] == 0)]
+    assert bacteria["auc"] == metrics.roc_auc(scored["label"], scored["probability"])
+    assert document["kind"]["virus"]["too_small"] == "fewer than 5 images"
+    assert document["kind"]["unknown"]["scored_with"] == "every positive image"
 
 
 def test_intervals_resample_whole_patients():

@@ -3,7 +3,7 @@
 A pooled AUC can hide a subgroup the model fails (one scanner, one pneumonia type, small images).
 Each subgroup definition (`evaluate.subgroups`, `evaluate.external_subgroups`) gives every scored
 image one value: a manifest column (`source`, a csv layout's kept columns), the first match of a
-pattern in the file name, or a bucket of the source image's longer side. A missing value is its
+pattern in the file name, or a bucket of a side of the source image. A missing value is its
 own `unknown` group, so no image drops out of the table. Each group is scored at the model's
 threshold, with intervals that resample whole patients (their images are not independent); a group
 below the size limit is reported as too small, not scored.
@@ -81,14 +81,14 @@ def _pattern_values(
     return values
 
 
-def size_bucket(longer_side: float, edges: Sequence[int]) -> str:
-    """The bucket of a longer side in pixels: `<e0 px`, `e0–e1-1 px`, ..., `≥en px`."""
-    if not np.isfinite(longer_side):
+def size_bucket(side: float, edges: Sequence[int]) -> str:
+    """The bucket of an image side in pixels: `<e0 px`, `e0–e1-1 px`, ..., `≥en px`."""
+    if not np.isfinite(side):
         return UNKNOWN
-    if longer_side < edges[0]:
+    if side < edges[0]:
         return f"<{edges[0]} px"
     for low, high in zip(edges, edges[1:]):
-        if longer_side < high:
+        if side < high:
             return f"{low}–{high - 1} px"
     return f"≥{edges[-1]} px"
 
@@ -97,10 +97,9 @@ def _size_values(images: pd.DataFrame, subgroup: SizeSubgroup, key: str, where: 
     missing = [column for column in ("width", "height") if column not in images]
     if missing:
         raise SubgroupError(f"{key}: {where} has no column {missing}; re-run the manifest stage")
-    sides = (
-        images[["width", "height"]].apply(pd.to_numeric, errors="coerce").max(axis=1, skipna=False)
-    )
-    return sides.map(lambda side: size_bucket(side, subgroup.longer_side))
+    sizes = images[["width", "height"]].apply(pd.to_numeric, errors="coerce")
+    sides = getattr(sizes, "max" if subgroup.side == "longer" else "min")(axis=1, skipna=False)
+    return sides.map(lambda side: size_bucket(side, subgroup.edges))
 
 
 def subgroup_values(
@@ -157,29 +156,46 @@ def rate_intervals(
     }
 
 
-def too_small(positives: int, negatives: int, limit: SubgroupMinSize) -> str | None:
-    """Why a group is not scored, or None."""
-    if positives + negatives < limit.images:
+def too_small(images: int, positives: int, negatives: int, limit: SubgroupMinSize) -> str | None:
+    """Why a group of `images` is not scored (on `positives` and `negatives`), or None."""
+    if images < limit.images:
         return f"fewer than {limit.images} images"
     if min(positives, negatives) < limit.per_class:
         return f"fewer than {limit.per_class} images of a class"
     return None
 
 
+def scored_with(labels: np.ndarray, in_group: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """The rows a group is scored on, and what was added to it. A group of one class (bacterial
+    pneumonia: positives only) has no AUC of its own; it is scored with every image of the other
+    class, so its AUC says how well the model tells this group from them."""
+    present = np.unique(labels[in_group])
+    if present.size != 1 or not (labels != present[0]).any():
+        return in_group, None
+    other = labels != present[0]
+    return in_group | other, f"every {'negative' if present[0] == 1 else 'positive'} image"
+
+
 def score_group(
     rows: pd.DataFrame,
+    in_group: np.ndarray,
     threshold: float,
     *,
     limit: SubgroupMinSize,
     n_bootstrap: int,
     seed: int,
 ) -> dict:
-    """n and class counts of one group's rows (label, probability, group); when it is large
-    enough, its AUC, sensitivity and specificity at `threshold` with their intervals."""
+    """n of one group (the `in_group` rows of `rows`: id, group, label, probability) and the
+    classes it is scored on; when it is large enough, its AUC, sensitivity and specificity at
+    `threshold` with their intervals."""
+    scored, added = scored_with(rows["label"].to_numpy(), in_group)
+    rows = rows[scored]
     y_true, y_prob = checked_arrays(rows["label"].to_numpy(), rows["probability"].to_numpy())
     positives = int(y_true.sum())
-    counts = {"n": int(y_true.size), "positives": positives, "negatives": y_true.size - positives}
-    reason = too_small(positives, counts["negatives"], limit)
+    counts = {"n": int(in_group.sum()), "positives": positives, "negatives": y_true.size - positives}
+    if added:
+        counts["scored_with"] = added
+    reason = too_small(counts["n"], positives, counts["negatives"], limit)
     if reason:
         return {**counts, "scored": False, "too_small": reason}
     point = binary_metrics(y_true, y_prob, threshold)
@@ -231,7 +247,12 @@ def score_subgroups(
         by_value = pd.Series(joined[name].to_numpy(), index=rows.index)
         document[name] = {
             value: score_group(
-                rows[by_value == value], threshold, limit=limit, n_bootstrap=n_bootstrap, seed=seed
+                rows,
+                (by_value == value).to_numpy(),
+                threshold,
+                limit=limit,
+                n_bootstrap=n_bootstrap,
+                seed=seed,
             )
             for value in _ordered(by_value)
         }
@@ -270,10 +291,14 @@ def paired_by_subgroup(
     for name in values.columns:
         by_value = pd.Series(joined[name].to_numpy(), index=paired.index)
         for value in _ordered(by_value):
-            rows = paired[by_value == value]
+            in_group = (by_value == value).to_numpy()
+            scored, added = scored_with(paired["label_new"].to_numpy(), in_group)
+            rows = paired[scored]
             positives = int(rows["label_new"].sum())
-            entry = {"subgroup": name, "value": value, "n": len(rows)}
-            reason = too_small(positives, len(rows) - positives, limit)
+            entry = {"subgroup": name, "value": value, "n": int(in_group.sum())}
+            if added:
+                entry["scored_with"] = added
+            reason = too_small(entry["n"], positives, len(rows) - positives, limit)
             if reason:
                 results.append({**entry, "too_small": reason})
                 continue

@@ -377,25 +377,43 @@ class PatternSubgroup(Section):
 
 
 class SizeSubgroup(Section):
-    """`{name, longer_side: [edges]}`: the source image's longer side in pixels (the manifest's
-    width and height), in buckets that start at each edge: [300] gives `<300 px` and `>=300 px`."""
+    """`{name, longer_side: [edges]}` or `{name, shorter_side: [edges]}`: a side of the source
+    image in pixels (the manifest's width and height), in buckets that start at each edge:
+    [300] gives `<300 px` and `≥300 px`. (A copy shrunk to one longer side differs in its
+    shorter one.)"""
 
     name: NonEmptyText
-    longer_side: list[PositiveInt] = Field(min_length=1)
+    longer_side: list[PositiveInt] | None = Field(default=None, min_length=1)
+    shorter_side: list[PositiveInt] | None = Field(default=None, min_length=1)
 
-    @field_validator("longer_side")
+    @field_validator("longer_side", "shorter_side")
     @classmethod
-    def _increasing(cls, edges: list[int]) -> list[int]:
-        if edges != sorted(set(edges)):
+    def _increasing(cls, edges: list[int] | None) -> list[int] | None:
+        if edges and edges != sorted(set(edges)):
             raise ValueError(f"expected increasing pixel edges, got {edges}")
         return edges
+
+    @model_validator(mode="after")
+    def _one_side(self) -> SizeSubgroup:
+        if (self.longer_side is None) == (self.shorter_side is None):
+            raise ValueError("give longer_side or shorter_side (the bucket edges), not both")
+        return self
+
+    @property
+    def edges(self) -> list[int]:
+        return self.longer_side or self.shorter_side
+
+    @property
+    def side(self) -> str:
+        return "longer" if self.longer_side else "shorter"
 
 
 def _subgroup_form(value: Any) -> str | None:
     if isinstance(value, str):
         return "column"
-    forms = [key for key in ("pattern", "longer_side") if key in _keys(value)]
-    return forms[0] if len(forms) == 1 else None
+    if "pattern" in _keys(value):
+        return "pattern"
+    return "size" if {"longer_side", "shorter_side"} & set(_keys(value)) else None
 
 
 # A subgroup of the scored images: a manifest column by name (`source`, a csv layout's
@@ -403,10 +421,10 @@ def _subgroup_form(value: Any) -> str | None:
 Subgroup = tagged_union(
     _subgroup_form,
     "a manifest column name, {name, pattern: <regex on the file name>} or "
-    "{name, longer_side: [<pixel edges>]}",
+    "{name, longer_side or shorter_side: [<pixel edges>]}",
     column=NonEmptyText,
     pattern=PatternSubgroup,
-    longer_side=SizeSubgroup,
+    size=SizeSubgroup,
 )
 
 

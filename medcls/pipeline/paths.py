@@ -62,6 +62,11 @@ class DatasetPaths:
         """TFRecords of dataset `other` prepared for this model (one `test` split)."""
         return self.external / other
 
+    def external_images(self, other: str) -> Path:
+        """The rows of dataset `other` this model is tested on, with every manifest column (its
+        subgroups' values)."""
+        return self.external / f"{other}.csv"
+
     @property
     def predictions(self) -> Path:
         return Path("data/predictions") / f"{self.name}.csv"
