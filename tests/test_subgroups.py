@@ -9,7 +9,9 @@ import pytest
 from ruamel.yaml import YAML
 
 from medcls.evaluation import metrics, subgroups
+from medcls.pipeline import config
 from medcls.pipeline.config import ParamsError, SubgroupMinSize, validate
+from medcls.pipeline.paths import DatasetPaths
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -221,3 +223,75 @@ def test_predictions_of_images_without_values_are_an_error():
     values = pd.DataFrame({"site": ["A"]}, index=pd.Index(["other.png"], name="id"))
     with pytest.raises(subgroups.SubgroupError, match="different runs"):
         subgroups.score_subgroups(rows, values, 0.5, limit=LIMIT, n_bootstrap=0, seed=0)
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch, base_params) -> tuple[config.Params, pd.DataFrame]:
+    """bus_uc's test split and an external set `other` with a Doppler column (missing for some
+    images), both on disk where the evaluate stage reads them, and their predictions."""
+    base_params["datasets"]["other"] = {
+        "test_only": True,
+        **{
+            key: base_params["datasets"]["chest_xray"][key]
+            for key in ("source", "layout", "classes")
+        },
+    }
+    evaluate_params(
+        base_params,
+        external=["other"],
+        subgroups=["source"],
+        external_subgroups={"other": ["Doppler"]},
+        subgroup_min_size={"images": 10, "per_class": 3},
+        bootstrap=0,
+    )
+    monkeypatch.chdir(tmp_path)
+    own, other = scored_rows(10, prefix="own/"), scored_rows(10, seed=2, prefix="other/")
+    paths = DatasetPaths("bus_uc")
+    paths.split.parent.mkdir(parents=True)
+    split = own.rename(columns={"id": "path"}).assign(split="test", source="bus_uc")
+    pd.concat([split, split.assign(path="train/" + split["path"], split="train")]).to_csv(
+        paths.split, index=False
+    )
+    paths.external.mkdir(parents=True)
+    doppler = np.where(np.arange(len(other)) % 2, "Yes", "No").astype(object)
+    doppler[:4] = ""
+    other.rename(columns={"id": "path"}).assign(Doppler=doppler).to_csv(
+        paths.external_images("other"), index=False
+    )
+    predictions = pd.concat(
+        [own.assign(split="test"), other.assign(split="external:other")], ignore_index=True
+    )
+    return validate(base_params), predictions
+
+
+def test_the_stage_scores_test_and_external_subgroups(workspace):
+    params, predictions = workspace
+    document, table = subgroups.evaluate_subgroups(
+        predictions, 0.5, "bus_uc", params.trained_dataset("bus_uc"), DatasetPaths("bus_uc"), seed=0
+    )
+    assert list(document) == ["test", "external:other"]
+    assert document["test"]["source"]["bus_uc"]["n"] == 20
+    assert list(document["external:other"]["Doppler"]) == ["No", "Yes", "unknown"]
+    assert document["external:other"]["Doppler"]["unknown"]["too_small"] == "fewer than 10 images"
+    assert list(table.columns) == ["split", "id", "source", "Doppler"]
+    assert len(table) == 40 and set(table["split"]) == {"test", "external:other"}
+
+
+def test_an_unknown_external_column_names_its_key_and_table(workspace, base_params):
+    params, predictions = workspace
+    dataset = params.trained_dataset("bus_uc")
+    wrong = dataset.model_copy(
+        update={
+            "evaluate": dataset.evaluate.model_copy(
+                update={"external_subgroups": {"other": ["Marks"]}}
+            )
+        }
+    )
+    with pytest.raises(subgroups.SubgroupError) as error:
+        subgroups.evaluate_subgroups(
+            predictions, 0.5, "bus_uc", wrong, DatasetPaths("bus_uc"), seed=0
+        )
+    assert str(error.value).startswith(
+        "datasets.bus_uc.evaluate.external_subgroups.other[0]: no column 'Marks' in "
+        "data/external/bus_uc/other.csv"
+    )

@@ -24,6 +24,7 @@ import pandas as pd
 from ruamel.yaml import YAML
 
 from medcls.pipeline.config import DatasetParams, Params
+from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 
 # Checklist items by number, as CLAIM 2024 names them (shortened).
@@ -413,3 +414,18 @@ def card_markdown(card: Mapping) -> str:
     lines.append("")
     lines += [f"- {item}: {topic}" for item, topic in card["claim_2024"]["authors_only"].items()]
     return "\n".join(lines) + "\n"
+
+
+def write_card(
+    name: str,
+    params: Params,
+    dataset: DatasetParams,
+    paths: DatasetPaths,
+    headline: Mapping,
+    details: Mapping,
+) -> dict:
+    """Write `reports/<name>_card.json` and `.md` (run from the project root); returns the card."""
+    written = model_card(name, params, dataset, headline, details, read_inputs(name, paths))
+    write_json(paths.card(".json"), written)
+    paths.card(".md").write_text(card_markdown(written))
+    return written

@@ -64,3 +64,13 @@ def thumbnail_name(image_id: str) -> str:
     hash of the id, as two ids can be alike once made safe (`a b.png`, `a_b.png`)."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", image_id).strip("._")[-60:]
     return f"{safe}-{hashlib.sha1(image_id.encode()).hexdigest()[:8]}.png"
+
+
+def review_cases(rows: pd.DataFrame, threshold: float, count: int) -> dict:
+    """The cases of a scored split (id, label, probability) a reviewer gets thumbnails of: the
+    `count` most confident errors and the `count` images closest to the threshold."""
+    columns = ["id", "label", "probability"]
+    return {
+        "confident_errors": confident_errors(rows, threshold, count)[columns].to_dict("records"),
+        "borderline": borderline(rows, threshold, count)[columns].to_dict("records"),
+    }

@@ -21,6 +21,7 @@ import pandas as pd
 from medcls.evaluation.metrics import (
     binary_metrics,
     checked_arrays,
+    external_split,
     percentile_interval,
     predict_positive,
     resample_weights,
@@ -29,6 +30,7 @@ from medcls.evaluation.metrics import (
 )
 from medcls.evaluation.paired import paired_auc_difference
 from medcls.pipeline.config import (
+    DatasetParams,
     PatternSubgroup,
     SizeSubgroup,
     Subgroup,
@@ -36,6 +38,7 @@ from medcls.pipeline.config import (
     subgroup_name,
 )
 from medcls.pipeline.errors import PipelineError
+from medcls.pipeline.paths import DatasetPaths
 
 UNKNOWN = "unknown"  # the group of the images without a value
 SCORED_RATES = ("auc", "sensitivity", "specificity")
@@ -192,7 +195,11 @@ def score_group(
     rows = rows[scored]
     y_true, y_prob = checked_arrays(rows["label"].to_numpy(), rows["probability"].to_numpy())
     positives = int(y_true.sum())
-    counts = {"n": int(in_group.sum()), "positives": positives, "negatives": y_true.size - positives}
+    counts = {
+        "n": int(in_group.sum()),
+        "positives": positives,
+        "negatives": y_true.size - positives,
+    }
     if added:
         counts["scored_with"] = added
     reason = too_small(counts["n"], positives, counts["negatives"], limit)
@@ -317,3 +324,57 @@ def paired_by_subgroup(
                 }
             )
     return results
+
+
+# --- the evaluate stage's subgroups --------------------------------------------------------------
+
+
+def scored_sets(name: str, dataset: DatasetParams, paths: DatasetPaths) -> list[tuple]:
+    """(split of the predictions, its images table, subgroup definitions, params key, table
+    path) of every scored set with subgroups: the test split, then each external test set."""
+    settings, sets = dataset.evaluate, []
+    if settings.subgroups:
+        split = pd.read_csv(paths.split, keep_default_na=False)
+        test = split[split["split"] == "test"].reset_index(drop=True)
+        sets.append(
+            ("test", test, settings.subgroups, f"datasets.{name}.evaluate.subgroups", paths.split)
+        )
+    for other, definitions in settings.external_subgroups.items():
+        table = paths.external_images(other)
+        key = f"datasets.{name}.evaluate.external_subgroups.{other}"
+        images = pd.read_csv(table, keep_default_na=False)
+        sets.append((external_split(other), images, definitions, key, table))
+    return sets
+
+
+def evaluate_subgroups(
+    predictions: pd.DataFrame,
+    threshold: float,
+    name: str,
+    dataset: DatasetParams,
+    paths: DatasetPaths,
+    *,
+    seed: int,
+) -> tuple[dict, pd.DataFrame]:
+    """`{split: {subgroup: {value: scores}}}` of the test split and the external test sets at
+    the model's `threshold`, and every scored image's values (split, id, one column per
+    subgroup) for `data/subgroups/<name>.csv`."""
+    settings = dataset.evaluate
+    document, tables = {}, []
+    for split, images, definitions, key, table in scored_sets(name, dataset, paths):
+        values = subgroup_values(images, definitions, key, str(table))
+        rows = predictions[predictions["split"] == split]
+        document[split] = score_subgroups(
+            rows,
+            values,
+            threshold,
+            limit=settings.subgroup_min_size,
+            n_bootstrap=settings.bootstrap,
+            seed=seed,
+        )
+        tables.append(values.reset_index().assign(split=split))
+    names = dict.fromkeys(["id", *(column for table in tables for column in table.columns[1:])])
+    columns = ["split", *(name for name in names if name != "split")]
+    if not tables:
+        return document, pd.DataFrame(columns=columns)
+    return document, pd.concat(tables, ignore_index=True)[columns]
