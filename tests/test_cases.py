@@ -1,6 +1,8 @@
 """Single cases: the decisions two revisions disagree on, the most confident errors and the
 borderline images, each listed exactly."""
 
+from pathlib import Path
+
 import pandas as pd
 
 from medcls.evaluation import cases
@@ -59,3 +61,15 @@ def test_thumbnail_names_are_safe_and_distinct():
     first, second = cases.thumbnail_name("benign/a b.png"), cases.thumbnail_name("benign/a_b.png")
     assert first != second
     assert all(character.isalnum() or character in "._-" for character in first)
+
+
+def test_report_tables_link_each_case_thumbnail_relative_to_the_report():
+    rows = pd.DataFrame({"id": ["x/a.png", "x/b.png"], "label": [1, 0], "probability": [0.1, 0.45]})
+    review = cases.review_cases(rows, 0.5, 1)
+    lines = cases.markdown(review, ["NORMAL", "PNEUMONIA"], Path("plots/d/cases"), Path("reports"))
+    thumbnail = cases.thumbnail_name("x/a.png")
+    assert (
+        f"| `x/a.png` | PNEUMONIA | 0.100 | ![Grad-CAM of x/a.png](../plots/d/cases/{thumbnail}) |"
+        in lines
+    )
+    assert any(line.startswith("| `x/b.png` | NORMAL | 0.450 |") for line in lines)

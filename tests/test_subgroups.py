@@ -295,3 +295,17 @@ def test_an_unknown_external_column_names_its_key_and_table(workspace, base_para
         "datasets.bus_uc.evaluate.external_subgroups.other[0]: no column 'Marks' in "
         "data/external/bus_uc/other.csv"
     )
+
+
+def test_the_report_table_lists_scored_and_small_groups():
+    rows = pd.concat([scored_rows(15, prefix="l"), scored_rows(3, seed=1, prefix="s")])
+    values = pd.DataFrame({"site": ["A"] * 30 + ["B"] * 6}, index=pd.Index(rows["id"], name="id"))
+    document = {
+        "test": subgroups.score_subgroups(
+            rows.reset_index(drop=True), values, 0.5, limit=LIMIT, n_bootstrap=100, seed=0
+        )
+    }
+    lines = subgroups.markdown(document)
+    scored = document["test"]["site"]["A"]
+    assert lines[2].startswith(f"| test | site = A | 30 | {scored['auc']:.3f} (")
+    assert lines[3] == "| test | site = B | 6 | — | — | — | too small: fewer than 20 images |"

@@ -9,7 +9,9 @@ TensorFlow, as `medcls compare` and `medcls review` run without it.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -74,3 +76,27 @@ def review_cases(rows: pd.DataFrame, threshold: float, count: int) -> dict:
         "confident_errors": confident_errors(rows, threshold, count)[columns].to_dict("records"),
         "borderline": borderline(rows, threshold, count)[columns].to_dict("records"),
     }
+
+
+def markdown(review: dict, classes: list[str], thumbnails: Path, report_dir: Path) -> list[str]:
+    """The cases of `review_cases` as tables with their Grad-CAM thumbnails (in `thumbnails`),
+    linked relative to the report's folder `report_dir`."""
+    lines = []
+    for key, title in (
+        ("confident_errors", "Most confident errors"),
+        ("borderline", "Closest to the threshold"),
+    ):
+        lines += [
+            "",
+            f"{title} (test):",
+            "",
+            "| image | label | probability | Grad-CAM |",
+            "|---|---|---|---|",
+        ]
+        for case in review[key]:
+            link = os.path.relpath(thumbnails / thumbnail_name(case["id"]), report_dir)
+            lines.append(
+                f"| `{case['id']}` | {classes[int(case['label'])]} | {case['probability']:.3f} "
+                f"| ![Grad-CAM of {case['id']}]({Path(link).as_posix()}) |"
+            )
+    return lines

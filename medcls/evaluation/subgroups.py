@@ -378,3 +378,33 @@ def evaluate_subgroups(
     if not tables:
         return document, pd.DataFrame(columns=columns)
     return document, pd.concat(tables, ignore_index=True)[columns]
+
+
+# --- the report ------------------------------------------------------------------------------------
+
+
+def _with_interval(group: Mapping, rate: str) -> str:
+    value, (low, high) = group[rate], group[f"{rate}_ci95"]
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" + ("" if low is None else f" ({low:.3f}–{high:.3f})")
+
+
+def markdown(document: Mapping) -> list[str]:
+    """The subgroups of every scored set as one table, each group with n, AUC, sensitivity and
+    specificity (95 % intervals resampling patients), or why it is not scored."""
+    header = ("scored set", "subgroup", "images", "AUC", "sensitivity", "specificity", "note")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for split, subgroups in document.items():
+        for name, groups in subgroups.items():
+            for value, group in groups.items():
+                cells = [split, f"{name} = {value}", str(group["n"])]
+                if group["scored"]:
+                    cells += [_with_interval(group, rate) for rate in SCORED_RATES]
+                    cells.append(
+                        f"scored with {group['scored_with']}" if "scored_with" in group else ""
+                    )
+                else:
+                    cells += ["—", "—", "—", f"too small: {group['too_small']}"]
+                lines.append("| " + " | ".join(cells) + " |")
+    return lines
