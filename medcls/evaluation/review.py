@@ -449,7 +449,10 @@ def subgroup_rows(entries: list[dict]) -> list[tuple[str, ...]]:
     """Table rows of the paired comparison per subgroup; a group too small says so."""
     rows = []
     for entry in entries:
-        where = (entry["dataset"], entry["split"], f"{entry['subgroup']} = {entry['value']}")
+        group = f"{entry['subgroup']} = {entry['value']}"
+        if "scored_with" in entry:
+            group += f" (with {entry['scored_with']})"
+        where = (entry["dataset"], entry["split"], group)
         if "too_small" in entry:
             rows.append((*where, str(entry["n"]), "—", "—", f"not compared: {entry['too_small']}"))
             continue
