@@ -366,11 +366,8 @@ def model_card(
 
 
 def _text(value: object) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    """A scalar as the card shows it: floats to four significant digits, null as n/a."""
+    return "n/a" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _bullets(value: object, depth: int = 0) -> list[str]:
