@@ -157,14 +157,26 @@ def _versions() -> dict:
     return versions
 
 
+def input_files(paths: DatasetPaths) -> dict[str, Path]:
+    """The pipeline files the card quotes, by what they hold: each is a dep of the evaluate stage
+    in dvc.yaml (dvc.lock, which records the stages' hashes, cannot be one)."""
+    return {
+        "sources": paths.source_fingerprint,
+        "split": paths.split,
+        "rejected": paths.rejected,
+        "training": paths.metrics("train"),
+    }
+
+
 def read_inputs(name: str, paths: DatasetPaths, lock_file: Path = Path("dvc.lock")) -> CardInputs:
     """The files and facts the card of dataset `name` quotes (run from the project root)."""
+    files = input_files(paths)
     lock = YAML(typ="safe", pure=True).load(lock_file.read_text()) if lock_file.is_file() else {}
     return CardInputs(
-        sources=json.loads(paths.source_fingerprint.read_text()),
-        split=pd.read_csv(paths.split, keep_default_na=False),
-        rejected=pd.read_csv(paths.rejected, keep_default_na=False),
-        training=json.loads(paths.metrics("train").read_text()),
+        sources=json.loads(files["sources"].read_text()),
+        split=pd.read_csv(files["split"], keep_default_na=False),
+        rejected=pd.read_csv(files["rejected"], keep_default_na=False),
+        training=json.loads(files["training"].read_text()),
         provenance={"git_commit": _git_commit(), "dvc_lock": lock_hashes(lock or {}, name)},
         software=_versions(),
     )
