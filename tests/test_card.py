@@ -28,7 +28,9 @@ SUBGROUPS = {
             "<300 px": {"n": 8, "positives": 4, "negatives": 4, "scored": False,
                         "too_small": "fewer than 20 images"},
             "≥300 px": {"n": 52, "positives": 20, "negatives": 32, "scored": True,
-                        "auc": 0.83, "auc_ci95": [0.7, 0.93]},
+                        "auc": 0.83, "auc_ci95": [0.7, 0.93],
+                        "sensitivity": 0.8, "sensitivity_ci95": [0.6, 0.95],
+                        "specificity": 0.75, "specificity_ci95": [0.6, 0.88]},
         }
     }
 }  # fmt: skip
@@ -138,7 +140,9 @@ def test_markdown_has_every_section_and_the_authors_items(params, inputs):
     for title in card.SECTION_TITLES.values():
         assert f"\n## {title}\n" in text
     assert "- 14: definition of the reference standard" in text
-    assert "0.91" in text and "CLAIM 2024 items 3, 41." in text
+    assert "- test.auc: 0.91\n" in text and "CLAIM 2024 items 3, 41." in text
+    assert "| test | size = ≥300 px | 52 | 0.830 (0.700–0.930) |" in text
+    assert text.startswith("# Model card: bus_uc\n")
 
 
 def test_lock_hashes_of_the_model_stages():

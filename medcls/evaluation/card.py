@@ -23,6 +23,8 @@ from pathlib import Path
 import pandas as pd
 from ruamel.yaml import YAML
 
+from medcls.evaluation import subgroups
+from medcls.evaluation.review import flattened
 from medcls.pipeline.config import DatasetParams, Params
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
@@ -365,7 +367,7 @@ def model_card(
         "provenance": dict(inputs.provenance),
     }
     return {
-        "model": name,
+        "dataset": name,
         **sections,
         "claim_2024": {
             "answered": {key: list(items) for key, items in SECTION_ITEMS.items()},
@@ -400,9 +402,25 @@ def _bullets(value: object, depth: int = 0) -> list[str]:
     return [f"{indent}- {_text(value)}"]
 
 
+def evaluation_markdown(evaluation: Mapping) -> list[str]:
+    """The headline metrics one per line (as DVC names them), the subgroups as a table, the
+    cases by id, and the other quoted objects as bullets."""
+    lines = ["Headline metrics (`metrics/<name>.json`):", ""]
+    lines += [f"- {key}: {_text(value)}" for key, value in flattened(evaluation["headline"])]
+    if "subgroups" in evaluation:
+        lines += ["", "Subgroups:", "", *subgroups.markdown(evaluation["subgroups"])]
+    for kind, cases in evaluation.get("cases", {}).items():
+        listed = ", ".join(f"`{case['id']}` (p = {case['probability']:.3f})" for case in cases)
+        lines += ["", f"{kind.replace('_', ' ').capitalize()} on test: {listed or 'none'}."]
+    for key in ("calibration", "baseline"):
+        if key in evaluation:
+            lines += ["", f"{key.capitalize()}:", "", *_bullets(evaluation[key])]
+    return lines
+
+
 def card_markdown(card: Mapping) -> str:
     """The card as Markdown: one heading per section with the CLAIM 2024 items it answers."""
-    lines = [f"# Model card: {card['model']}", ""]
+    lines = [f"# Model card: {card['dataset']}", ""]
     lines.append(
         "Written by the evaluate stage from the files the pipeline wrote; every number is quoted "
         "from them. CLAIM 2024: the checklist items (Tejani et al. 2024) each section answers."
@@ -413,6 +431,8 @@ def card_markdown(card: Mapping) -> str:
         content = card[key]
         if key == "limitations":
             lines += [f"- {sentence}" for sentence in content] or ["- none found in the numbers"]
+        elif key == "evaluation":
+            lines += evaluation_markdown(content)
         else:
             lines += _bullets(content)
     lines += ["", "## Only the authors can answer", ""]
