@@ -1,5 +1,5 @@
 """Real-data runs: the offline profile on ../shared's BUSI and Kermany sets, in a DVC
-workspace of its own, then the results table printed from the metrics JSON the pipeline wrote.
+workspace of its own, then the results table printed from the evaluation reports the pipeline wrote.
 
     python -m benchmarks.real_data                       # every dataset of the profile
     python -m benchmarks.real_data --datasets busi       # one of them; rerun to add the others
@@ -28,6 +28,7 @@ from medcls.demo.workspace import (
     write_pipeline,
 )
 from medcls.evaluation.paired import auc_verdict, difference_text
+from medcls.pipeline.paths import DatasetPaths
 
 SHARED = PROJECT.parent / "shared"
 WORKSPACE = PROJECT.parent / "real-data-runs"  # the benchmarks' git + DVC workspace, kept between runs
@@ -141,11 +142,12 @@ def table(workspace: Path, params: dict) -> str:
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
     for name in trained(params):
         dataset = params["datasets"][name]
-        metrics_file = workspace / "metrics" / f"{name}.json"
-        if not metrics_file.exists():
+        paths = DatasetPaths(name)
+        evaluation_file = workspace / paths.evaluation
+        if not evaluation_file.exists():
             continue
-        document = json.loads(metrics_file.read_text())
-        training = json.loads((workspace / "metrics" / f"{name}_train.json").read_text())
+        document = json.loads(evaluation_file.read_text())
+        training = json.loads((workspace / paths.summary("train")).read_text())
         backbone = dataset["backbone"].get("name") or Path(dataset["backbone"]["path"]).stem
         pipeline = f"{timings[name] / 60:.0f} min" if name in timings else "–"
         models = [

@@ -31,6 +31,7 @@ from benchmarks.real_data import interval_text, number_text, prepare, resolved_p
 from medcls.demo.workspace import PROJECT, command_environment, run_in
 from medcls.evaluation import metrics, paired
 from medcls.pipeline import config
+from medcls.pipeline.paths import DatasetPaths
 
 DATASET = "busi"
 EXTERNAL = "bus_uclm_dev"
@@ -60,13 +61,14 @@ def run_variant(workspace: Path, name: str, changes: dict) -> None:
         ["dvc", "repro", f"evaluate@{DATASET}"], cwd=workspace, env=command_environment(), check=True
     )
     seconds = time.perf_counter() - started
-    train = json.loads((workspace / "metrics" / f"{DATASET}_train.json").read_text())
+    paths = DatasetPaths(DATASET)
+    train = json.loads((workspace / paths.summary("train")).read_text())
     record = {
         "commit": commit,
         "changes": changes,
         "repro_seconds": round(seconds),
         "train_seconds": train["seconds"],
-        "metrics": json.loads((workspace / "metrics" / f"{DATASET}.json").read_text()),
+        "metrics": json.loads((workspace / paths.evaluation).read_text()),
     }
     (workspace / RESULTS).mkdir(exist_ok=True)
     (workspace / RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")

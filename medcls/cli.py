@@ -8,12 +8,16 @@ revisions, or write a pull request's review comment.
     python -m medcls ...        (the same, without installing the package)
 
 Exit status of predict: 0 when every image was classified, 1 when any was skipped (reported on
-stderr) or the model is missing, 2 for unusable arguments. compare and review: 0, or 2 for a
-revision DVC cannot name or a file that cannot be read (one `error:` line naming it).
+stderr) or the model is missing, 2 for unusable arguments, 130 when interrupted (Ctrl-C): the lines
+printed by then (plain or --jsonl, written as each batch is scored) hold every image scored so far.
+Files named as lesion masks (`<name>_mask.png`) are not classified, so a folder of BUSI's layout
+can be given whole. compare and review: 0, or 2 for a revision DVC cannot name or a file that
+cannot be read (one `error:` line naming it).
 Each command imports its own dependencies: `compare` and `review` run without TensorFlow.
 """
 
 import argparse
+import json
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -44,7 +48,15 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="classify whole images although the dataset crops to masks (not comparable)",
     )
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument(
+        "--json", action="store_true", help="print machine-readable JSON once every image is scored"
+    )
+    output.add_argument(
+        "--jsonl",
+        action="store_true",
+        help="print one JSON object per image as it is scored (kept if the run is interrupted)",
+    )
     parser.add_argument(
         "--explain", type=Path, metavar="OUT.png", help="write Grad-CAM overlays of the images"
     )
@@ -107,9 +119,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_predict(arguments: argparse.Namespace) -> int:
-    from medcls.pipeline.chatter import quiet_tensorflow
+    try:
+        return _predict(arguments)
+    except KeyboardInterrupt:
+        print(
+            "error: interrupted: the images scored so far are printed above; run medcls predict "
+            "again on the others",
+            file=sys.stderr,
+        )
+        return 130
 
-    quiet_tensorflow()
+
+def _predict(arguments: argparse.Namespace) -> int:
+    from medcls.pipeline.tensorflow_logs import filter_tensorflow_logs
+
+    # A file name that is not valid UTF-8 (another system's encoding) is printed as its own bytes.
+    sys.stdout.reconfigure(errors="surrogateescape")
+
+    filter_tensorflow_logs()
     from medcls import predict  # TensorFlow: only for this command
     from medcls.pipeline import config
     from medcls.pipeline.errors import PipelineError
@@ -120,24 +147,33 @@ def run_predict(arguments: argparse.Namespace) -> int:
         warning = predict.mask_warning(
             arguments.dataset, predictor.uses_mask, bool(arguments.mask), arguments.no_mask
         )
-        images = predict.expand_inputs(arguments.images)
+        images, mask_files = predict.without_mask_files(predict.expand_inputs(arguments.images))
         masks = predict.pair_masks(images, arguments.mask if predictor.uses_mask else [])
     except (PipelineError, FileNotFoundError) as error:
         print(error_lines(error), file=sys.stderr)
         return 2 if isinstance(error, predict.InputError) else 1
     if warning:
         print(warning, file=sys.stderr)
+    for mask_file in mask_files:
+        print(f"skipped {mask_file.path}: {mask_file.error}", file=sys.stderr)
 
-    predictions, failures, prepared = predictor.predict_files(
-        images, masks, keep_inputs=bool(arguments.explain)
-    )
-    for failure in failures:
-        print(f"skipped {failure.path}: {failure.error}", file=sys.stderr)
+    predictions, failures, prepared = [], [], []
+    for batch in predictor.predict_batches(images, masks):
+        for failure in batch.failures:
+            print(f"skipped {failure.path}: {failure.error}", file=sys.stderr)
+        if arguments.jsonl:
+            for result in (*batch.failures, *batch.predictions):
+                print(json.dumps(result.as_dict()))
+        elif not arguments.json:
+            for line in predict.format_lines(batch.predictions, predictor.threshold):
+                print(line)
+        sys.stdout.flush()
+        predictions += batch.predictions
+        failures += batch.failures
+        if arguments.explain:
+            prepared.append(batch.inputs)
     if arguments.json:
         print(predict.as_json(arguments.dataset, predictor, predictions, failures))
-    else:
-        for line in predict.format_lines(predictions, predictor.threshold):
-            print(line)
     if arguments.explain and predictions:
         import numpy as np
 
@@ -149,8 +185,8 @@ def run_predict(arguments: argparse.Namespace) -> int:
         ]
         decisions = np.array([prediction.label == 1 for prediction in predictions])
         gradcam.save_image_overlays(
-            predictor.models, prepared, titles, predictor.threshold, arguments.explain,
-            decisions=decisions,
+            predictor.models, np.concatenate(prepared), titles, predictor.threshold,
+            arguments.explain, decisions=decisions,
         )
         print(f"Grad-CAM overlays written to {arguments.explain}", file=sys.stderr)
     return 1 if failures else 0

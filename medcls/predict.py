@@ -19,13 +19,14 @@ import cv2
 import keras
 import numpy as np
 
+from medcls.data.layouts import is_mask_name
 from medcls.evaluation import metrics
 from medcls.evaluation.calibration import apply_temperature
 from medcls.evaluation.tta import mean_output
-from medcls.images.decode import MASK_SEPARATOR
+from medcls.images.decode import MASK_SEPARATOR, check_decodable_size
 from medcls.images.roi import prepare_file
 from medcls.model import classifier
-from medcls.pipeline.config import Params, RoiParams
+from medcls.pipeline.config import DEFAULT_MAX_IMAGE_PIXELS, Params, RoiParams
 from medcls.pipeline.errors import PipelineError
 from medcls.pipeline.paths import DatasetPaths
 
@@ -97,6 +98,19 @@ def _is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def without_mask_files(images: Sequence[Path]) -> tuple[list[Path], list[Failure]]:
+    """The images to classify, and a Failure for each file named as a lesion mask (`<name>_mask`,
+    `<name>_mask_<n>`, as BUSI stores them beside their scans): a mask is not a scan, and a folder
+    of BUSI's layout holds both."""
+    scans, masks = [], []
+    for image in images:
+        if is_mask_name(image.stem):
+            masks.append(Failure(image, "named as a lesion mask (…_mask), not a scan; not classified"))
+        else:
+            scans.append(image)
+    return scans, masks
+
+
 def pair_masks(images: Sequence[Path], masks: Sequence[str]) -> list[tuple[Path, ...]]:
     """One tuple of mask files per image, pairing the expanded `masks` with `images` in order.
 
@@ -156,6 +170,7 @@ class Predictor:
     roi: RoiParams
     views: Sequence[str] = ()
     temperature: float | None = None
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
     @classmethod
     def for_dataset(cls, name: str, params: Params) -> Predictor:
@@ -165,12 +180,12 @@ class Predictor:
         dataset, paths = params.trained_dataset(name), DatasetPaths(name)
         folds = params.split.folds
         models = [paths.for_fold(fold).model for fold in range(folds)] if folds > 1 else [paths.model]
-        for output in (*models, paths.metrics()):
+        for output in (*models, paths.evaluation):
             if not output.is_file():
                 raise FileNotFoundError(
                     f"{output} not found; run `dvc repro evaluate@{name}` first (from the project root)"
                 )
-        document = json.loads(paths.metrics().read_text())
+        document = json.loads(paths.evaluation.read_text())
         if folds > 1:
             folded = document["cross_validation"]
             threshold, temperature = folded["threshold"], folded.get("temperature")
@@ -185,6 +200,7 @@ class Predictor:
             roi=dataset.roi,
             views=document.get("tta", []),
             temperature=temperature,
+            max_pixels=params.max_image_pixels,
         )
 
     @property
@@ -192,7 +208,10 @@ class Predictor:
         return self.roi.use_mask
 
     def prepare(self, image: Path, masks: tuple[Path, ...]) -> np.ndarray:
-        """The (size, size, 3) uint8 model input; an image without masks is used whole."""
+        """The (size, size, 3) uint8 model input; an image without masks is used whole. Files over
+        the pixel limit are refused from their header, as the manifest refuses them."""
+        for path in (image, *masks) if self.uses_mask else (image,):
+            check_decodable_size(path, self.max_pixels)
         masks_given = [str(mask) for mask in masks]
         return prepare_file(Path(), str(image), masks_given, roi=self.roi, size=self.image_size)
 
@@ -222,14 +241,24 @@ class Predictor:
         self, images: Sequence[Path], masks: Sequence[tuple[Path, ...]], *, keep_inputs: bool = True
     ) -> tuple[list[Prediction], list[Failure], np.ndarray]:
         """Predictions for the readable images, failures for the rest, and the prepared inputs of
-        the predicted ones (for explanations; empty unless `keep_inputs`), each in input order.
-
-        Images are prepared and scored BATCH_SIZE at a time, so without `keep_inputs` memory does
-        not grow with their number."""
+        the predicted ones (for explanations; empty unless `keep_inputs`), each in input order."""
         predictions, failures, inputs = [], [], []
+        for batch in self.predict_batches(images, masks):
+            predictions += batch.predictions
+            failures += batch.failures
+            if keep_inputs:
+                inputs.append(batch.inputs)
+        return predictions, failures, np.concatenate(inputs) if inputs else self._no_inputs()
+
+    def predict_batches(
+        self, images: Sequence[Path], masks: Sequence[tuple[Path, ...]]
+    ) -> Iterator[Batch]:
+        """`predict_files`, BATCH_SIZE images at a time, as each batch is scored: memory does not
+        grow with the number of images, and a caller that writes each batch out keeps what was
+        scored when a long run is interrupted."""
         pairs = list(zip(images, masks, strict=True))
         for start in range(0, len(pairs), BATCH_SIZE):
-            prepared, kept = [], []
+            prepared, kept, failures = [], [], []
             for image, image_masks in pairs[start : start + BATCH_SIZE]:
                 try:
                     prepared.append(self.prepare(image, image_masks))
@@ -237,16 +266,26 @@ class Predictor:
                 except (OSError, ValueError, cv2.error) as error:
                     failures.append(Failure(image, _one_line(error)))
             if not prepared:
+                yield Batch([], failures, self._no_inputs())
                 continue
-            batch = np.stack(prepared)
-            predictions += [
+            inputs = np.stack(prepared)
+            predictions = [
                 self.decide(path, float(probability))
-                for path, probability in zip(kept, self.probabilities(batch), strict=True)
+                for path, probability in zip(kept, self.probabilities(inputs), strict=True)
             ]
-            if keep_inputs:
-                inputs.append(batch)
-        empty = np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
-        return predictions, failures, np.concatenate(inputs) if inputs else empty
+            yield Batch(predictions, failures, inputs)
+
+    def _no_inputs(self) -> np.ndarray:
+        return np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch's predictions and failures, and the prepared inputs of the predicted images."""
+
+    predictions: list[Prediction]
+    failures: list[Failure]
+    inputs: np.ndarray
 
 
 def _one_line(error: BaseException) -> str:

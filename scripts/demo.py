@@ -71,7 +71,7 @@ def summary(workspace: Path, names: list[str]) -> str:
     for name in names:
         test = json.loads((workspace / "metrics" / f"{name}.json").read_text())["test"]
         lines.append(
-            f"  {name}: test AUC {test['auc']:.3f}, accuracy {test['accuracy']:.3f} (n = {test['n']})"
+            f"  {name}: test AUC {test['auc']:.3f} at threshold {test['threshold']:.3f} (n = {test['n']})"
         )
     lines += [
         f"Metrics: {workspace / 'metrics'}; plots: {workspace / 'plots'}",

@@ -1,9 +1,10 @@
 """DVC stage modules, `python -m stages.<stage> <dataset>`.
 
-Run before any stage module imports TensorFlow: keeps its start-up chatter out of the stage's output
-(MEDCLS_VERBOSE=1 keeps it).
+Python runs this file before the stage module, whose imports load TensorFlow, so this is where a
+stage's run filters TensorFlow's log lines (`medcls.pipeline.tensorflow_logs`; MEDCLS_VERBOSE=1
+shows them all): `run_stage` itself runs after TensorFlow has printed its start-up lines.
 """
 
-from medcls.pipeline.chatter import quiet_tensorflow
+from medcls.pipeline.tensorflow_logs import filter_tensorflow_logs
 
-quiet_tensorflow()
+filter_tensorflow_logs()

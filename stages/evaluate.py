@@ -1,6 +1,7 @@
 """Stage evaluate: predictions on val, test and the external test sets, threshold chosen on val,
-metrics JSON (with the paired model-vs-baseline AUC differences), plots, Grad-CAM of a test sample
-and the Markdown review report.
+the evaluation document reports/<name>.json (with the paired model-vs-baseline AUC differences) and
+its headline scalars metrics/<name>.json, every scored image's subgroups, the plot data DVC draws,
+Grad-CAM of a test sample and of single cases, the model card and the Markdown review report.
 
 With cross-validation folds (split.folds > 1) also the out-of-fold predictions of the fold models
 and their ensemble on test, the baseline treated alike; Grad-CAM then explains the ensemble.
@@ -10,13 +11,12 @@ import shutil
 
 import pandas as pd
 
-from medcls.evaluation import assessment, card, cases, gradcam, metrics, report, scoring, subgroups
+from medcls.evaluation import assessment, card, gradcam, metrics, report, scoring
+from medcls.evaluation.document import Evaluation, headline
 from medcls.pipeline.config import DatasetParams, Params
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage
-
-CASES = 8  # thumbnails of the most confident errors, and of the images closest to the threshold
 
 
 def evaluate(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
@@ -25,9 +25,13 @@ def evaluate(name: str, params: Params, dataset: DatasetParams, paths: DatasetPa
     paths.predictions.parent.mkdir(parents=True, exist_ok=True)
     committed = [column for column in scoring.COMMITTED_COLUMNS if column in predictions]
     predictions[committed].to_csv(paths.predictions, index=False)
-    write_json(paths.metrics(), document)
+    write_json(paths.evaluation, document)
+    headline_scalars = headline(Evaluation.model_validate(document)).as_json()
+    write_json(paths.metrics(), headline_scalars)
+    paths.subgroups.parent.mkdir(parents=True, exist_ok=True)
+    result.subgroup_values.to_csv(paths.subgroups, index=False)
 
-    figures = assessment.save_figures(result, classes, name, paths.plots)
+    assessment.write_plot_data(result, classes, paths.plots)
     if result.fold_models:  # explain what `medcls predict` uses: the ensemble at its threshold
         explained = dict(
             model=result.fold_models,
@@ -40,33 +44,28 @@ def evaluate(name: str, params: Params, dataset: DatasetParams, paths: DatasetPa
         predictions=predictions, tfrecord_dir=paths.tfrecords, out_png=paths.plots / "gradcam.png",
         classes=classes, seed=params.seed, **explained,
     )
-    details = reviewer_details(name, params, dataset, paths, result)
-    card.write_card(name, params, dataset, paths, headline=document, details=details)
-    report.write_report(document, classes, name, paths.report, [*figures, paths.plots / "gradcam.png"])
+    write_case_thumbnails(result, classes, paths)
+    card.write_card(name, params, dataset, paths, headline_scalars, document)
+    report.write_report(
+        document, classes, name, paths.report, [paths.plots / "gradcam.png"], cases=paths.cases
+    )
     test = document["test"]
     print(f"{name}: test AUC {test['auc']} (95 % CI {test['auc_ci95']}), accuracy {test['accuracy']}")
 
 
-def reviewer_details(
-    name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths, result
-) -> dict:
-    """Subgroups (and every scored image's values), the single cases with their thumbnails."""
-    document, predictions, threshold = result.document, result.predictions, result.document["threshold"]
-    scores, values = subgroups.evaluate_subgroups(
-        predictions, threshold, name, dataset, paths, seed=params.seed
-    )
-    paths.subgroups.parent.mkdir(parents=True, exist_ok=True)
-    values.to_csv(paths.subgroups, index=False)
-    test = predictions[predictions["split"] == "test"]
-    review = cases.review_cases(test, threshold, CASES)
+def write_case_thumbnails(
+    result: assessment.Assessment, classes: list[str], paths: DatasetPaths
+) -> None:
+    """Grad-CAM thumbnails of the test cases the evaluation lists (the model's decisions), in a
+    folder of their own, emptied first."""
+    shown = [case for kind in result.document["cases"].values() for case in kind]
+    rows = pd.DataFrame(shown, columns=["id", "label", "probability"]).drop_duplicates("id")
     shutil.rmtree(paths.cases, ignore_errors=True)
     paths.cases.mkdir(parents=True)
-    shown = pd.DataFrame(review["confident_errors"] + review["borderline"]).drop_duplicates("id")
     gradcam.save_case_thumbnails(
-        result.model, shown, paths.tfrecords, threshold, paths.cases, classes=dataset.classes
+        result.model, rows, paths.tfrecords, result.document["threshold"], paths.cases,
+        classes=classes,
     )
-    details = {"subgroups": scores, "cases": review}
-    return details | {key: document[key] for key in ("calibration", "baseline") if key in document}
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from medcls.data import manifest
 from medcls.pipeline.config import DatasetParams, Params
-from medcls.pipeline.outputs import write_json
+from medcls.pipeline.outputs import write_json, written_atomically
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage, workers
 
@@ -15,14 +15,16 @@ def build(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
         for source_name, source in dataset.named_sources(name).items()
     }
     rows, rejected = manifest.build_sources_manifest(
-        paths.raw, readings, dataset.classes, workers=workers(params)
+        paths.raw, readings, dataset.classes, workers=workers(params),
+        max_pixels=params.max_image_pixels,
     )
-    paths.manifest.parent.mkdir(parents=True, exist_ok=True)
-    rejected.to_csv(paths.rejected, index=False)
-    write_json(paths.metrics("manifest"), manifest.summarize(rows, rejected))
+    with written_atomically(paths.rejected) as partial:
+        rejected.to_csv(partial, index=False)
+    write_json(paths.summary("manifest"), manifest.summarize(rows, rejected))
     paths.manifest.unlink(missing_ok=True)  # never leave an older manifest beside these rejects
     manifest.check_both_classes(rows, dataset.classes, paths.rejected)
-    rows.to_csv(paths.manifest, index=False)
+    with written_atomically(paths.manifest) as partial:
+        rows.to_csv(partial, index=False)
     print(f"{name}: {len(rows)} images, {len(rejected)} rejected (see {paths.rejected})")
 
 

@@ -2,11 +2,12 @@
 and record, in one form for one source or several, what the later data stages read.
 
 DVC runs this stage on every `dvc repro` (always_changed): only a running stage can notice a change
-outside the workspace. Its output `data/sources/<name>.json` is also the params file of the data
-stages (dvc.yaml): download tracks its `fetch` key (each source with its fingerprint), manifest its
-`read` key (each source's folder, layout and classes), split its `hold_out` key. params.yaml cannot
+outside the workspace. Its outputs in `data/sources/<name>/` are deps of the data stages
+(dvc.yaml): download depends on `fetch.json` (each source with its fingerprint), manifest on
+`read.json` (each source's folder, layout and classes), split on `hold_out.json`. params.yaml cannot
 serve them directly: a dataset of one source has `source` and `layout` keys, one of several has
-`sources`, and DVC refuses to track a key that is missing. A download whose result is identical
+`sources`, and DVC refuses to track a key that is missing. They are files, not params files, so
+that fingerprints stay out of `dvc exp show`'s params columns. A download whose result is identical
 leaves every later stage cached.
 """
 
@@ -26,7 +27,7 @@ def record(name: str, params: Params, dataset: DatasetParams, paths: DatasetPath
         source_name: _fingerprint(source, recorded.get(source_name), paths, source_name)
         for source_name, source in named.items()
     }
-    description = {
+    parts = {
         "fetch": fetch,
         "read": {
             source_name: _reading(dataset, source_name, source)
@@ -35,8 +36,10 @@ def record(name: str, params: Params, dataset: DatasetParams, paths: DatasetPath
         "hold_out": dataset.held_out(),
     }
     # not outputs.write_json: this stage runs on every repro and must not pay for importing matplotlib
-    paths.source_fingerprint.parent.mkdir(parents=True, exist_ok=True)
-    paths.source_fingerprint.write_text(json.dumps(description, indent=2, sort_keys=True) + "\n")
+    for part, value in parts.items():
+        path = paths.source_record(part)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 def _fingerprint(
@@ -66,8 +69,8 @@ def _reading(dataset: DatasetParams, name: str, source: SourceParams) -> dict:
 
 def _recorded(paths: DatasetPaths) -> dict:
     """The fingerprints kept from the last run (the output persists), by source name."""
-    record_file = paths.source_fingerprint
-    return json.loads(record_file.read_text()).get("fetch", {}) if record_file.is_file() else {}
+    record_file = paths.source_record("fetch")
+    return json.loads(record_file.read_text()) if record_file.is_file() else {}
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def split(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths
         rows["fold"] = splitting.cross_validation_folds(rows, rows["split"], params.split.folds, seed)
     paths.split.parent.mkdir(parents=True, exist_ok=True)
     rows.to_csv(paths.split, index=False)
-    write_json(paths.metrics("split"), splitting.split_counts(rows))
+    write_json(paths.summary("split"), splitting.split_counts(rows))
 
 
 if __name__ == "__main__":

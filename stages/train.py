@@ -64,7 +64,8 @@ def _train(
     )
     spill_dir = root / paths.feature_cache
 
-    with strategy.scope(), curves.resumable_live(backup) as live:
+    dvclive_dir = root / paths.dvclive
+    with strategy.scope(), curves.resumable_live(dvclive_dir, backup) as live:
         model = classifier.build_classifier(
             dataset.backbone, dataset.head, dataset.image_size, seed=seed
         )
@@ -76,7 +77,7 @@ def _train(
             loss=losses.make_loss(dataset.loss),
             class_weight=losses.class_weights(labels, dataset.class_weight),
             jit_compile=schedule.jit_compile,
-            callbacks=[curves.EpochCurves(live=live)],
+            callbacks=[curves.EpochCurves(live, backup)],
             plain_train_ds=plain_batches,
             backup=backup,
             feature_budget=budget,
@@ -85,9 +86,11 @@ def _train(
     shutil.rmtree(spill_dir, ignore_errors=True)
     (root / paths.model).parent.mkdir(parents=True, exist_ok=True)
     model.save(root / paths.model)
-    curves.publish(backup, root / paths.dvclive, root / paths.plots / "training_curves.png")
+    curves.save_training_curves_png(
+        dvclive_dir / "plots" / "metrics", root / paths.plots / "training_curves.png"
+    )
     write_json(
-        root / paths.metrics("train"),
+        root / paths.summary("train"),
         {
             "train_images": len(labels),
             "precision_policy": policy,

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from medcls.pipeline.config import ParamsError, load
-from medcls.pipeline.stage import error_lines
+from medcls.pipeline.errors import writing
+from medcls.pipeline.stage import error_lines, exit_if_storage_error
 
 VALID_MARKER = Path("data/params.ok")
 MARKER_TEXT = "params.yaml passed validation (stages/validate.py); this content never changes.\n"
@@ -22,8 +23,13 @@ def main() -> None:
         load()
     except ParamsError as error:
         sys.exit(error_lines(error))
-    VALID_MARKER.parent.mkdir(parents=True, exist_ok=True)
-    VALID_MARKER.write_text(MARKER_TEXT)
+    try:
+        VALID_MARKER.parent.mkdir(parents=True, exist_ok=True)
+        with writing(VALID_MARKER):
+            VALID_MARKER.write_text(MARKER_TEXT)
+    except OSError as error:
+        exit_if_storage_error(error)
+        raise
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def project(tmp_path_factory):
         for fold in range(FOLDS):
             untrained_model(dataset, 1 + fold, paths.for_fold(fold).model)
         result = assessment.assess(params, dataset, paths)
-        write_json(paths.metrics(), result.document)
+        write_json(paths.evaluation, result.document)
         yield root, params, result
 
 
@@ -144,9 +144,10 @@ def test_the_report_shows_the_ensemble_on_the_external_set_and_the_calibration(p
 def test_the_real_data_table_has_a_row_for_the_fold_ensemble(project, tmp_path):
     _, _, result = project
     document = result.document
-    (tmp_path / "metrics").mkdir()
-    write_json(tmp_path / "metrics" / f"{NAME}.json", document)
-    write_json(tmp_path / "metrics" / f"{NAME}_train.json", {"seconds": 60})
+    paths = DatasetPaths(NAME)
+    (tmp_path / "reports").mkdir()
+    write_json(tmp_path / paths.evaluation, document)
+    write_json(tmp_path / paths.summary("train"), {"seconds": 60})
     params = {"datasets": {NAME: {"backbone": {"name": "small_cnn"}}}}
     row = next(
         line for line in real_data.table(tmp_path, params).splitlines() if "fold models" in line

@@ -8,6 +8,7 @@ and prediction cases each get their own small input.
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 from ruamel.yaml import YAML
 
 from medcls.data import sources
@@ -141,16 +141,6 @@ def test_the_depth_rule_maps_the_images_own_range_to_0_255(tmp_path: Path) -> No
     mask = tmp_path / "mask.png"
     write_png(mask, np.array([[0, 0], [0, 65535]], np.uint16))
     assert read_masks([mask]).tolist() == [[False, False], [False, True]]
-
-
-def test_a_jpeg_keeps_its_exif_rotation(tmp_path: Path) -> None:
-    """Reading any depth must not drop what IMREAD_COLOR did: turning the picture upright."""
-    pixels = np.zeros((20, 40, 3), np.uint8)
-    picture = Image.fromarray(pixels)
-    exif = picture.getexif()
-    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
-    picture.save(tmp_path / "rotated.jpeg", exif=exif.tobytes())
-    assert read_image(tmp_path / "rotated.jpeg").shape == (40, 20, 3)
 
 
 def test_a_class_without_usable_images_stops_the_manifest(planted, tmp_path: Path) -> None:
@@ -287,10 +277,12 @@ def test_stages_on_the_planted_set_write_inside_their_workspace_only(planted, tm
         assert completed.returncode == 0, completed.stderr
     written = {path.relative_to(workspace).as_posix() for path in files_under(tmp_path) - before}
     assert {name for name in written if not name.startswith("data/raw/")} == {
-        "data/sources/busi.json",
+        "data/sources/busi/fetch.json",
+        "data/sources/busi/read.json",
+        "data/sources/busi/hold_out.json",
         "data/manifest/busi.csv",
         "data/manifest/busi_rejected.csv",
-        "metrics/busi_manifest.json",
+        "reports/busi_manifest.json",
     }
     rejected = pd.read_csv(workspace / "data/manifest/busi_rejected.csv")
     assert dict(zip(rejected["path"], rejected["reason"])) == expected
@@ -307,3 +299,18 @@ def test_a_missing_local_source_is_one_error_line_and_writes_nothing(tmp_path: P
             f"sources: {sources.ACCEPTED_SOURCES}\n"
         )
     assert files_under(tmp_path) == before
+
+
+@pytest.mark.parametrize("stage", ["source", "download"])
+def test_a_symlink_loop_in_a_local_source_stops_the_stage_in_one_line(planted, tmp_path: Path, stage) -> None:
+    source = tmp_path / "source"
+    shutil.copytree(planted[0], source)
+    os.symlink("..", source / ROOT / "benign" / "up")
+    workspace = stage_workspace(tmp_path, source)
+    completed = run_stage_module(workspace, stage)
+    assert completed.returncode == 1 and "Traceback" not in completed.stderr, completed.stderr
+    assert completed.stderr == (
+        f"error: {source / ROOT / 'benign' / 'up'}: a symbolic link in the source {source} that "
+        "leads to a folder containing it (to '..'); remove or fix the link, then run dvc repro again\n"
+    )
+    assert not (workspace / "data/raw/busi").exists() and not (workspace / "data/sources").exists()

@@ -55,7 +55,7 @@ def inputs() -> card.CardInputs:
         {"path": ["a", "b", "c"], "reason": ["empty mask", "empty mask", "undecodable image"]}
     )
     return card.CardInputs(
-        sources={"fetch": {"bus_uc": {"source": "kaggle:x", "fingerprint": "abc"}}},
+        sources={"bus_uc": {"source": "kaggle:x", "fingerprint": "abc"}},
         split=split,
         rejected=rejected,
         training={
@@ -81,7 +81,7 @@ def test_card_fields_equal_the_metrics_they_quote(params, inputs):
     evaluation = written["evaluation"]
     assert evaluation["headline"] == HEADLINE
     assert evaluation["subgroups"] == SUBGROUPS
-    assert written["data"]["sources"] == inputs.sources["fetch"]
+    assert written["data"]["sources"] == inputs.sources
     assert written["provenance"] == inputs.provenance
 
 

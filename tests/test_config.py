@@ -221,7 +221,7 @@ def test_validate_stage_writes_its_constant_marker_only_for_valid_params(tmp_pat
     result = run_stage_module(tmp_path, "stages.validate")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: learning_rate: unknown key (typo?); allowed here: datasets, fine_tune_lr, lr, seed, split, trained, workers"
+        "error: learning_rate: unknown key (typo?); allowed here: datasets, fine_tune_lr, lr, max_image_pixels, seed, split, trained, workers"
     ]
     assert not (tmp_path / "data").exists()
     (tmp_path / "params.yaml").write_text(text)
@@ -242,13 +242,13 @@ def test_the_first_stage_of_every_dataset_waits_for_the_validate_stage():
 def test_dataset_paths_follow_dvc_yaml():
     paths = DatasetPaths("bus_uc")
     dvc_yaml = (PROJECT / "dvc.yaml").read_text()
-    for path in (paths.raw, paths.manifest, paths.rejected, paths.split, paths.metrics("split")):
+    for path in (paths.raw, paths.manifest, paths.rejected, paths.split, paths.summary("split")):
         assert str(path).replace("bus_uc", "${key}") in dvc_yaml, path
     evaluated = (paths.subgroups, paths.card(".md"), paths.card(".json"), paths.cases)
-    for path in (paths.tfrecords, paths.predictions, paths.metrics(), paths.external, *evaluated):
+    for path in (paths.tfrecords, paths.predictions, paths.metrics(), paths.evaluation, paths.external, *evaluated):
         assert str(path).replace("bus_uc", "${item}") in dvc_yaml, path
     fold = paths.for_fold(3)
-    for path in (paths.model, paths.dvclive / "metrics.json", paths.metrics("train"),
-                 fold.model, fold.dvclive / "metrics.json", fold.metrics("train"),
+    for path in (paths.model, paths.dvclive / "metrics.json", paths.summary("train"),
+                 fold.model, fold.dvclive / "metrics.json", fold.summary("train"),
                  fold.plots / "training_curves.png"):
         assert str(path).replace("bus_uc", "${item.name}").replace("3", "${item.fold}") in dvc_yaml, path

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from medcls.evaluation import metrics, paired
+from medcls.evaluation.document import Evaluation
 from medcls.evaluation.report import write_report
 from medcls.evaluation.review import Side, compared_splits
 
@@ -43,7 +44,7 @@ def test_the_threshold_is_chosen_out_of_fold_and_applied_to_the_ensemble():
     expected = metrics.binary_metrics(ensemble["label"], ensemble["probability"], threshold)
     assert {key: document["ensemble_test"][key] for key in expected} == expected
     assert document["out_of_fold"]["n"] == 240
-    metrics.validate_metrics(document)
+    Evaluation.model_validate(document)
 
 
 def test_each_folds_auc_is_that_of_its_own_rows():
@@ -60,7 +61,7 @@ def test_a_cross_validation_without_its_predictions_is_refused():
     document = document_of(scored(seed=2, separation=0.4))
     del document["out_of_fold"]
     with pytest.raises(ValueError, match="out_of_fold"):
-        metrics.validate_metrics(document)
+        Evaluation.model_validate(document)
 
 
 def test_the_report_shows_out_of_fold_and_ensemble_beside_the_baseline(tmp_path):
@@ -71,7 +72,7 @@ def test_the_report_shows_out_of_fold_and_ensemble_beside_the_baseline(tmp_path)
     document["versus_baseline"] = paired.versus_baseline(
         both, ["test", metrics.OUT_OF_FOLD], n_resamples=100, seed=0
     )
-    metrics.validate_metrics(document)
+    Evaluation.model_validate(document)
     out_md = tmp_path / "report.md"
     write_report(document, ["Benign", "Malignant"], "busi", out_md, [])
     text = out_md.read_text()

@@ -2,6 +2,7 @@
 or rejected by name, masks by column or by folder (colour and JPEG masks included), groups by
 column or file-name pattern, and every listed-but-missing or present-but-unlisted file named."""
 
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -295,3 +296,19 @@ def test_params_accept_the_csv_layout_and_name_a_wrong_one(uclm_like):
         config.ParamsError, match=r"datasets\.bus_uc\.layout: expected one of .*\{csv: \{table"
     ):
         config.validate(params)
+
+
+@pytest.mark.parametrize("table_form, disk_form", [("NFC", "NFD"), ("NFD", "NFC")])
+def test_a_table_names_its_files_whatever_their_unicode_normalisation(tmp_path, table_form, disk_form):
+    """A table typed on one system, files copied through macOS (accents decomposed), or back."""
+    image, mask = "scans/échographie 1.png", "masks/échographie 1.png"
+    for folder, pixels in (("scans", ultrasound(0)), ("masks", np.full((8, 8), 255, np.uint8))):
+        (tmp_path / folder).mkdir()
+        write_png(tmp_path / unicodedata.normalize(disk_form, f"{folder}/échographie 1.png"), pixels)
+    write_table(tmp_path / "t.csv", [["f", "y"], [unicodedata.normalize(table_form, "échographie 1.png"), "0"]], ",", bom=False)
+    layout = csv_layout({"table": "t.csv", "image_column": "f", "label_column": "y", "label_values": {"0": 0, "1": 1},
+                         "image_folder": "scans", "mask_folder": "masks"})
+    entries, rejects = parse(layout, tmp_path, CLASSES)
+    assert [(unicodedata.normalize("NFC", e.path), len(e.mask_paths)) for e in entries] == [(image, 1)], rejects
+    assert unicodedata.normalize("NFC", entries[0].mask_paths[0]) == mask
+    assert {r.path for r in rejects} == {"t.csv"}

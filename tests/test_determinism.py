@@ -1,5 +1,5 @@
 """Training is repeatable by default: the train and evaluate stages run twice on the same data
-and params write the same weights and a byte-identical metrics/<name>.json."""
+and params write the same weights and a byte-identical reports/<name>.json."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def train_and_evaluate(project: Path) -> tuple[bytes, list[np.ndarray]]:
     params, paths = config.load(project / "params.yaml"), DatasetPaths(NAME)
     train(NAME, params, params.dataset(NAME), paths)
     evaluate(NAME, params, params.dataset(NAME), paths)
-    return (project / paths.metrics()).read_bytes(), load_classifier(project / paths.model).get_weights()
+    return (project / paths.evaluation).read_bytes(), load_classifier(project / paths.model).get_weights()
 
 
 def test_two_runs_give_identical_metrics_and_weights(project, monkeypatch):

@@ -175,8 +175,8 @@ def test_a_truncated_model_is_named(one_class_project, tmp_path, stage):
     model = (one_class_project / paths.model).read_bytes()
     (project / paths.model).write_bytes(model[: len(model) // 2])
     write_params(project, one_dataset_params())
-    (project / "metrics").mkdir()
-    (project / paths.metrics()).write_text(json.dumps({"threshold": 0.5}))
+    (project / "reports").mkdir()
+    (project / paths.evaluation).write_text(json.dumps({"threshold": 0.5}))
     image = next((one_class_project / "raw").rglob("NORMAL/*.jpeg"))
     command = ["stages.evaluate", NAME] if stage == "evaluate" else ["medcls", "predict", "--dataset", NAME, str(image)]
     result = run(project, *command)
@@ -193,3 +193,22 @@ def test_tensorflow_chatter_stays_out_unless_verbose(tmp_path):
     assert len(quiet) == 1 and quiet[0].startswith("error: ") and "roi@demo" in quiet[0], quiet
     verbose = run(project, "stages.train", NAME, MEDCLS_VERBOSE="1").stderr.strip().splitlines()
     assert len(verbose) > 1 and verbose[-1] == quiet[0]
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("seed: 42\nsplit: {train: 0.7\nworkers: 0\n", ["params.yaml: not valid YAML at line 3", "fix the syntax"]),
+        ("seed: [42\n", ["params.yaml: not valid YAML at line 2", "fix the syntax"]),
+        ("", ["params.yaml is empty", "docs/params.md"]),
+        ("# only a comment\n", ["params.yaml is empty"]),
+    ],
+    ids=["unclosed-mapping", "unclosed-list", "empty", "comment-only"],
+)
+@pytest.mark.parametrize("command", ["stage", "predict"])
+def test_an_unreadable_params_file_is_one_line(tmp_path, content, expected, command):
+    (tmp_path / "params.yaml").write_text(content)
+    arguments = ["stages.validate"] if command == "stage" else ["medcls", "predict", "--dataset", NAME, "x.png"]
+    result = run(tmp_path, *arguments)
+    assert_one_line_error(result, *expected)
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

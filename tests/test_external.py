@@ -9,6 +9,7 @@ from ruamel.yaml import YAML
 from medcls.data import external
 from medcls.demo.workspace import PROJECT
 from medcls.evaluation import metrics, paired
+from medcls.evaluation.document import Evaluation
 from medcls.evaluation.report import write_report
 from medcls.pipeline import config
 from medcls.pipeline.paths import DatasetPaths
@@ -85,7 +86,7 @@ def evaluated_with_external() -> dict:
 
 def test_external_metrics_use_the_validation_threshold_and_validate():
     document = evaluated_with_external()
-    metrics.validate_metrics(document)
+    Evaluation.model_validate(document)
     other = document["external"]["other"]
     assert other["n"] == 100 and other["bootstrap_unit"] == "group" and other["images"] == "all"
     rows = scores(400, seed=3)
@@ -96,8 +97,8 @@ def test_external_metrics_use_the_validation_threshold_and_validate():
 @pytest.mark.parametrize(
     "corrupt, message",
     [
-        (lambda d: d["external"]["other"].update(tp=d["external"]["other"]["tp"] + 1), "external.other"),
-        (lambda d: d["versus_baseline"]["external"]["other"].update(auc_difference=0.9), "disagrees"),
+        (lambda d: d["external"]["other"].update(tp=1.5), r"external\.other\.tp"),
+        (lambda d: d["versus_baseline"]["external"]["other"].pop("method"), "method"),
         (lambda d: d["external"]["other"].pop("bootstrap_unit"), "bootstrap_unit"),
     ],
 )
@@ -105,7 +106,7 @@ def test_validation_checks_the_external_entries(corrupt, message):
     document = evaluated_with_external()
     corrupt(document)
     with pytest.raises(ValueError, match=message):
-        metrics.validate_metrics(document)
+        Evaluation.model_validate(document)
 
 
 def test_the_report_has_a_row_per_external_test_set(tmp_path):

@@ -17,6 +17,7 @@ from ruamel.yaml import YAML
 from medcls.demo.workspace import command_environment
 from medcls.demo.workspace import run_in as run
 from medcls.evaluation import metrics
+from medcls.evaluation.document import Evaluation
 from medcls.images.decode import mask_paths_of
 from tests.conftest import (
     first_repro_stages,
@@ -47,7 +48,7 @@ def test_every_fold_is_a_stage_of_its_own(repo):
     for name in DATASETS:
         for fold in range(FOLDS):
             assert (repo / f"models/{name}/fold{fold}/model.keras").is_file()
-            summary = json.loads((repo / f"metrics/{name}_fold{fold}_train.json").read_text())
+            summary = json.loads((repo / f"reports/{name}_fold{fold}_train.json").read_text())
             rows = pd.read_csv(repo / f"data/split/{name}.csv", keep_default_na=False)
             assert summary["train_images"] == ((rows["fold"] >= 0) & (rows["fold"] != fold)).sum()
 
@@ -67,8 +68,11 @@ def test_out_of_fold_predictions_cover_train_and_val_exactly_once(repo):
 
 def test_metrics_hold_the_cross_validation_beside_the_single_model(repo):
     for name in DATASETS:
-        document = json.loads((repo / f"metrics/{name}.json").read_text())
-        metrics.validate_metrics(document)
+        document = json.loads((repo / f"reports/{name}.json").read_text())
+        Evaluation.model_validate(document)
+        top = json.loads((repo / f"metrics/{name}.json").read_text())
+        assert top["ensemble"]["auc"] == document["ensemble_test"]["auc"]
+        assert top["out_of_fold"]["threshold"] == document["cross_validation"]["threshold"]
         settings = document["cross_validation"]
         assert settings["folds"] == FOLDS and len(settings["fold_val_auc"]) == FOLDS
         assert document["out_of_fold"]["n"] == len(pd.read_csv(repo / f"data/split/{name}.csv").query("split != 'test'"))
@@ -89,7 +93,7 @@ def test_predict_uses_the_ensemble_at_its_out_of_fold_threshold(repo):
     completed = subprocess.run(command, cwd=repo, env=command_environment(), capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
     result = json.loads(completed.stdout)
-    document = json.loads((repo / "metrics/bus_uc.json").read_text())
+    document = json.loads((repo / "reports/bus_uc.json").read_text())
     assert result["threshold"] == document["cross_validation"]["threshold"]
     predicted = {Path(row["path"]).relative_to(raw).as_posix(): row["probability"] for row in result["predictions"]}
     for row in ensemble.itertuples():

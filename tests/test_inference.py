@@ -2,6 +2,13 @@
 preprocessing, and the `medcls predict` command line (exit codes, JSON, skipped files)."""
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import unicodedata
 from pathlib import Path
 
 import cv2
@@ -12,7 +19,7 @@ from ruamel.yaml import YAML
 
 from medcls import cli, predict
 from medcls.demo import synthetic
-from medcls.demo.workspace import PROJECT
+from medcls.demo.workspace import PROJECT, command_environment
 from medcls.images.roi import prepare_file
 from medcls.model.classifier import build_classifier
 from medcls.pipeline import config
@@ -39,8 +46,8 @@ def project(tmp_path_factory) -> Path:
     model = build_classifier(SMALL_CNN, PLAIN_HEAD, SIZE, seed=0)
     (root / "models" / "bus_uc").mkdir(parents=True)
     model.save(root / "models" / "bus_uc" / "model.keras")
-    (root / "metrics").mkdir()
-    (root / "metrics" / "bus_uc.json").write_text(json.dumps({"threshold": THRESHOLD}))
+    (root / "reports").mkdir()
+    (root / "reports" / "bus_uc.json").write_text(json.dumps({"threshold": THRESHOLD}))
     return root
 
 
@@ -194,3 +201,72 @@ def test_predictions_in_batches_match_one_batch_and_keep_no_inputs(in_project, m
     assert [p.path for p in batched] == [p.path for p in whole] and failures == whole_failures
     assert [p.probability for p in batched] == pytest.approx([p.probability for p in whole], abs=1e-6)
     assert len(inputs) == 0
+
+
+def test_cli_skips_files_named_as_masks_in_a_busi_folder(in_project, capsys):
+    folder = in_project / "busi_style"
+    folder.mkdir(exist_ok=True)
+    for image in good_images(2):
+        stem = Path(image).stem
+        shutil.copy(image, folder / f"scan {stem}.png")
+        shutil.copy(MASKS / Path(image).name, folder / f"scan {stem}_mask.png")
+    status = cli.main(["predict", "--dataset", "bus_uc", "--no-mask", "--jsonl", str(folder)])
+    captured = capsys.readouterr()
+    assert status == 0
+    assert [json.loads(line)["path"] for line in captured.out.splitlines()] == [
+        str(folder / "scan 004.png"), str(folder / "scan 005.png")
+    ]
+    assert f"skipped {folder / 'scan 004_mask.png'}: named as a lesion mask" in captured.err
+
+
+def test_cli_skips_an_image_over_the_pixel_limit_before_decoding_it(in_project, capsys):
+    huge = in_project / "huge.png"
+    header = bytearray(Path(good_images(1)[0]).read_bytes())
+    header[16:24] = (20000).to_bytes(4, "big") * 2
+    huge.write_bytes(bytes(header))
+    assert cli.main(["predict", "--dataset", "bus_uc", "--no-mask", str(huge)]) == 1
+    assert capsys.readouterr().err.endswith(
+        f"skipped {huge}: too large: 20000×20000 pixels (limit 89478485)\n"
+    )
+
+
+@pytest.mark.parametrize("form", ["NFC", "NFD"])
+def test_cli_reads_unicode_names_with_spaces(in_project, capsys, form):
+    folder = in_project / unicodedata.normalize(form, "dossier échographies ñ")
+    folder.mkdir(exist_ok=True)
+    image = folder / unicodedata.normalize(form, "scan é 1.png")
+    mask = folder / unicodedata.normalize(form, "masque é 1.png")
+    shutil.copy(good_images(1)[0], image)
+    shutil.copy(masks_of(good_images(1))[0], mask)
+    assert cli.main(["predict", "--dataset", "bus_uc", "--jsonl", str(image), "--mask", str(mask)]) == 0
+    assert json.loads(capsys.readouterr().out)["path"] == str(image)
+
+
+def test_ctrl_c_keeps_the_scored_images_and_ends_with_one_line(project, tmp_path):
+    """A real SIGINT while predict waits for an image (a named pipe nobody writes), after its first
+    batch was scored: that batch's lines are on stdout, then one error line and exit 130."""
+    blocked = tmp_path / "slow.png"
+    os.mkfifo(blocked)
+    images = good_images(1) * predict.BATCH_SIZE + [str(blocked)]
+    command = [sys.executable, "-m", "medcls", "predict", "--dataset", "bus_uc", "--no-mask", "--jsonl", *images]
+    environment = command_environment() | {"PYTHONPATH": str(PROJECT)}
+    run = subprocess.Popen(command, cwd=project, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = run.stdout.readline()
+    assert json.loads(first)["path"] == good_images(1)[0], run.communicate()
+    time.sleep(1)  # the batch is printed; predict now blocks opening the pipe
+    run.send_signal(signal.SIGINT)
+    rest, stderr = run.stdout.read(), run.stderr.read()  # not communicate(): it skips read-ahead
+    assert run.wait(timeout=60) == 130 and "Traceback" not in stderr, stderr
+    assert len([first, *rest.splitlines()]) == predict.BATCH_SIZE
+    assert stderr.strip().splitlines()[-1].startswith("error: interrupted: the images scored so far")
+
+
+def test_cli_prints_a_file_name_that_is_not_utf8_as_its_own_bytes(project, tmp_path):
+    image = os.fsencode(tmp_path) + b"/caf\xe9.png"  # Latin-1 e-acute
+    shutil.copy(project / good_images(1)[0], image)
+    command = [sys.executable, "-m", "medcls", "predict", "--dataset", "bus_uc", "--no-mask", image]
+    # As on a UTF-8 terminal, where Python's stdout refuses what is not UTF-8.
+    environment = command_environment() | {"PYTHONPATH": str(PROJECT), "PYTHONIOENCODING": "utf-8:strict"}
+    result = subprocess.run(command, cwd=project, env=environment, capture_output=True)
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr.decode()
+    assert result.stdout.split(b"\t")[0] == image

@@ -1,6 +1,5 @@
 """Metrics: hand-computed values, exact threshold rules, reproducible intervals, consistent files."""
 
-import copy
 import json
 import time
 
@@ -10,6 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from medcls.evaluation import metrics
+from medcls.evaluation.document import Evaluation
 from medcls.pipeline.config import MinSensitivity
 
 # Sorted by probability: labels 0 0 0 1 0 1 1 1. At 0.6: tp 3, fp 0 (J = 0.75); at 0.4: tp 4, fp 1
@@ -199,63 +199,8 @@ def test_evaluate_predictions_end_to_end(document):
         document["test"]["tp"]
         == metrics.binary_metrics(test["label"], test["probability"], document["threshold"])["tp"]
     )
-    metrics.validate_metrics(document)
+    Evaluation.model_validate(document)
     json.dumps(document, allow_nan=False)
-
-
-def test_validation_accepts_a_baseline_and_extra_keys(document):
-    baseline = {
-        "threshold": 0.4,
-        "method": "frozen backbone features + logistic regression",
-        "val": document["val"],
-        "test": document["test"],
-    }
-    metrics.validate_metrics({**document, "baseline": baseline, "note": 1})
-
-
-def test_validation_refuses_a_baseline_without_its_threshold(document):
-    baseline = {"method": "logistic regression", "val": document["val"], "test": document["test"]}
-    with pytest.raises(ValueError, match="baseline: 'threshold' is a required property"):
-        metrics.validate_metrics({**document, "baseline": baseline})
-
-
-def tampered(document: dict, change) -> dict:
-    document = copy.deepcopy(document)
-    change(document)
-    return document
-
-
-@pytest.mark.parametrize(
-    "change, message",
-    [
-        (lambda d: d["test"].update(accuracy=0.5), r"test\.accuracy: 0\.5 disagrees"),
-        (lambda d: d["val"].update(tp=d["val"]["tp"] + 1), r"val\.n: .* disagrees"),
-        (lambda d: d["val"].pop("f1"), "val: 'f1' is a required property"),
-        (lambda d: d.pop("threshold"), "'threshold' is a required property"),
-        (lambda d: d["test"].update(brier=float("nan")), r"test\.brier: nan is not a finite number"),
-        (lambda d: d["test"].update(auc_ci95=[0.1, 0.2]), r"test\.auc: .* outside its interval"),
-        (lambda d: d["test"].update(auc_ci95=[0.9, 0.1]), r"lower bound 0\.9 exceeds upper bound 0\.1"),
-        (lambda d: d["test"].update(auc_ci95=[0.5]), r"test\.auc_ci95: "),
-        (
-            lambda d: d.update(
-                baseline={"val": d["val"], "test": {**d["test"], "fn": d["test"]["fn"] + 1}}
-            ),
-            r"baseline\.test\.n: .* disagrees",
-        ),
-    ],
-)
-def test_tampered_documents_are_refused_by_name(document, change, message):
-    with pytest.raises(ValueError, match=message):
-        metrics.validate_metrics(tampered(document, change))
-
-
-def test_every_problem_is_listed_at_once(document):
-    def break_twice(d):
-        d["val"]["specificity"] = 0.0
-        d["test"]["precision"] = 0.0
-
-    with pytest.raises(ValueError, match=r"(?s)val\.specificity.*test\.precision"):
-        metrics.validate_metrics(tampered(document, break_twice))
 
 
 @pytest.mark.parametrize(

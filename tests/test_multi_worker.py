@@ -30,7 +30,7 @@ from medcls.training import inputs
 from tests.conftest import NAME, make_project
 from tests.test_resume import KILLING_TRAIN, PATHS, logged_steps, resume_params
 
-OUTPUTS = (PATHS.model, PATHS.metrics("train"), PATHS.dvclive, PATHS.plots / "training_curves.png")
+OUTPUTS = (PATHS.model, PATHS.summary("train"), PATHS.dvclive, PATHS.plots / "training_curves.png")
 FINE_TUNE = {"epochs": 1, "patience": 1, "unfreeze_layers": 1}
 TRAIN = ("-m", "stages.train", NAME)
 
@@ -119,7 +119,7 @@ def test_two_workers_train_through_the_train_stage_resume_and_only_the_chief_kee
     assert len(logged[0]) == 2 and logged[0] == logged[1]  # the same model, metrics of all images
     assert logged_steps(chief) == list(range(4))  # one continuous history across the kill
 
-    summary = json.loads((chief / PATHS.metrics("train")).read_text())
+    summary = json.loads((chief / PATHS.summary("train")).read_text())
     assert summary["replicas"] == 2
     assert [summary["phases"][name]["epochs_run"] for name in ("frozen", "fine_tune")] == [3, 1]
     for output in OUTPUTS:

@@ -28,6 +28,7 @@ from medcls.data.splitting import cross_validation_folds, grouped_stratified_spl
 from medcls.demo import synthetic
 from medcls.demo.workspace import PROJECT
 from medcls.evaluation import metrics, report
+from medcls.evaluation.document import Evaluation
 from medcls.pipeline import config
 from medcls.pipeline.paths import DatasetPaths
 
@@ -244,7 +245,7 @@ def test_source_and_download_stages_fetch_each_source_into_its_folder(tmp_path, 
     monkeypatch.chdir(tmp_path)
     paths = DatasetPaths("bus_uc")
     source.record("bus_uc", params, params.datasets["bus_uc"], paths)
-    description = json.loads(paths.source_fingerprint.read_text())
+    description = {part: json.loads(paths.source_record(part).read_text()) for part in ("fetch", "read", "hold_out")}
     assert set(description["fetch"]) == {"bus_uc", "busi"} and description["hold_out"] == ["busi"]
     assert description["fetch"]["busi"]["source"] == str(busi) and description["fetch"]["busi"]["files"] > 0
     assert description["read"]["bus_uc"] == {"folder": "bus_uc", "layout": "bus_uc", "classes": ["Benign", "Malignant"]}
@@ -272,14 +273,14 @@ def test_per_source_metrics_validate_and_reach_the_report(tmp_path):
     source_of[source_of.index.str.startswith("b") & (predictions.set_index("id")["split"] == "val")] = "c"
     document = metrics.evaluate_predictions(predictions, rule="youden", n_bootstrap=50, seed=0)
     document["by_source"] = metrics.by_source(predictions, source_of, document["threshold"], n_bootstrap=50, seed=0)
-    metrics.validate_metrics(document)
+    Evaluation.model_validate(document)
     assert set(document["by_source"]) == {"a", "b", "c"}
     assert set(document["by_source"]["b"]) == {"test"} and set(document["by_source"]["c"]) == {"val"}
     assert sum(document["by_source"][s]["test"]["n"] for s in ("a", "b")) == document["test"]["n"]
     broken = copy.deepcopy(document)
-    broken["by_source"]["a"]["test"]["tp"] += 1
-    with pytest.raises(ValueError, match=r"by_source\.a\.test\.n"):
-        metrics.validate_metrics(broken)
+    broken["by_source"]["a"]["train"] = broken["by_source"]["a"]["test"]
+    with pytest.raises(ValueError, match=r"by_source\.a\.train"):
+        Evaluation.model_validate(broken)
     figure = tmp_path / "roc.png"
     figure.write_bytes(b"png")
     out = tmp_path / "report.md"

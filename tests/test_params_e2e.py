@@ -67,7 +67,7 @@ def misspell(repo: Path, where: str) -> None:
         (
             ("repro",),
             "top",
-            "error: learning_rate: unknown key (typo?); allowed here: datasets, fine_tune_lr, lr, seed, split, trained, workers",
+            "error: learning_rate: unknown key (typo?); allowed here: datasets, fine_tune_lr, lr, max_image_pixels, seed, split, trained, workers",
         ),
         (
             ("repro", "download@bus_uc"),

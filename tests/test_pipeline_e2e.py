@@ -21,7 +21,7 @@ from ruamel.yaml import YAML
 from medcls.demo import synthetic
 from medcls.demo.workspace import command_environment, create_workspace
 from medcls.demo.workspace import run_in as run
-from medcls.evaluation import metrics
+from medcls.evaluation.document import Evaluation, headline
 from medcls.images import tfrecords
 from medcls.images.decode import mask_paths_of
 from tests.conftest import stages_run, tiny_pipeline_params
@@ -89,7 +89,7 @@ def test_manifest_counts_and_rejects(repo):
     for name in DATASETS:
         rows = pd.read_csv(repo / f"data/manifest/{name}.csv", keep_default_na=False)
         rejected = pd.read_csv(repo / f"data/manifest/{name}_rejected.csv", keep_default_na=False)
-        summary = json.loads((repo / f"metrics/{name}_manifest.json").read_text())
+        summary = json.loads((repo / f"reports/{name}_manifest.json").read_text())
         assert summary["images"] == len(rows) and summary["rejected"] == len(rejected)
         assert set(rows["label"]) == {0, 1}
         assert "undecodable image" in set(rejected["reason"]), name
@@ -115,7 +115,7 @@ def test_split_has_no_patient_or_content_leakage(repo):
         assert set(rows["split"]) == {"train", "val", "test"}
         for key in ("group", "sha256"):
             assert (rows.groupby(key)["split"].nunique() == 1).all(), (name, key)
-        counts = json.loads((repo / f"metrics/{name}_split.json").read_text())
+        counts = json.loads((repo / f"reports/{name}_split.json").read_text())
         assert sum(counts[split]["total"] for split in ("train", "val", "test")) == len(rows)
 
 
@@ -131,27 +131,50 @@ def test_tfrecords_read_back_with_the_split_labels(repo):
 
 def test_metrics_validate_and_plots_exist(repo):
     for name in DATASETS:
-        document = json.loads((repo / f"metrics/{name}.json").read_text())
-        metrics.validate_metrics(document)
+        document = json.loads((repo / f"reports/{name}.json").read_text())
+        Evaluation.model_validate(document)
+        assert headline(Evaluation.model_validate(document)).as_json() == json.loads((repo / f"metrics/{name}.json").read_text())
         predictions = pd.read_csv(repo / f"data/predictions/{name}.csv")
         assert document["test"]["n"] == (predictions["split"] == "test").sum()
         assert document["baseline"]["test"]["n"] == document["test"]["n"]
         assert predictions["baseline_probability"].between(0, 1).all()
-        for plot in ("roi_samples.png", "training_curves.png", "roc.png", "confusion.png", "calibration.png", "gradcam.png", "roc.json", "confusion.csv"):
+        for plot in ("roi_samples.png", "training_curves.png", "gradcam.png", "roc.json", "precision_recall.json", "calibration.json", "confusion.csv"):
             assert (repo / "plots" / name / plot).stat().st_size > 0, (name, plot)
+        assert not (repo / "plots" / name / "roc.png").exists()  # DVC draws the ROC from roc.json
+        roc_splits = {row["split"] for row in json.loads((repo / "plots" / name / "roc.json").read_text())["roc"]}
+        assert roc_splits == set(predictions["split"]), name  # one chart: val, test and every external set
         review = (repo / "reports" / f"{name}.md").read_text()
         assert f"| {document['test']['tp']} |" in review and "baseline test" in review
         assert "(../plots/" + name + "/gradcam.png)" in review
         assert ("by_source" in document) == ("## Per source" in review) == (name == "busi")
-    by_source = json.loads((repo / "metrics/busi.json").read_text())["by_source"]
+    by_source = json.loads((repo / "reports/busi.json").read_text())["by_source"]
     assert set(by_source) == {"busi", SECOND_SOURCE}
     assert sum(source["test"]["n"] for source in by_source.values()) == json.loads((repo / "metrics/busi.json").read_text())["test"]["n"]
+
+
+def test_dvc_shows_only_headline_scalars(repo):
+    """The declared metrics are the headline files: scalars DVC can show and diff, few enough
+    for one screen (bookkeeping such as run times is in reports/, not a metric)."""
+    shown = json.loads(run(repo, "dvc", "metrics", "show", "--json"))
+    files = {path: content["data"] for revision in shown.values() for path, content in revision["data"].items()}
+    assert set(files) == {f"metrics/{name}.json" for name in DATASETS}
+    values = [value for data in files.values() for value in flat_values(data)]
+    assert all(value is None or isinstance(value, int | float) for value in values)
+    assert set(files["metrics/busi.json"]["external"]) == {"bus_uc", TEST_ONLY}
+
+
+def flat_values(document: dict) -> list:
+    return [
+        leaf
+        for value in document.values()
+        for leaf in (flat_values(value) if isinstance(value, dict) else [value])
+    ]
 
 
 def test_the_busi_model_is_tested_on_every_image_of_other_hospitals(repo):
     """External test sets: bus_uc's and the test-only set's usable images, prepared with busi's
     params, at busi's threshold."""
-    document = json.loads((repo / "metrics/busi.json").read_text())
+    document = json.loads((repo / "reports/busi.json").read_text())
     bus_uc_images = len(pd.read_csv(repo / "data/manifest/bus_uc.csv"))
     external = document["external"]["bus_uc"]
     assert external["n"] == bus_uc_images and external["images"] == "all"
@@ -163,7 +186,7 @@ def test_the_busi_model_is_tested_on_every_image_of_other_hospitals(repo):
     decided = (rows["probability"] >= document["threshold"]).astype(int)
     assert int((decided & rows["label"]).sum()) == external["tp"]
     assert "| bus_uc |" in (repo / "reports/busi.md").read_text()
-    assert "external" not in json.loads((repo / "metrics/bus_uc.json").read_text())
+    assert "external" not in json.loads((repo / "reports/bus_uc.json").read_text())
     hospital = document["external"][TEST_ONLY]
     assert hospital["n"] == len(pd.read_csv(repo / f"data/manifest/{TEST_ONLY}.csv"))
     assert not (repo / "models" / TEST_ONLY).exists()
@@ -182,7 +205,7 @@ def test_predict_on_test_images_reproduces_the_evaluation_probabilities(repo):
     completed = subprocess.run(command, cwd=repo, env=command_environment(), capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
     result = json.loads(completed.stdout)
-    threshold = json.loads((repo / "metrics/bus_uc.json").read_text())["threshold"]
+    threshold = json.loads((repo / "metrics/bus_uc.json").read_text())["test"]["threshold"]
     assert result["threshold"] == threshold and result["failures"] == []
     predicted = {Path(row["path"]).relative_to(raw).as_posix(): row for row in result["predictions"]}
     assert set(predicted) == set(evaluated["id"])
@@ -225,7 +248,7 @@ def test_changing_the_roi_margin_reruns_only_roi_and_downstream(repo):
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "wider margin")
     changed = json.loads(run(repo, "dvc", "metrics", "diff", "HEAD~1", "HEAD", "--json"))
-    assert "test.auc" in changed["metrics/bus_uc.json"] or "test.accuracy" in changed["metrics/bus_uc.json"]
+    assert "test.auc" in changed["metrics/bus_uc.json"] or "test.brier" in changed["metrics/bus_uc.json"]
     assert "metrics/chest_xray.json" not in changed
     assert run(repo, "git", "ls-files", "data/predictions").split() == [f"data/predictions/{name}.csv" for name in DATASETS]
     compared = run(repo, "python", "-m", "medcls", "compare", "HEAD~1", "--resamples", "50")
@@ -237,12 +260,12 @@ def test_exp_run_with_a_new_learning_rate_reruns_only_training_and_evaluation(re
     output = run(repo, "dvc", "exp", "run", "-S", "lr=1e-5")
     assert stages_run(output) == {f"{stage}@{name}" for stage in ("train", "evaluate") for name in DATASETS} | ALWAYS_RUN
     for name in DATASETS:
-        summary = json.loads((repo / f"metrics/{name}_train.json").read_text())
+        summary = json.loads((repo / f"reports/{name}_train.json").read_text())
         assert summary["phases"]["frozen"]["learning_rate"] == pytest.approx(1e-5)
     diff = run(repo, "dvc", "metrics", "diff", "HEAD", "--json")
     changed = json.loads(diff)
-    assert "metrics/bus_uc_train.json" in changed
-    assert changed["metrics/bus_uc_train.json"]["phases.frozen.learning_rate"]["new"] == pytest.approx(1e-5)
+    assert "test.brier" in changed["metrics/bus_uc.json"]
+    assert not any(path.endswith("_train.json") for path in changed)
     run(repo, "dvc", "plots", "diff", "HEAD", "-o", "plots_diff")
     assert (repo / "plots_diff" / "index.html").exists()
 

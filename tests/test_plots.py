@@ -1,4 +1,5 @@
-"""Plots: DVC plot files parse, are finite, keep their ends and match the metrics; PNGs render."""
+"""Plots: DVC plot files hold every split, parse, are finite, keep their ends and match the
+metrics; training-curve PNGs render."""
 
 import json
 import math
@@ -26,15 +27,42 @@ def split() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def curve_dir(tmp_path_factory, split) -> Path:
+    """The test split, and a smaller val split beside it in the same files."""
     out_dir = tmp_path_factory.mktemp("plots")
-    plots.write_curve_data(*split, THRESHOLD, out_dir, CLASSES)
+    val = (split[0][:300], split[1][:300])
+    plots.write_curve_data({"val": val, "test": split}, THRESHOLD, out_dir, CLASSES)
     return out_dir
 
 
-def read_rows(path: Path, key: str) -> list[dict]:
-    rows = json.loads(path.read_text())[key]
+def read_rows(path: Path, key: str, split: str = "test") -> list[dict]:
+    """The rows of one split, without their `split` column."""
+    rows = [
+        {name: value for name, value in row.items() if name != "split"}
+        for row in json.loads(path.read_text())[key]
+        if row["split"] == split
+    ]
     assert rows and all(math.isfinite(value) for row in rows for value in row.values())
     return rows
+
+
+@pytest.mark.parametrize("chart", ["roc", "precision_recall", "calibration"])
+def test_one_file_per_chart_holds_every_split(curve_dir, chart):
+    rows = json.loads((curve_dir / f"{chart}.json").read_text())[chart]
+    assert list(dict.fromkeys(row["split"] for row in rows)) == ["val", "test"]
+
+
+def test_a_one_class_split_has_calibration_but_no_curves(tmp_path, split):
+    external = ([1, 1, 1], [0.2, 0.6, 0.9])
+    plots.write_curve_data({"test": split, "external:x": external}, THRESHOLD, tmp_path, CLASSES)
+    splits = {
+        chart: {row["split"] for row in json.loads((tmp_path / f"{chart}.json").read_text())[chart]}
+        for chart in ("roc", "precision_recall", "calibration")
+    }
+    assert splits == {
+        "roc": {"test"},
+        "precision_recall": {"test"},
+        "calibration": {"test", "external:x"},
+    }
 
 
 def test_roc_data_is_finite_downsampled_and_keeps_its_ends(curve_dir, split):
@@ -71,64 +99,15 @@ def test_confusion_csv_has_one_named_row_per_example_matching_the_counts(curve_d
     assert pairs["Malignant", "Benign"] == expected["fn"]
 
 
-def test_curves_need_both_classes(tmp_path):
+def test_the_test_split_needs_both_classes(tmp_path):
     with pytest.raises(ValueError, match="both classes"):
-        plots.write_curve_data([1, 1], [0.2, 0.9], THRESHOLD, tmp_path, CLASSES)
+        plots.write_curve_data({"test": ([1, 1], [0.2, 0.9])}, THRESHOLD, tmp_path, CLASSES)
 
 
 def assert_png(path: Path) -> None:
     assert path.stat().st_size > 1000
     image = imread(path)
     assert image.ndim == 3 and image.shape[2] in (3, 4) and image.shape[0] > 100
-
-
-def test_figures_are_written(tmp_path, split):
-    plots.save_roc_png(
-        {"val": split, "test": (split[0][:300], split[1][:300])}, tmp_path / "roc.png", "ROC"
-    )
-    plots.save_confusion_png(40, 10, 45, 5, CLASSES, tmp_path / "confusion.png", "Confusion")
-    plots.save_confusion_png(0, 0, 3, 2, CLASSES, tmp_path / "no_positives.png", "One class predicted")
-    plots.save_calibration_png(*split, tmp_path / "nested" / "calibration.png", "Calibration")
-    for name in ("roc.png", "confusion.png", "no_positives.png", "nested/calibration.png"):
-        assert_png(tmp_path / name)
-
-
-@pytest.fixture
-def drawn(monkeypatch) -> list:
-    """The figures the plot functions save, kept to be inspected instead of written."""
-    figures = []
-    monkeypatch.setattr(plots, "save_figure", lambda figure, path: figures.append(figure))
-    return figures
-
-
-def test_roc_figure_draws_the_curve_data_with_the_reported_auc(drawn, split):
-    test = (split[0][:300], split[1][:300])
-    plots.save_roc_png({"val": split, "test": test}, Path("roc.png"), "ROC")
-    (axis,) = drawn[0].axes
-    for line, data in zip(axis.get_lines(), (split, test)):
-        points = plots.roc_points(*data)
-        np.testing.assert_array_equal(line.get_xydata(), np.c_[points["fpr"], points["tpr"]])
-    labels = [text.get_text() for text in axis.get_legend().get_texts()]
-    aucs = [metrics.roc_auc(*data) for data in (split, test)]
-    assert labels == [f"val (AUC = {aucs[0]:.2f})", f"test (AUC = {aucs[1]:.2f})", "chance"]
-
-
-def cell_texts(figure) -> list[str]:
-    (axis,) = figure.axes
-    return [text.get_text() for text in axis.texts]
-
-
-def test_confusion_figure_shows_counts_and_row_shares(drawn):
-    plots.save_confusion_png(40, 10, 45, 5, CLASSES, Path("confusion.png"), "Confusion")
-    plots.save_confusion_png(0, 0, 3, 2, CLASSES, Path("no_positives.png"), "One class predicted")
-    plots.save_confusion_png(0, 2, 3, 0, CLASSES, Path("one_class.png"), "One class actual")
-    # rows actual (Benign: tn 45, fp 10; Malignant: fn 5, tp 40), columns predicted
-    assert cell_texts(drawn[0]) == ["45\n81.8%", "10\n18.2%", "5\n11.1%", "40\n88.9%"]
-    assert cell_texts(drawn[1]) == ["3\n100.0%", "0\n0.0%", "2\n100.0%", "0\n0.0%"]
-    assert cell_texts(drawn[2]) == ["3\n60.0%", "2\n40.0%", "0", "0"]  # no actual positives
-    (axis,) = drawn[0].axes
-    assert [label.get_text() for label in axis.get_xticklabels()] == CLASSES
-    assert (axis.get_xlabel(), axis.get_ylabel()) == ("Predicted", "Actual")
 
 
 def write_tsv(path: Path, rows: str) -> None:

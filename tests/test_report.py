@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from medcls.evaluation import metrics
+from medcls.evaluation.document import Evaluation
 from medcls.evaluation.report import write_report
 
 CLASSES = ["Benign", "Malignant"]
@@ -82,7 +83,7 @@ def test_figure_links_are_relative_to_the_report(document, figures, tmp_path):
 def test_baseline_sits_beside_the_model(document, figures, tmp_path):
     with_baseline = copy.deepcopy(document)
     with_baseline["baseline"] = {**evaluated(seed=1, separation=0.1), "method": "logistic regression"}
-    metrics.validate_metrics(with_baseline)
+    Evaluation.model_validate(with_baseline)
     out_md = tmp_path / "bus_uc.md"
     write_report(with_baseline, CLASSES, "bus_uc", out_md, figures)
     text = out_md.read_text()

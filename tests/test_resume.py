@@ -14,6 +14,7 @@ chosen epoch, i.e. mid-training, after the previous epoch's backup.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from functools import partial
@@ -100,7 +101,7 @@ def uninterrupted(project) -> dict:
     assert (project / PATHS.train_backup / "frozen" / "latest.json").is_file()
     result = run(project, "-m", "stages.train", NAME)
     assert result.returncode == 0, result.stdout + result.stderr
-    phases = json.loads((project / PATHS.metrics("train")).read_text())["phases"]
+    phases = json.loads((project / PATHS.summary("train")).read_text())["phases"]
     return {"output": result.stdout, "phases": phases, "steps": logged_steps(project)}
 
 
@@ -116,14 +117,17 @@ def test_a_killed_train_stage_resumes_after_its_last_finished_epoch(
 ):
     backup = project / PATHS.train_backup
     (project / PATHS.model).unlink(missing_ok=True)  # as `dvc repro` does before it runs the stage
+    shutil.rmtree(project / PATHS.dvclive)
     killed = run(project, "-c", KILLING_TRAIN, phase, str(kill_at))
     assert killed.returncode == -9, killed.stdout + killed.stderr
     assert (backup / phase / "latest.json").is_file()
     assert not (project / PATHS.model).exists()
+    assert logged_steps(project) == list(range(kill_at))  # the curves so far, logged as it ran
+    shutil.rmtree(project / PATHS.dvclive)  # as `dvc repro` does before it runs the stage again
 
     resumed = run(project, "-m", "stages.train", NAME)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    summary = json.loads((project / PATHS.metrics("train")).read_text())["phases"]
+    summary = json.loads((project / PATHS.summary("train")).read_text())["phases"]
     assert f"{phase}: resuming after epoch {kill_at} from {PATHS.train_backup}" in resumed.stdout
     if phase == "fine_tune":  # the finished phase is kept as it was (training is deterministic)
         assert f"frozen: finished before the interruption, restored from {PATHS.train_backup}" in (
@@ -153,12 +157,12 @@ def test_curves_resumed_after_the_first_epoch_go_on_at_step_1(tmp_path, loop, lo
     for initial_epoch, epochs in [(0, logged), (1, 3)]:
         backup = resume.TrainingBackup(tmp_path / "backup", {"inputs": "the same"})
         assert backup.resuming == (initial_epoch > 0)
-        with curves.resumable_live(backup) as live:
+        shutil.rmtree(tmp_path / "dvclive", ignore_errors=True)  # as DVC does before a rerun
+        with curves.resumable_live(tmp_path / "dvclive", backup) as live:
             train(
                 batches, validation_data=batches, initial_epoch=initial_epoch, epochs=epochs,
-                class_weight=None, callbacks=[curves.EpochCurves(live=live)],
+                class_weight=None, callbacks=[curves.EpochCurves(live, backup)],
             )
-    curves.publish(backup, tmp_path / "dvclive", tmp_path / "training_curves.png")
     logged = pd.read_csv(tmp_path / "dvclive/plots/metrics/train/loss.tsv", sep="\t")["step"]
     assert logged.tolist() == [0, 1, 2]
 

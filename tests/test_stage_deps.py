@@ -78,7 +78,7 @@ def stage_module(stage: dict) -> str:
 
 def code_deps(stage: dict) -> list[Path]:
     deps = definition(stage)["deps"]
-    return [Path(dep) for dep in deps if not dep.startswith(("data/", "models/", "metrics/"))]
+    return [Path(dep) for dep in deps if not dep.startswith(("data/", "models/", "reports/"))]
 
 
 @pytest.mark.parametrize("stage_name", sorted(STAGES))

@@ -162,7 +162,6 @@ def test_each_group_scored_at_the_threshold_and_a_small_one_not():
         "scored": False,
         "too_small": "fewer than 20 images",
     }
-    assert subgroups.worst_auc(document) == expected["auc"]
 
 
 def test_a_group_of_one_class_is_scored_with_the_other_class_and_unknown_comes_last():
@@ -264,15 +263,16 @@ def workspace(tmp_path, monkeypatch, base_params) -> tuple[config.Params, pd.Dat
     return validate(base_params), predictions
 
 
-def test_the_stage_scores_test_and_external_subgroups(workspace):
-    params, predictions = workspace
-    document, table = subgroups.evaluate_subgroups(
-        predictions, 0.5, "bus_uc", params.trained_dataset("bus_uc"), DatasetPaths("bus_uc"), seed=0
-    )
-    assert list(document) == ["test", "external:other"]
-    assert document["test"]["source"]["bus_uc"]["n"] == 20
-    assert list(document["external:other"]["Doppler"]) == ["No", "Yes", "unknown"]
-    assert document["external:other"]["Doppler"]["unknown"]["too_small"] == "fewer than 10 images"
+def test_the_values_of_the_test_split_and_the_external_set(workspace):
+    params, _ = workspace
+    dataset, paths = params.trained_dataset("bus_uc"), DatasetPaths("bus_uc")
+    by_split = subgroups.values_by_split("bus_uc", dataset, paths)
+    assert list(by_split) == ["test", "external:other"]
+    assert set(by_split["test"]["source"]) == {"bus_uc"} and len(by_split["test"]) == 20
+    assert by_split["external:other"]["Doppler"].value_counts().to_dict() == {
+        "Yes": 8, "No": 8, "unknown": 4,
+    }  # fmt: skip
+    table = subgroups.values_table(by_split)
     assert list(table.columns) == ["split", "id", "source", "Doppler"]
     assert len(table) == 40 and set(table["split"]) == {"test", "external:other"}
 
@@ -288,9 +288,7 @@ def test_an_unknown_external_column_names_its_key_and_table(workspace, base_para
         }
     )
     with pytest.raises(subgroups.SubgroupError) as error:
-        subgroups.evaluate_subgroups(
-            predictions, 0.5, "bus_uc", wrong, DatasetPaths("bus_uc"), seed=0
-        )
+        subgroups.values_by_split("bus_uc", wrong, DatasetPaths("bus_uc"))
     assert str(error.value).startswith(
         "datasets.bus_uc.evaluate.external_subgroups.other[0]: no column 'Marks' in "
         "data/external/bus_uc/other.csv"

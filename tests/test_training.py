@@ -52,7 +52,8 @@ def test_two_phases_use_their_learning_rates_and_continue_the_epochs(tmp_path):
         Phase("skipped", epochs=0, learning_rate=0.5, patience=1),
         Phase("fine_tune", epochs=1, learning_rate=1e-5, patience=1, unfreeze_layers=1),
     ]
-    with Live(str(tmp_path / "dvclive"), dvcyaml=None, report=None) as live:  # as the train stage
+    live = Live(str(tmp_path / "dvclive"), dvcyaml=None, report=None, save_dvc_exp=False)
+    with live:  # as the train stage
         summaries = train(
             model,
             batches(0),

@@ -12,6 +12,7 @@ import csv
 import io
 import posixpath
 import re
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -94,9 +95,17 @@ def _unselected(folder: str, classes: frozenset[str]) -> str | None:
     return None if folder.lower() in classes else f"class not selected: {folder}"
 
 
+def is_mask_name(stem: str) -> bool:
+    """Whether a file stem names a lesion mask in BUSI's way: `<name>_mask` or `<name>_mask_<n>`."""
+    return bool(_MASK_SUFFIX.search(stem))
+
+
 def _mask_key(folder: str, stem: str) -> str:
-    """Key shared by an image and its masks: `x_mask`, `x_mask_1` and `x` (in masks/) all map to `x`."""
-    return f"{folder}/{_MASK_SUFFIX.sub('', stem)}"
+    """Key shared by an image and its masks: `x_mask`, `x_mask_1` and `x` (in masks/) all map to `x`.
+
+    In Unicode normal form C: a name typed on one system and copied through another (macOS stores
+    decomposed accents) is still the same name, so `é.png` pairs with `é_mask.png` either way."""
+    return unicodedata.normalize("NFC", f"{folder}/{_MASK_SUFFIX.sub('', stem)}")
 
 
 def _classify_bus_uc(rel: PurePosixPath, classes: frozenset[str]) -> _Item | str:
@@ -117,8 +126,9 @@ def _classify_busi(rel: PurePosixPath, classes: frozenset[str]) -> _Item | str:
     if len(rel.parts) != 2:
         return OUTSIDE_ROOT
     folder = rel.parts[0]
-    is_mask = bool(_MASK_SUFFIX.search(rel.stem))
-    return _unselected(folder, classes) or _Item(is_mask, _mask_key(folder, rel.stem), folder)
+    return _unselected(folder, classes) or _Item(
+        is_mask_name(rel.stem), _mask_key(folder, rel.stem), folder
+    )
 
 
 def kermany_patient(stem: str) -> str:
@@ -190,8 +200,8 @@ def parse(
     spec, wanted = LAYOUTS[layout], frozenset(name.lower() for name in classes)
     root = _find_root(spec, raw_dir, wanted)
     items: dict[str, _Item] = {}
-    rejects: list[Reject] = []
-    for file in sorted(path for path in raw_dir.rglob("*") if path.is_file()):
+    files, rejects = _raw_files(raw_dir)
+    for file in files:
         rel = file.relative_to(raw_dir).as_posix()
         verdict = _classify(spec, file, root, wanted)
         if isinstance(verdict, str):
@@ -202,6 +212,22 @@ def parse(
     return sorted(entries, key=lambda e: e.path), sorted(
         rejects + pairing_rejects, key=lambda r: r.path
     )
+
+
+def _raw_files(raw_dir: Path) -> tuple[list[Path], list[Reject]]:
+    """Every file under `raw_dir`, sorted, but those whose name is not valid UTF-8 (a name from an
+    old archive or another system's encoding): no CSV can hold such a name, so each is a reject,
+    listed with its undecodable bytes written as escapes (`\\xff`)."""
+    files, rejects = [], []
+    for file in sorted(path for path in raw_dir.rglob("*") if path.is_file()):
+        rel = file.relative_to(raw_dir).as_posix()
+        try:
+            rel.encode("utf-8")
+            files.append(file)
+        except UnicodeEncodeError:
+            shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            rejects.append(Reject(shown, "file name is not valid UTF-8: rename the file"))
+    return files, rejects
 
 
 def _classify(spec: _Layout, file: Path, root: Path, classes: frozenset[str]) -> _Item | str:
@@ -354,16 +380,23 @@ def parse_table(
     table = read_table(raw_dir / table_path)
     _check_columns(table, spec, reserved)
     table_name = posixpath.basename(table_path)
-    on_disk = {
-        path.relative_to(raw_dir).as_posix() for path in raw_dir.rglob("*") if path.is_file()
-    }
-    listed = Counter(_image_path(spec, cell) for cell in table[spec.image_column] if cell)
-    entries, rejects, accounted = [], [Reject(table_path, "label table")], {table_path}
+    files, misnamed = _raw_files(raw_dir)
+    on_disk = {path.relative_to(raw_dir).as_posix() for path in files}
+    # A table typed on one system names files copied through another (macOS stores accents
+    # decomposed): a name matches its file whatever the Unicode normal form of either.
+    stored = {unicodedata.normalize("NFC", path): path for path in on_disk}
+
+    def as_stored(path: str) -> str:
+        return stored.get(unicodedata.normalize("NFC", path), path)
+
+    listed = Counter(as_stored(_image_path(spec, cell)) for cell in table[spec.image_column] if cell)
+    entries, rejects, accounted = [], [Reject(table_path, "label table"), *misnamed], {table_path}
     for row in table.to_dict("records"):
         if not row[spec.image_column]:
             continue  # a row without a file name names nothing to account for
-        image = _image_path(spec, row[spec.image_column])
+        image = as_stored(_image_path(spec, row[spec.image_column]))
         mask = _mask_path(spec, row, image)
+        mask = mask and as_stored(mask)
         if image in accounted:
             continue  # listed twice: rejected once below
         accounted.add(image)

@@ -28,12 +28,15 @@ from medcls.data.layouts import MASK_OF_REJECTED_IMAGE, DatasetError, Entry, par
 from medcls.images.decode import (
     MASK_SEPARATOR,
     ImageDecodeError,
+    ImageTooLargeError,
     MaskMismatchError,
+    check_decodable_size,
     check_mask_fits,
     read_image,
     read_masks,
 )
 from medcls.images.parallel import ordered_starmap
+from medcls.pipeline.config import DEFAULT_MAX_IMAGE_PIXELS
 
 MANIFEST_COLUMNS = [
     "path",
@@ -67,16 +70,24 @@ def pixel_sha256(image: np.ndarray) -> str:
     return hashlib.sha256(f"{image.shape}".encode() + image.tobytes()).hexdigest()
 
 
-def _inspect(raw_dir: Path, entry: Entry) -> _Decoded | str:
-    """Decode one entry's image and masks; return its facts or the reason it is unusable."""
+def _inspect(raw_dir: Path, max_pixels: int, entry: Entry) -> _Decoded | str:
+    """Decode one entry's image and masks, each after its header showed it within `max_pixels`;
+    return its facts or the reason it is unusable."""
     try:
+        check_decodable_size(raw_dir / entry.path, max_pixels)
         image = read_image(raw_dir / entry.path)
+    except ImageTooLargeError as error:
+        return str(error)
     except ImageDecodeError:
         return "undecodable image"
     if entry.mask_paths:
         try:
+            for path in entry.mask_paths:
+                check_decodable_size(raw_dir / path, max_pixels)
             mask = read_masks([raw_dir / path for path in entry.mask_paths])
             check_mask_fits(mask, image)
+        except ImageTooLargeError as error:
+            return f"mask {error}"
         except ImageDecodeError:
             return "undecodable mask"
         except MaskMismatchError:
@@ -102,11 +113,12 @@ def build_manifest(
     classes: Sequence[str],
     workers: int = os.cpu_count() or 1,
     source: str = "",
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The manifest of a dataset of one source, named `source`, in `raw_dir` itself: see
     `build_sources_manifest`."""
     readings = {source: SourceReading("", layout, classes)}
-    return build_sources_manifest(raw_dir, readings, classes, workers)
+    return build_sources_manifest(raw_dir, readings, classes, workers, max_pixels)
 
 
 def build_sources_manifest(
@@ -114,11 +126,13 @@ def build_sources_manifest(
     sources: Mapping[str, SourceReading],
     classes: Sequence[str],
     workers: int = os.cpu_count() or 1,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (manifest, rejected), both sorted by path, paths relative to `raw_dir`; label = index
     of the class in the source's classes, class_name the dataset's `classes` name for it.
 
-    A rejected image takes its masks with it into the rejects, so no raw file goes unaccounted.
+    A rejected image takes its masks with it into the rejects, so no raw file goes unaccounted;
+    an image or mask of more than `max_pixels` pixels is rejected without being decoded.
     """
     entries, rejects, source_of = [], [], {}
     for name, reading in sources.items():
@@ -136,7 +150,10 @@ def build_sources_manifest(
         ]
     labels = {class_name.lower(): index for index, class_name in enumerate(classes)}
     decoded = ordered_starmap(
-        partial(_inspect, raw_dir), ((entry,) for entry in entries), workers=workers, chunksize=32
+        partial(_inspect, raw_dir, max_pixels),
+        ((entry,) for entry in entries),
+        workers=workers,
+        chunksize=32,
     )
     verdicts = dict(zip(entries, decoded, strict=True))  # strict: also lets the pool finish
     verdicts |= _conflicting(verdicts, labels, source_of if len(sources) > 1 else None)

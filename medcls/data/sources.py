@@ -11,6 +11,7 @@ archive can, so its files' names, sizes and modification times are listed.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import os
@@ -29,7 +30,7 @@ from urllib.request import urlopen
 
 from tqdm import tqdm
 
-from medcls.pipeline.errors import PipelineError
+from medcls.pipeline.errors import NO_SPACE, PipelineError, storage_error
 
 ACCEPTED_SOURCES = (
     "'kaggle:<owner>/<dataset>' (optionally '/versions/<N>'), "
@@ -104,22 +105,54 @@ def fingerprint(source: str) -> dict:
         raise _plain_http(source)
     path = Path(source).expanduser()
     if path.is_dir():
-        files = sorted(
-            (Path(folder, name).relative_to(path).as_posix(), Path(folder, name))
-            for folder, _, names in os.walk(path, followlinks=True)  # as the copy follows links
-            for name in names
-        )
+        files = local_files(path)
     elif path.is_file():
-        files = [(path.name, path)]
+        files = [(path.name, path.stat())]
     else:
         raise _missing(path)
     listing = hashlib.sha256()
     total = 0
-    for name, file in files:
-        status = file.stat()
+    for name, status in files:
         total += status.st_size
         listing.update(f"{name}\t{status.st_size}\t{status.st_mtime_ns}\n".encode())
     return {"source": source, "files": len(files), "bytes": total, "listing_sha256": listing.hexdigest()}
+
+
+def local_files(root: Path) -> list[tuple[str, os.stat_result]]:
+    """Every file under the folder `root` as its copy will hold it (symbolic links followed), by
+    relative POSIX path, sorted, with its status. A link that loops (a -> b -> a, or a folder link
+    to a folder containing it) or leads nowhere is a SourceError naming it: following it would
+    never end, or copy nothing."""
+    files = []
+    folders = [(root, frozenset({_identity(root.stat())}))]
+    while folders:
+        folder, ancestors = folders.pop()
+        for child in folder.iterdir():
+            try:
+                status = child.stat()
+            except OSError as error:
+                if not child.is_symlink():
+                    raise
+                problem = "loops" if error.errno == errno.ELOOP else "leads nowhere"
+                raise _bad_link(root, child, problem) from None
+            if stat.S_ISDIR(status.st_mode):
+                if _identity(status) in ancestors:
+                    raise _bad_link(root, child, "leads to a folder containing it")
+                folders.append((child, ancestors | {_identity(status)}))
+            else:
+                files.append((child.relative_to(root).as_posix(), status))
+    return sorted(files, key=lambda file: file[0])
+
+
+def _identity(status: os.stat_result) -> tuple[int, int]:
+    return status.st_dev, status.st_ino
+
+
+def _bad_link(root: Path, link: Path, problem: str) -> SourceError:
+    return SourceError(
+        f"{link}: a symbolic link in the source {root} that {problem} (to {os.readlink(link)!r}); "
+        "remove or fix the link, then run dvc repro again"
+    )
 
 
 def unpinned_kaggle_warning(source: str) -> str | None:
@@ -200,13 +233,28 @@ def _download_https(source: str, archive: Path, param: str) -> None:
 
 
 def _from_local(path: Path, target: Path) -> None:
-    """Copy a directory (following symlinks, so the copy stands alone) or extract an archive."""
+    """Copy a directory (following symlinks, so the copy stands alone, after checking that they
+    end) or extract an archive."""
     if path.is_dir():
-        shutil.copytree(path, target)
+        local_files(path)
+        shutil.copytree(path, target, copy_function=_copy_file)
     elif path.is_file():
         _extract(path, target)
     else:
         raise _missing(path)
+
+
+def _copy_file(source: str, destination: str) -> None:
+    """shutil.copy2, with a failed copy raised as itself: copytree would gather it, errno lost,
+    into one shutil.Error listing every file, and a full disk fails every file after the first."""
+    try:
+        shutil.copy2(source, destination)
+    except OSError as error:
+        if error.errno in NO_SPACE or error.errno == errno.EROFS:
+            error.filename = destination  # a failed copy names its source
+        raise storage_error(error) or SourceError(
+            f"cannot copy {source} from the source ({error.strerror}); check that file"
+        ) from error
 
 
 def _extract(archive: Path, target: Path) -> None:

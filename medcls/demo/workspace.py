@@ -16,7 +16,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 PROJECT = Path(__file__).resolve().parents[2]
-PIPELINE_FILES = ("dvc.yaml", ".dvcignore", "medcls", "stages")
+PIPELINE_FILES = ("dvc.yaml", ".dvcignore", "dvc_plots", "medcls", "stages")
 
 
 class WorkspaceCommandError(RuntimeError):

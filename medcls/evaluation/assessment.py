@@ -1,6 +1,7 @@
 """The evaluate stage's work as library calls: every scorer's predictions (the model, the fold
 models and their ensemble, the baseline, external test sets), one metrics document with the paired
-model-vs-baseline differences, and the figures drawn from them.
+model-vs-baseline differences, the subgroups and single cases a reviewer looks at, and the figures
+drawn from them.
 
 The model's probabilities are those `medcls predict` gives: with test-time augmentation (`tta`)
 averaged over the views, with `calibration: temperature` scaled by the fitted temperature, before
@@ -14,26 +15,135 @@ from pathlib import Path
 import keras
 import pandas as pd
 
-from medcls.evaluation import baseline, calibration, metrics, paired, plots, scoring
+from medcls.evaluation import (
+    baseline,
+    calibration,
+    cases,
+    metrics,
+    paired,
+    plots,
+    scoring,
+    subgroups,
+)
+from medcls.evaluation.document import Evaluation
 from medcls.model import classifier
-from medcls.pipeline.config import DatasetParams, Params
+from medcls.pipeline.config import DatasetParams, Params, SubgroupMinSize, ThresholdRule
 from medcls.pipeline.paths import DatasetPaths
 
 
 @dataclass
 class Assessment:
-    """What evaluate writes and explains: the metrics document, the per-image predictions, and the
+    """What evaluate writes and explains: the evaluation document (`Evaluation` as JSON), the per-image predictions, and the
     models that made them."""
 
     document: dict
     predictions: pd.DataFrame
     model: keras.Model
     fold_models: list[keras.Model]
+    subgroup_values: pd.DataFrame  # every scored image's subgroups, data/subgroups/<name>.csv
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """What every section of a scorer's document is computed with."""
+
+    rule: ThresholdRule
+    n_bootstrap: int
+    seed: int
+    folded: bool  # split.folds > 1: out-of-fold and fold-ensemble rows
+    source_of: pd.Series | None  # image id -> source, for a dataset of several sources
+    external: list[str]  # the external test sets
+    external_images: str
+    by_group: bool  # external intervals resample whole groups
+    # scored split -> each image's subgroup values (`subgroups.values_by_split`)
+    subgroup_values: dict[str, pd.DataFrame]
+    subgroup_limit: SubgroupMinSize
+
+    @property
+    def options(self) -> dict:
+        return dict(rule=self.rule, n_bootstrap=self.n_bootstrap, seed=self.seed)
+
+    @property
+    def external_options(self) -> dict:
+        return dict(
+            images=self.external_images,
+            n_bootstrap=self.n_bootstrap,
+            seed=self.seed,
+            by_group=self.by_group,
+        )
+
+
+def _splits(rows: pd.DataFrame, document: dict, plan: Scoring) -> dict:
+    return metrics.evaluate_predictions(rows, **plan.options)
+
+
+def _cross_validation(rows: pd.DataFrame, document: dict, plan: Scoring) -> dict:
+    return metrics.cross_validated(rows, **plan.options) if plan.folded else {}
+
+
+def _by_source(rows: pd.DataFrame, document: dict, plan: Scoring) -> dict:
+    if plan.source_of is None:
+        return {}
+    tables = metrics.by_source(
+        rows,
+        plan.source_of,
+        document["threshold"],
+        n_bootstrap=plan.n_bootstrap,
+        seed=plan.seed,
+    )
+    return {"by_source": tables}
+
+
+def _external(rows: pd.DataFrame, document: dict, plan: Scoring) -> dict:
+    if not plan.external:
+        return {}
+    sets = metrics.external_metrics(
+        rows, document["threshold"], plan.external, **plan.external_options
+    )
+    return {"external": sets}
+
+
+def _ensemble_external(rows: pd.DataFrame, document: dict, plan: Scoring) -> dict:
+    if not (plan.external and plan.folded):
+        return {}
+    threshold = document["cross_validation"]["threshold"]
+    sets = metrics.external_metrics(
+        rows, threshold, plan.external, ensemble=True, **plan.external_options
+    )
+    return {"ensemble_external": sets}
+
+
+def _subgroups(rows: pd.DataFrame, document: dict, plan: Scoring) -> dict:
+    if not plan.subgroup_values:
+        return {}
+    options = dict(limit=plan.subgroup_limit, n_bootstrap=plan.n_bootstrap, seed=plan.seed)
+    scored = {
+        split: subgroups.score_subgroups(
+            rows[rows["split"] == split], values, document["threshold"], **options
+        )
+        for split, values in plan.subgroup_values.items()
+    }
+    return {"subgroups": scored}
+
+
+# The sections of one scorer's document (the model's, the baseline's), in order: each reads the
+# rows and what the sections before it wrote (the thresholds). A new section is a function here.
+SECTIONS = (_splits, _cross_validation, _by_source, _external, _ensemble_external, _subgroups)
+# Test images of each kind (most confident errors, closest to the threshold) given thumbnails
+CASES = 8
+
+
+def score(rows: pd.DataFrame, plan: Scoring) -> dict:
+    """The document of one scorer's predictions: every section of `SECTIONS` that applies."""
+    document: dict = {}
+    for section in SECTIONS:
+        document |= section(rows, document, plan)
+    return document
 
 
 def assess(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Assessment:
     """Score the trained model(s) and the baseline on val, test, out-of-fold and external images;
-    the returned document is validated (schema and internal agreement)."""
+    the returned document is checked against the typed `Evaluation`."""
     model = classifier.load_classifier(paths.model)
     settings, seed = dataset.evaluate, params.seed
     external = {other: paths.external_records(other) for other in settings.external}
@@ -58,36 +168,21 @@ def assess(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Asses
     if settings.calibration == "temperature":
         unscaled = predictions
         predictions, temperatures = calibration.temperature_scaled(predictions)
-    scoring_options = dict(rule=settings.threshold, n_bootstrap=settings.bootstrap, seed=seed)
-    by_group = settings.external_bootstrap == "group"
-    external_options = dict(
-        images=settings.external_images, n_bootstrap=settings.bootstrap, seed=seed, by_group=by_group
+    plan = Scoring(
+        rule=settings.threshold,
+        n_bootstrap=settings.bootstrap,
+        seed=seed,
+        folded=bool(fold_models),
+        source_of=source_of,
+        external=list(external),
+        external_images=settings.external_images,
+        by_group=settings.external_bootstrap == "group",
+        subgroup_values=subgroups.values_by_split(paths.name, dataset, paths),
+        subgroup_limit=settings.subgroup_min_size,
     )
-
-    def scored(rows: pd.DataFrame) -> dict:
-        """The metrics document of one scorer's rows (the model's or the baseline's)."""
-        document = metrics.evaluate_predictions(rows, **scoring_options)
-        if fold_models:
-            document |= metrics.cross_validated(rows, **scoring_options)
-        if source_of is not None:
-            document["by_source"] = metrics.by_source(
-                rows, source_of, document["threshold"], n_bootstrap=settings.bootstrap, seed=seed
-            )
-        if external:
-            document["external"] = metrics.external_metrics(
-                rows, document["threshold"], list(external), **external_options
-            )
-        if external and fold_models:
-            document["ensemble_external"] = metrics.external_metrics(
-                rows,
-                document["cross_validation"]["threshold"],
-                list(external),
-                ensemble=True,
-                **external_options,
-            )
-        return document
-
-    document = scored(predictions)
+    document = score(predictions, plan)
+    test = predictions[predictions["split"] == "test"]
+    document["cases"] = cases.review_cases(test, document["threshold"], CASES)
     if settings.tta:
         document["tta"] = list(settings.tta)
     if temperatures:
@@ -99,7 +194,7 @@ def assess(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Asses
         baseline_rows, regularization = baseline.logistic_regression_predictions(
             extractor, paths.tfrecords, seed=seed, external=external, split_df=split_df
         )
-        document["baseline"] = scored(baseline_rows)
+        document["baseline"] = score(baseline_rows, plan)
         document["baseline"]["method"] = (
             f"frozen backbone features + logistic regression, C={regularization:g} chosen on val"
         )
@@ -111,34 +206,35 @@ def assess(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Asses
             validate="one_to_one",
         )
         pairing = dict(n_resamples=settings.bootstrap, seed=seed)
-        paired_splits = ["test"] + ([metrics.OUT_OF_FOLD, metrics.ENSEMBLE_TEST] if fold_models else [])
+        paired_splits = ["test"] + (
+            [metrics.OUT_OF_FOLD, metrics.ENSEMBLE_TEST] if fold_models else []
+        )
         document["versus_baseline"] = paired.versus_baseline(predictions, paired_splits, **pairing)
         external_scorers = [("external", metrics.external_split)]
         if fold_models:
             external_scorers.append(("ensemble_external", metrics.ensemble_external_split))
         for key, split_of in external_scorers if external else ():
             external_pairs = paired.versus_baseline(
-                predictions, [split_of(other) for other in external], by_group=by_group, **pairing
+                predictions,
+                [split_of(other) for other in external],
+                by_group=plan.by_group,
+                **pairing,
             )
             document["versus_baseline"][key] = dict(zip(external, external_pairs.values()))
-    metrics.validate_metrics(document)
-    return Assessment(document, predictions, model, fold_models)
+    return Assessment(
+        Evaluation.model_validate(document).as_json(),
+        predictions,
+        model,
+        fold_models,
+        subgroups.values_table(plan.subgroup_values),
+    )
 
 
-def save_figures(assessment: Assessment, classes: list[str], name: str, out_dir: Path) -> list[Path]:
-    """The DVC plot data of the test split and the ROC, confusion and calibration PNGs; returns
-    the PNGs."""
-    document, predictions = assessment.document, assessment.predictions
+def write_plot_data(assessment: Assessment, classes: list[str], out_dir: Path) -> None:
+    """The DVC plot data: ROC, precision-recall and calibration of every split of the
+    predictions on one chart each, and the test split's confusion matrix."""
     by_split = {
         split: (rows["label"].to_numpy(), rows["probability"].to_numpy())
-        for split, rows in predictions.groupby("split")
+        for split, rows in assessment.predictions.groupby("split", sort=False)
     }
-    test = document["test"]
-    plots.write_curve_data(*by_split["test"], document["threshold"], out_dir, classes)
-    plots.save_roc_png(by_split, out_dir / "roc.png", f"{name}: ROC")
-    plots.save_confusion_png(
-        test["tp"], test["fp"], test["tn"], test["fn"], classes,
-        out_dir / "confusion.png", f"{name}: test, threshold {document['threshold']:.3f}",
-    )
-    plots.save_calibration_png(*by_split["test"], out_dir / "calibration.png", f"{name}: test")
-    return [out_dir / f"{figure}.png" for figure in ("roc", "confusion", "calibration")]
+    plots.write_curve_data(by_split, assessment.document["threshold"], out_dir, classes)

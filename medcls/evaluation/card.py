@@ -117,10 +117,10 @@ class CardInputs:
     """What the card quotes besides the evaluation: the files the upstream stages wrote and the
     environment of the run."""
 
-    sources: Mapping  # data/sources/<name>.json: every source with its fingerprint
+    sources: Mapping  # data/sources/<name>/fetch.json: every source with its fingerprint
     split: pd.DataFrame  # data/split/<name>.csv
     rejected: pd.DataFrame  # data/manifest/<name>_rejected.csv
-    training: Mapping  # metrics/<name>_train.json
+    training: Mapping  # reports/<name>_train.json
     provenance: Mapping  # git commit, dvc.lock hashes
     software: Mapping  # package versions, Python, platform
 
@@ -163,10 +163,10 @@ def input_files(paths: DatasetPaths) -> dict[str, Path]:
     """The pipeline files the card quotes, by what they hold: each is a dep of the evaluate stage
     in dvc.yaml (dvc.lock, which records the stages' hashes, cannot be one)."""
     return {
-        "sources": paths.source_fingerprint,
+        "sources": paths.source_record("fetch"),
         "split": paths.split,
         "rejected": paths.rejected,
-        "training": paths.metrics("train"),
+        "training": paths.summary("train"),
     }
 
 
@@ -215,7 +215,7 @@ def data_section(name: str, params: Params, dataset: DatasetParams, inputs: Card
     by_reason = {str(k): int(v) for k, v in sorted(Counter(rejected["reason"]).items())}
     split_seed = params.seed if params.split.seed is None else params.split.seed
     return {
-        "sources": dict(inputs.sources.get("fetch", {})),
+        "sources": dict(inputs.sources),
         "classes": list(dataset.classes),
         "images": len(inputs.split),
         "rejected": len(rejected),
@@ -280,9 +280,13 @@ def evaluation_section(headline: Mapping, details: Mapping) -> dict:
     """The headline metrics as written, and the evaluation's subgroups, calibration and baseline
     objects as they are: quoted, not recomputed."""
     section = {"headline": headline}
-    for key in ("subgroups", "calibration", "baseline", "cases"):
+    for key in ("subgroups", "calibration", "cases"):
         if key in details:
             section[key] = details[key]
+    if "baseline" in details:
+        section["baseline"] = {key: details["baseline"][key] for key in ("method", "test")}
+    if "versus_baseline" in details:
+        section["versus_baseline"] = details["versus_baseline"]["test"]
     return section
 
 
@@ -412,9 +416,9 @@ def evaluation_markdown(evaluation: Mapping) -> list[str]:
     for kind, cases in evaluation.get("cases", {}).items():
         listed = ", ".join(f"`{case['id']}` (p = {case['probability']:.3f})" for case in cases)
         lines += ["", f"{kind.replace('_', ' ').capitalize()} on test: {listed or 'none'}."]
-    for key in ("calibration", "baseline"):
+    for key in ("calibration", "baseline", "versus_baseline"):
         if key in evaluation:
-            lines += ["", f"{key.capitalize()}:", "", *_bullets(evaluation[key])]
+            lines += ["", f"{key.replace('_', ' ').capitalize()}:", "", *_bullets(evaluation[key])]
     return lines
 
 

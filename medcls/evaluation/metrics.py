@@ -1,20 +1,15 @@
-"""Classification metrics from predicted probabilities, and the checks that keep them honest.
+"""Classification metrics from predicted probabilities.
 
-Every reported number is derived here from one set of predictions, so the metrics JSON cannot
-disagree with itself: the rates are computed from the confusion counts by `rates_from_counts`, and
-`validate_metrics` recomputes them from the written counts. An undefined value (an AUC on a
+Every reported number is derived here from one set of predictions, so the evaluation document
+cannot disagree with itself: the rates are computed from the confusion counts by
+`rates_from_counts`. An undefined value (an AUC on a
 one-class split, a precision with no predicted positives) is `None`, which JSON writes as `null`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterator, Mapping, Sequence
-from numbers import Real
-from pathlib import Path
 
-import jsonschema
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
@@ -28,14 +23,10 @@ from sklearn.metrics import (
 from medcls.pipeline.config import MinSensitivity, ThresholdRule
 from medcls.pipeline.errors import MissingClassError
 
-SCHEMA_PATH = Path(__file__).with_name("metrics_schema.json")
-COUNT_KEYS = ("tp", "fp", "tn", "fn")
 # Cross-validation (split.folds > 1): every train + val image scored by the fold model that did not
 # see it, and the test split scored by the mean probability of the fold models.
 OUT_OF_FOLD, ENSEMBLE_TEST = "out_of_fold", "ensemble_test"
 ECE_BINS = 10  # equal-width probability bins of the expected calibration error
-# Metrics written with unrounded floats agree with their recomputation far tighter than this.
-TOLERANCE = 1e-9
 
 
 def checked_arrays(y_true: ArrayLike, y_prob: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -59,10 +50,6 @@ def predict_positive(y_prob: np.ndarray, threshold: float) -> np.ndarray:
 
 
 # --- threshold choice ------------------------------------------------------------------------
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 def rule_name(rule: ThresholdRule) -> str:
@@ -118,7 +105,6 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 def rates_from_counts(tp: int, fp: int, tn: int, fn: int) -> dict:
     """Every count-based metric, from the confusion counts alone.
 
-    Shared by `binary_metrics` and `validate_metrics`, so the file and its check use one formula.
     precision is None without predicted positives; f1 = 2tp / (2tp + fp + fn), the harmonic mean
     of precision and sensitivity, also defined (as 0) when precision is not; balanced accuracy is
     None when sensitivity or specificity is.
@@ -217,9 +203,11 @@ def resample_counts(
 ) -> Iterator[np.ndarray]:
     """(resamples, rows) matrices, a chunk of resamples at a time: how often each row is drawn, with
     replacement, in each resample. The chunks hold the very draws of one whole matrix. Chunks are
-    sized for resamples `row_width` wide (default `n_rows`), the width the caller expands them to."""
+    sized for resamples `row_width` wide (default `n_rows`), the width the caller expands them to.
+    An empty chunk stands for no resamples, so that intervals come out undefined (None).
+    """
     chunk = max(1, RESAMPLE_CELLS // (row_width or n_rows))
-    for start in range(0, n_resamples, chunk):
+    for start in range(0, max(n_resamples, 1), chunk):
         count = min(chunk, n_resamples - start)
         draws = rng.integers(0, n_rows, size=(count, n_rows))
         flat = draws + n_rows * np.arange(count)[:, None]
@@ -278,21 +266,34 @@ def bootstrap_ci(
     level: float = 0.95,
     groups: ArrayLike | None = None,
 ) -> dict:
-    """Percentile-bootstrap intervals for AUC and accuracy, reproducible for a seed.
+    """Percentile-bootstrap intervals for AUC, accuracy, sensitivity and specificity, reproducible
+    for a seed.
 
     Rows (or, with `groups`, whole groups: see `resample_weights`) are resampled with replacement
     by `np.random.default_rng(seed)`; the keys keep the "ci95" name for any `level`. An interval
     with no usable resample is [None, None].
     """
     y_true, y_prob = checked_arrays(y_true, y_prob)
-    correct = predict_positive(y_prob, threshold) == (y_true == 1)
-    aucs, accuracies = [], []
+    predicted, positive = predict_positive(y_prob, threshold), y_true == 1
+    correct = predicted == positive
+    resampled: dict[str, list[np.ndarray]] = {
+        "auc": [],
+        "accuracy": [],
+        "sensitivity": [],
+        "specificity": [],
+    }
     for weights in resample_weights(np.random.default_rng(seed), y_true.size, n_resamples, groups):
-        aucs.append(weighted_aucs(weights, y_true, y_prob))
-        accuracies.append(weights @ correct / weights.sum(axis=1))
+        resampled["auc"].append(weighted_aucs(weights, y_true, y_prob))
+        resampled["accuracy"].append(weights @ correct / weights.sum(axis=1))
+        for metric, rows, hits in (
+            ("sensitivity", positive, predicted & positive),
+            ("specificity", ~positive, ~predicted & ~positive),
+        ):
+            totals = weights @ rows  # a resample without such rows has no rate: left out
+            resampled[metric].append((weights @ hits)[totals > 0] / totals[totals > 0])
     return {
-        "auc_ci95": percentile_interval(np.concatenate(aucs), level),
-        "accuracy_ci95": percentile_interval(np.concatenate(accuracies), level),
+        f"{metric}_ci95": percentile_interval(np.concatenate(values), level)
+        for metric, values in resampled.items()
     }
 
 
@@ -440,7 +441,13 @@ def external_metrics(
 
 
 def _external_set_metrics(
-    rows: pd.DataFrame, threshold: float, *, images: str, n_bootstrap: int, seed: int, by_group: bool
+    rows: pd.DataFrame,
+    threshold: float,
+    *,
+    images: str,
+    n_bootstrap: int,
+    seed: int,
+    by_group: bool,
 ) -> dict:
     if rows.empty:
         raise ValueError("an external test set has no predictions; run `dvc repro`")
@@ -455,159 +462,3 @@ def _external_set_metrics(
         "bootstrap_unit": "group" if by_group else "image",
         "images": images,
     }
-
-
-# --- validation ------------------------------------------------------------------------------
-
-
-def _non_finite_paths(value: object, path: str = "") -> Iterator[str]:
-    """Paths of NaN/infinite numbers, which a JSON schema cannot reject and JSON cannot hold."""
-    if isinstance(value, float) and not math.isfinite(value):
-        yield f"{path or '<document>'}: {value} is not a finite number (undefined values are null)"
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _non_finite_paths(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for position, item in enumerate(value):
-            yield from _non_finite_paths(item, f"{path}[{position}]")
-
-
-# The document's entries of external test sets: the model's, and the fold models' ensemble's
-EXTERNAL_KEYS = ("external", "ensemble_external")
-
-
-def _split_objects(document: dict) -> Iterator[tuple[str, dict]]:
-    """Every per-split metrics object, including those of an optional baseline and of the
-    external test sets."""
-    for owner, prefix in ((document, ""), (document.get("baseline"), "baseline.")):
-        if not isinstance(owner, Mapping):
-            continue
-        for split in ("val", "test", OUT_OF_FOLD, ENSEMBLE_TEST):
-            if isinstance(owner.get(split), Mapping):
-                yield f"{prefix}{split}", owner[split]
-        for key in EXTERNAL_KEYS:
-            external = owner.get(key)
-            for name, split in external.items() if isinstance(external, Mapping) else ():
-                if isinstance(split, Mapping):
-                    yield f"{prefix}{key}.{name}", split
-        sources = owner.get("by_source")
-        for source, splits in sources.items() if isinstance(sources, Mapping) else ():
-            for name, split in splits.items() if isinstance(splits, Mapping) else ():
-                if isinstance(split, Mapping):
-                    yield f"{prefix}by_source.{source}.{name}", split
-
-
-def _nested(document: Mapping, keys: tuple[str, ...]) -> object:
-    for key in keys:
-        document = document[key]
-    return document
-
-
-def _agree(written: object, expected: float | None) -> bool:
-    if written is None or expected is None:
-        return written is expected
-    return _is_number(written) and math.isclose(written, expected, rel_tol=0, abs_tol=TOLERANCE)
-
-
-def _count_problems(where: str, split: Mapping) -> list[str]:
-    """Counts and rates that disagree with the rates recomputed from tp, fp, tn, fn."""
-    counts = tuple(split.get(key) for key in COUNT_KEYS)
-    if not all(isinstance(count, int) and count >= 0 for count in counts):
-        return []  # the schema reports the malformed counts
-    return [
-        f"{where}.{key}: {split[key]!r} disagrees with {expected!r} from (tp, fp, tn, fn) {counts}"
-        for key, expected in rates_from_counts(*counts).items()
-        if key in split and not _agree(split[key], expected)
-    ]
-
-
-def _is_number_pair(value: object) -> bool:
-    return isinstance(value, list) and len(value) == 2 and all(map(_is_number, value))
-
-
-def _interval_problems(
-    where: str, split: Mapping, metrics: tuple[str, ...] = ("auc", "accuracy")
-) -> list[str]:
-    """Bootstrap intervals that are reversed, or miss (or lack) their point estimate."""
-    problems = []
-    for metric in metrics:
-        interval, point = split.get(f"{metric}_ci95"), split.get(metric)
-        if not _is_number_pair(interval):
-            continue  # null intervals, and malformed ones the schema reports
-        low, high = interval
-        if low > high:
-            problems.append(f"{where}.{metric}_ci95: lower bound {low} exceeds upper bound {high}")
-        if not _is_number(point):
-            problems.append(f"{where}.{metric}_ci95: an interval for an undefined {metric}")
-        elif not low - TOLERANCE <= point <= high + TOLERANCE:
-            problems.append(f"{where}.{metric}: {point} lies outside its interval [{low}, {high}]")
-    return problems
-
-
-def _paired_problems(document: Mapping) -> list[str]:
-    """Paired model-vs-baseline differences that disagree with the two AUCs or their interval."""
-    problems = []
-    pairs = document.get("versus_baseline")
-    located = [
-        (keys, pair)
-        for split, value in (pairs.items() if isinstance(pairs, Mapping) else ())
-        for keys, pair in (
-            (((split, name), item) for name, item in value.items())
-            if split in EXTERNAL_KEYS and isinstance(value, Mapping)
-            else [((split,), value)]
-        )
-    ]
-    for keys, pair in located:
-        if not isinstance(pair, Mapping):
-            continue  # the schema reports it
-        split = ".".join(keys)
-        where = f"versus_baseline.{split}"
-        problems += _interval_problems(where, pair, ("auc_difference",))
-        try:
-            model = _nested(document, keys)["auc"]
-            baseline = _nested(document["baseline"], keys)["auc"]
-        except (KeyError, TypeError):
-            problems.append(f"{where}: no model and baseline AUC on {split!r} to compare")
-            continue
-        expected = None if None in (model, baseline) else model - baseline
-        if not _agree(pair.get("auc_difference"), expected):
-            problems.append(
-                f"{where}.auc_difference: {pair.get('auc_difference')!r} disagrees with "
-                f"{expected!r}, the model's AUC minus the baseline's"
-            )
-    return problems
-
-
-def _calibration_problems(document: Mapping) -> list[str]:
-    """Calibrated Brier scores and ECEs that disagree with those of the split they describe."""
-    calibration = document.get("calibration")
-    after = calibration.get("after") if isinstance(calibration, Mapping) else None
-    problems = []
-    for split, scores in after.items() if isinstance(after, Mapping) else ():
-        try:
-            written = _nested(document, document_keys(split))
-        except (KeyError, TypeError):
-            problems.append(f"calibration.after.{split}: no such split in the document")
-            continue
-        problems += [
-            f"calibration.after.{split}.{key}: {value!r} disagrees with the split's "
-            f"{written.get(key)!r}"
-            for key, value in scores.items()
-            if not _agree(value, written.get(key))
-        ]
-    return problems
-
-
-def validate_metrics(document: dict) -> None:
-    """Refuse a metrics document that breaks the schema or contradicts itself; list all problems."""
-    schema = json.loads(SCHEMA_PATH.read_text())
-    problems = [
-        f"{error.json_path.removeprefix('$.') if error.path else '<document>'}: {error.message}"
-        for error in jsonschema.Draft202012Validator(schema).iter_errors(document)
-    ]
-    problems += _non_finite_paths(document)
-    for where, split in _split_objects(document):
-        problems += _count_problems(where, split) + _interval_problems(where, split)
-    problems += _paired_problems(document) + _calibration_problems(document)
-    if problems:
-        raise ValueError("invalid metrics document:\n  " + "\n  ".join(problems))

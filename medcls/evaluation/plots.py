@@ -1,13 +1,14 @@
-"""Evaluation plots: data files that `dvc plots show/diff` renders, and PNG figures to open directly.
+"""Evaluation plot data that `dvc plots show/diff` draws: one file per chart, with a `split`
+column, so that one chart holds every split (val, test, each external set, out-of-fold and the
+fold ensemble), coloured by split by the `dvc_plots/by_split.json` template.
 
-Figures are drawn on bare `matplotlib.figure.Figure` objects, which save through the Agg canvas
-without pyplot: no display is needed, and no global figure state is left behind. Every number
-drawn comes from `medcls.evaluation.metrics` or the sklearn curves it uses, so the plots show what
-the metrics file reports.
+Every number comes from `medcls.evaluation.metrics` or the sklearn curves it uses, so the plots
+show what the evaluation document reports.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,15 +16,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
-from sklearn.metrics import (
-    ConfusionMatrixDisplay,
-    RocCurveDisplay,
-    precision_recall_curve,
-    roc_curve,
-)
+from sklearn.metrics import RocCurveDisplay, precision_recall_curve, roc_curve
 
 from medcls.evaluation import metrics
-from medcls.pipeline.outputs import save_figure, write_json
+from medcls.pipeline.outputs import save_figure
 
 # Enough for a smooth curve, few enough that a committed plot file diffs in a screenful.
 MAX_CURVE_POINTS = 200
@@ -65,29 +61,37 @@ def _curve_records(columns: Mapping[str, np.ndarray], limit: int = MAX_CURVE_POI
 
 
 def write_curve_data(
-    y_true: ArrayLike,
-    y_prob: ArrayLike,
+    by_split: Mapping[str, tuple[ArrayLike, ArrayLike]],
     threshold: float,
     out_dir: Path,
     class_names: Sequence[str],
 ) -> None:
-    """roc.json, precision_recall.json, calibration.json and confusion.csv for one split.
+    """roc.json, precision_recall.json and calibration.json with a row per point and split, and
+    confusion.csv of the test split at `threshold`.
 
-    Formats follow DVC's `simple` and `confusion` templates; confusion.csv has one row per
-    example with class names, so the rendered matrix is labelled. Written here, not by dvclive's
-    `log_sklearn_plot`, whose roc.json holds an `Infinity` threshold (not JSON) and every point, and
-    whose precision-recall data drops the curve's closing point.
+    A split of one class has no ROC or precision-recall curve (its AUC is null) and is left out
+    of those two charts. Formats follow DVC's `confusion` template and `dvc_plots/by_split.json`;
+    confusion.csv has one row per example with class names, so the rendered matrix is labelled.
+    Written here, not by dvclive's `log_sklearn_plot`, whose roc.json holds an `Infinity`
+    threshold (not JSON) and every point, and whose precision-recall data drops the curve's
+    closing point.
     """
     if len(class_names) != 2:
         raise ValueError(f"need [negative, positive] class names; got {list(class_names)}")
-    y_true, y_prob = _two_class_arrays(y_true, y_prob)
+    arrays = {split: metrics.checked_arrays(*rows) for split, rows in by_split.items()}
+    curved = {split: rows for split, rows in arrays.items() if np.unique(rows[0]).size == 2}
+    charts = {
+        "roc": {split: _curve_records(roc_points(*rows)) for split, rows in curved.items()},
+        "precision_recall": {
+            split: _curve_records(precision_recall_points(*rows)) for split, rows in curved.items()
+        },
+        "calibration": {split: metrics.calibration_bins(*rows) for split, rows in arrays.items()},
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "roc.json", {"roc": _curve_records(roc_points(y_true, y_prob))})
-    write_json(
-        out_dir / "precision_recall.json",
-        {"precision_recall": _curve_records(precision_recall_points(y_true, y_prob))},
-    )
-    write_json(out_dir / "calibration.json", {"calibration": metrics.calibration_bins(y_true, y_prob)})
+    for chart, splits in charts.items():
+        rows = [{"split": split, **row} for split, records in splits.items() for row in records]
+        (out_dir / f"{chart}.json").write_text(json.dumps({chart: rows}, indent=2, allow_nan=False) + "\n")
+    y_true, y_prob = _two_class_arrays(*arrays["test"])
     names = np.asarray(class_names)
     predicted = metrics.predict_positive(y_prob, threshold).astype(int)
     pd.DataFrame({"actual": names[y_true], "predicted": names[predicted]}).to_csv(
@@ -111,13 +115,6 @@ def _draw_roc(axis, curves: Mapping[str, tuple[ArrayLike, ArrayLike]], title: st
     )
 
 
-def save_roc_png(curves: Mapping[str, tuple[ArrayLike, ArrayLike]], out_png: Path, title: str) -> None:
-    """ROC curves of several splits on one axis, each labelled with its AUC (two decimals)."""
-    figure = Figure(figsize=(5, 5))
-    _draw_roc(figure.subplots(), curves, title)
-    save_figure(figure, out_png)
-
-
 def save_roc_panels_png(
     panels: Mapping[str, Mapping[str, tuple[ArrayLike, ArrayLike]]], out_png: Path
 ) -> None:
@@ -126,52 +123,4 @@ def save_roc_panels_png(
     axes = np.atleast_1d(figure.subplots(1, len(panels)))
     for axis, (title, curves) in zip(axes, panels.items()):
         _draw_roc(axis, curves, title)
-    save_figure(figure, out_png)
-
-
-def save_confusion_png(
-    tp: int, fp: int, tn: int, fn: int, class_names: Sequence[str], out_png: Path, title: str
-) -> None:
-    """2x2 matrix, rows actual and columns predicted (negative first), shaded by row share, with
-    counts and row shares."""
-    counts = np.array([[tn, fp], [fn, tp]])
-    totals = counts.sum(axis=1, keepdims=True)
-    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
-    figure = Figure(figsize=(4.5, 4))
-    axis = figure.subplots()
-    display = ConfusionMatrixDisplay(shares, display_labels=class_names).plot(
-        ax=axis, cmap="Blues", colorbar=False, values_format=".1%", im_kw={"vmin": 0, "vmax": 1}
-    )
-    for (row, column), text in np.ndenumerate(display.text_):
-        share = f"\n{text.get_text()}" if totals[row, 0] else ""
-        text.set_text(f"{counts[row, column]}{share}")
-    axis.set(xlabel="Predicted", ylabel="Actual", title=title)
-    save_figure(figure, out_png)
-
-
-def save_calibration_png(y_true: ArrayLike, y_prob: ArrayLike, out_png: Path, title: str) -> None:
-    """Reliability diagram: observed positive rate per probability bin against the diagonal."""
-    table = pd.DataFrame(metrics.calibration_bins(y_true, y_prob))
-    ece = metrics.expected_calibration_error(y_true, y_prob)
-    figure = Figure(figsize=(5, 5))
-    axis = figure.subplots()
-    axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
-    axis.plot(table["mean_predicted"], table["fraction_positive"], "o-", label=f"model (ECE {ece:.3f})")
-    for row in table.itertuples():
-        axis.annotate(
-            f"n={row.count}",
-            (row.mean_predicted, row.fraction_positive),
-            fontsize=7,
-            textcoords="offset points",
-            xytext=(4, -10),
-        )
-    axis.set(
-        xlabel="Mean predicted probability",
-        ylabel="Fraction positive",
-        xlim=(0, 1),
-        ylim=(0, 1),
-        aspect="equal",
-        title=title,
-    )
-    axis.legend(loc="upper left")
     save_figure(figure, out_png)

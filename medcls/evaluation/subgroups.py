@@ -266,18 +266,6 @@ def score_subgroups(
     return document
 
 
-def worst_auc(document: Mapping) -> float | None:
-    """The lowest AUC of the scored groups of every subgroup (None when none has one): the one
-    number that says how bad the model is where it is worst."""
-    aucs = [
-        group["auc"]
-        for groups in document.values()
-        for group in groups.values()
-        if group.get("auc") is not None
-    ]
-    return min(aucs) if aucs else None
-
-
 # --- two revisions per group -------------------------------------------------------------------
 
 
@@ -347,37 +335,26 @@ def scored_sets(name: str, dataset: DatasetParams, paths: DatasetPaths) -> list[
     return sets
 
 
-def evaluate_subgroups(
-    predictions: pd.DataFrame,
-    threshold: float,
-    name: str,
-    dataset: DatasetParams,
-    paths: DatasetPaths,
-    *,
-    seed: int,
-) -> tuple[dict, pd.DataFrame]:
-    """`{split: {subgroup: {value: scores}}}` of the test split and the external test sets at
-    the model's `threshold`, and every scored image's values (split, id, one column per
-    subgroup) for `data/subgroups/<name>.csv`."""
-    settings = dataset.evaluate
-    document, tables = {}, []
-    for split, images, definitions, key, table in scored_sets(name, dataset, paths):
-        values = subgroup_values(images, definitions, key, str(table))
-        rows = predictions[predictions["split"] == split]
-        document[split] = score_subgroups(
-            rows,
-            values,
-            threshold,
-            limit=settings.subgroup_min_size,
-            n_bootstrap=settings.bootstrap,
-            seed=seed,
-        )
-        tables.append(values.reset_index().assign(split=split))
-    names = dict.fromkeys(["id", *(column for table in tables for column in table.columns[1:])])
-    columns = ["split", *(name for name in names if name != "split")]
-    if not tables:
-        return document, pd.DataFrame(columns=columns)
-    return document, pd.concat(tables, ignore_index=True)[columns]
+def values_by_split(
+    name: str, dataset: DatasetParams, paths: DatasetPaths
+) -> dict[str, pd.DataFrame]:
+    """`{split: subgroup_values}` of the test split and of each external test set with subgroups
+    (read from the split and the external stage's tables)."""
+    return {
+        split: subgroup_values(images, definitions, key, str(table))
+        for split, images, definitions, key, table in scored_sets(name, dataset, paths)
+    }
+
+
+def values_table(by_split: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Every scored image's subgroup values (split, id, one column per subgroup name), for
+    `data/subgroups/<name>.csv`."""
+    frames = [values.reset_index().assign(split=split) for split, values in by_split.items()]
+    names = dict.fromkeys(name for values in by_split.values() for name in values.columns)
+    columns = ["split", "id", *names]
+    return (
+        pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    )
 
 
 # --- the report ------------------------------------------------------------------------------------

@@ -3,8 +3,16 @@
 8-bit files decode exactly as they are stored. Files of any other depth (16-bit PNG or TIFF holding
 10- to 16-bit data, float TIFF) keep their depth when decoded and are mapped to 8 bits by one rule,
 `to_uint8`: the image's own darkest pixel becomes 0 and its brightest 255. Masks are read raw, at
-their depth: for a clean mask any non-zero pixel is lesion (0/1, 0/255 or 0/65535 masks alike);
-colour and JPEG-compressed masks are decided by `medcls.images.masks.lesion_pixels`.
+their depth and with their alpha channel: for a clean mask any non-zero pixel is lesion (0/1,
+0/255 or 0/65535 masks alike); colour, transparent and JPEG-compressed masks are decided by
+`medcls.images.masks.lesion_pixels`.
+
+Orientation: pixels are used as stored; an EXIF Orientation tag is ignored, for images and masks
+alike. A mask is a pixel grid over its image: turning a JPEG scan upright but not its PNG mask (which
+has no such tag) would put the lesion box elsewhere.
+
+Size: with a `max_pixels` limit, the file's header is read first (`medcls.images.header`) and a
+larger image is refused before a pixel is decoded, so one huge file cannot exhaust memory.
 
 Runs in worker processes: it must never import TensorFlow.
 """
@@ -17,15 +25,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from medcls.images.header import image_size
 from medcls.images.masks import lesion_pixels
 
 MASK_SEPARATOR = ";"
-# Any depth, colour or grey as stored, alpha dropped; unlike IMREAD_UNCHANGED, EXIF rotation applies.
-_DECODE_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+# Images: any depth, colour or grey as stored, alpha dropped, EXIF orientation ignored.
+_IMAGE_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR | cv2.IMREAD_IGNORE_ORIENTATION
+# Masks: as stored, alpha included (a transparent pixel is not lesion); IMREAD_UNCHANGED never applies
+# EXIF orientation.
+_MASK_FLAGS = cv2.IMREAD_UNCHANGED
 
 
 class ImageDecodeError(ValueError):
     """A file that should be an image could not be decoded."""
+
+
+class ImageTooLargeError(ValueError):
+    """An image whose decoded pixels would exceed the limit; its message is the reject reason."""
 
 
 class MaskMismatchError(ValueError):
@@ -37,10 +53,22 @@ def mask_paths_of(cell: object) -> tuple[str, ...]:
     return tuple(cell.split(MASK_SEPARATOR)) if isinstance(cell, str) and cell else ()
 
 
-def _decode(path: Path) -> np.ndarray:
-    """The stored pixels at their own depth: (H, W) grey or (H, W, 3) BGR."""
+def check_decodable_size(path: Path, max_pixels: int) -> None:
+    """Refuse, from its header alone, a file with more than `max_pixels` pixels (ImageTooLargeError)
+    or one whose header is not that of an accepted format (ImageDecodeError)."""
+    size = image_size(path)
+    if size is None:
+        raise ImageDecodeError(f"cannot decode image {path}: not a PNG, JPEG, BMP, TIFF or WebP file")
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(f"too large: {width}×{height} pixels (limit {max_pixels})")
+
+
+def _decode(path: Path, flags: int = _IMAGE_FLAGS) -> np.ndarray:
+    """The stored pixels at their own depth: (H, W) grey or (H, W, 3) BGR; with the mask flags
+    also (H, W, 4) BGRA."""
     try:
-        pixels = cv2.imdecode(np.fromfile(path, np.uint8), _DECODE_FLAGS)
+        pixels = cv2.imdecode(np.fromfile(path, np.uint8), flags)
     except cv2.error:  # raised for empty files instead of returning None
         pixels = None
     if pixels is None:
@@ -72,8 +100,9 @@ def read_image(path: Path) -> np.ndarray:
 
 def read_masks(paths: Sequence[Path]) -> np.ndarray:
     """OR all masks of one image (datasets store each extra lesion in its own mask file). Each is
-    read raw, at its own depth, and its lesion pixels decided by `lesion_pixels`."""
-    masks = [lesion_pixels(_decode(path)) for path in paths]
+    read raw, at its own depth and with its alpha channel, and its lesion pixels decided by
+    `lesion_pixels`."""
+    masks = [lesion_pixels(_decode(path, _MASK_FLAGS)) for path in paths]
     if len({mask.shape for mask in masks}) > 1:
         raise MaskMismatchError(f"masks differ in size: {', '.join(map(str, paths))}")
     return np.logical_or.reduce(masks)

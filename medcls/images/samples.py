@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from medcls.images.decode import mask_paths_of, read_image, read_masks
 from medcls.images.roi import prepare_file, roi_box
+from medcls.pipeline.errors import writing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,7 +48,8 @@ def draw_roi_samples(
     for axis in axes.flat:
         axis.set_axis_off()
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out_png, dpi=100)
+    with writing(out_png):
+        figure.savefig(out_png, dpi=100)
 
 
 def _draw_sample(axes: Sequence[Any], raw_dir: Path, row: Any, roi: RoiParams, size: int) -> None:

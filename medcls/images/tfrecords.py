@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from collections.abc import Collection, Iterator, Sequence
 from functools import partial
@@ -27,7 +28,7 @@ from medcls.images.decode import mask_paths_of
 from medcls.images.parallel import ordered_starmap
 from medcls.images.roi import prepare_file_png_at
 from medcls.pipeline.config import RoiParams
-from medcls.pipeline.errors import PipelineError
+from medcls.pipeline.errors import NO_SPACE, PipelineError, writing
 from medcls.pipeline.paths import stage_writing_records
 
 INDEX = "index.json"
@@ -150,7 +151,8 @@ def _write_shards_and_index(
         }
         for split, split_records in groupby(records, key=lambda record: str(record[0].split))
     }
-    (out_dir / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    with writing(out_dir / INDEX):
+        (out_dir / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     return counts
 
 
@@ -161,10 +163,25 @@ def _write_split(
     shards = math.ceil(count / per_shard)
     names = [shard_name(split, index, shards) for index in range(shards)]
     for name in names:
-        with tf.io.TFRecordWriter(str(out_dir / name)) as writer:
-            for row, png in islice(records, per_shard):
-                writer.write(_example(row, png).SerializeToString(deterministic=True))
+        try:
+            with tf.io.TFRecordWriter(str(out_dir / name)) as writer:
+                for row, png in islice(records, per_shard):
+                    writer.write(_example(row, png).SerializeToString(deterministic=True))
+        except tf.errors.OpError as error:
+            storage = _as_os_error(error, out_dir / name)
+            if storage is None:
+                raise
+            raise storage from error
     return names
+
+
+def _as_os_error(error: tf.errors.OpError, path: Path) -> OSError | None:
+    """TensorFlow reports a full disk or a file-size limit as its own error type, its message
+    ending in the system's description; as an OSError it gets the stages' one-line message."""
+    for number in NO_SPACE:
+        if error.message.endswith(os.strerror(number)):
+            return OSError(number, os.strerror(number), str(path))
+    return None
 
 
 def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -218,14 +235,21 @@ def read_labels(tfrecord_dir: Path, split: str) -> np.ndarray:
 
 
 def stream_split(
-    tfrecord_dir: Path, split: str, *, seed: int, buffer: int, interleaved: int = 8
+    tfrecord_dir: Path,
+    split: str,
+    *,
+    seed: int,
+    buffer: int,
+    interleaved: int = 8,
+    parallel_calls: int | None = tf.data.AUTOTUNE,
 ) -> tf.data.Dataset:
     """All records of one split in an order that changes every epoch, in memory bounded by
     `buffer` (not by the split's size): the shards in an order reshuffled every epoch, `interleaved`
     of them read at a time, then the records shuffled in a buffer of `buffer` serialized (still
     PNG-compressed) records. Seeded: the same seed gives the same sequence of epochs.
 
-    The length is the index's; `read_split` is what checks the records against it."""
+    The length is the index's; `read_split` is what checks the records against it. Records are
+    parsed `parallel_calls` at a time (None: one at a time)."""
     paths, count = _shards(tfrecord_dir, split)
     shards = tf.data.Dataset.from_tensor_slices([str(path) for path in paths])
     records = shards.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).interleave(
@@ -235,7 +259,7 @@ def stream_split(
         deterministic=True,
     )
     records = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    parsed = records.map(parse_example, num_parallel_calls=tf.data.AUTOTUNE)
+    parsed = records.map(parse_example, num_parallel_calls=parallel_calls)
     return parsed.apply(tf.data.experimental.assert_cardinality(count))
 
 

@@ -27,12 +27,19 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from medcls.pipeline.errors import PipelineError
 
 PARAMS_FILE = Path("params.yaml")
 MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are 32-bit
 MIN_APPLICATION_SIZE = 32  # the smallest input keras.applications builds
+# Pillow's default decompression-bomb limit: far above any scan (the real sets stay under 1 Mpx),
+# far below what a 20000 x 20000 picture costs to decode (1.2 GB, and more while drawing it).
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+# The largest model input: 1024 px images already take 12 MB a piece in float32 before the backbone
+# multiplies them into feature maps; the backbones are built and pretrained for a few hundred px.
+MAX_IMAGE_SIZE = 1024
 MIN_BOOTSTRAP = 40  # 2.5 % tails of fewer resamples are single draws, which may miss the estimate
 
 
@@ -729,6 +736,11 @@ class DatasetParams(DataParams):
 
     @model_validator(mode="after")
     def _image_fits_the_backbone(self) -> DatasetParams:
+        if self.image_size > MAX_IMAGE_SIZE:
+            raise ValueError(
+                f"image_size {self.image_size} is too large: at most {MAX_IMAGE_SIZE} px, as a "
+                "batch of such inputs and their feature maps would not fit in memory"
+            )
         if self.image_size < self.backbone.min_image_size:
             raise ValueError(
                 f"image_size {self.image_size} is too small for this backbone, which needs at "
@@ -790,6 +802,8 @@ class Params(Section):
     lr: PositiveFraction
     fine_tune_lr: PositiveFraction
     workers: NonNegativeInt
+    # Images and masks whose header declares more pixels are rejected before they are decoded.
+    max_image_pixels: PositiveInt = DEFAULT_MAX_IMAGE_PIXELS
     split: SplitParams
     # Names become file names and DVC stage names (download@<name>).
     datasets: dict[
@@ -860,7 +874,18 @@ def load(path: Path = PARAMS_FILE) -> Params:
     """Read params with a YAML 1.2 loader and validate them; raise ParamsError on any problem."""
     if not path.exists():
         raise ParamsError(f"{path} not found: run the stages from the project root")
-    return validate(YAML(typ="safe", pure=True).load(path.read_text()))
+    try:
+        params = YAML(typ="safe", pure=True).load(path.read_text())
+    except YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise ParamsError(
+            f"{path}: not valid YAML{where} ({problem}); fix the syntax there"
+        ) from None
+    if params is None:
+        raise ParamsError(f"{path} is empty: it must hold the params mapping (see docs/params.md)")
+    return validate(params)
 
 
 def validate(params: Any) -> Params:

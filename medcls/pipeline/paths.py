@@ -29,9 +29,10 @@ class DatasetPaths:
         """Side by side, never nested: removing one model's scratch leaves the folds' alone."""
         return self.name if self.fold is None else f"{self.name}-{self._fold_folder}"
 
-    @property
-    def source_fingerprint(self) -> Path:
-        return Path("data/sources") / f"{self.name}.json"
+    def source_record(self, part: str) -> Path:
+        """`data/sources/<name>/<part>.json`: what the source stage records for one data stage
+        (`fetch` for download, `read` for manifest, `hold_out` for split)."""
+        return Path("data/sources") / self.name / f"{part}.json"
 
     @property
     def raw(self) -> Path:
@@ -119,11 +120,21 @@ class DatasetPaths:
         ones), named by `cases.thumbnail_name` of their id."""
         return self.plots / "cases"
 
-    def metrics(self, stage: str | None = None) -> Path:
-        """`metrics/<name>.json` for the model; `metrics/<name>_<stage>.json` for the other stages
-        (`metrics/<name>_fold<i>_train.json` for a fold's training)."""
+    def metrics(self) -> Path:
+        """`metrics/<name>.json`: the model's headline scalars, the DVC metric."""
+        return Path("metrics") / f"{self.name}.json"
+
+    @property
+    def evaluation(self) -> Path:
+        """`reports/<name>.json`: everything the evaluate stage measured."""
+        return Path("reports") / f"{self.name}.json"
+
+    def summary(self, stage: str) -> Path:
+        """`reports/<name>_<stage>.json`: what a data or training stage counted and took
+        (`reports/<name>_fold<i>_train.json` for a fold's training); not DVC metrics, as run times
+        and bookkeeping vary from run to run."""
         owner = "_".join(filter(None, (self.name, self._fold_folder)))
-        return Path("metrics") / (f"{owner}_{stage}.json" if stage else f"{self.name}.json")
+        return Path("reports") / f"{owner}_{stage}.json"
 
 
 def stage_writing_records(records: Path) -> str:

@@ -1,8 +1,9 @@
-"""The train stage's learning curves: logged every epoch with DVCLive, drawn as a figure from its
-per-epoch .tsv files."""
+"""The train stage's learning curves: logged every epoch with DVCLive into the stage's DVCLive
+folder, drawn as a figure from its per-epoch .tsv files once training ends."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -15,28 +16,46 @@ from matplotlib.figure import Figure
 from medcls.pipeline.outputs import save_figure
 from medcls.training.resume import TrainingBackup
 
-
-def resumable_live(backup: TrainingBackup) -> Live:
-    """DVCLive logging into `backup`'s folder, to use as a context manager, so the callback's
-    `end()` after each phase's `fit` is deferred to the end of training. A resumed run appends to
-    the curves logged before the interruption: they are kept with the backup because DVC deletes
-    the stage's outputs before it runs the stage again."""
-    return Live(str(_live_folder(backup)), dvcyaml=None, report=None, resume=backup.resuming)
+PARTIAL = ".partial"  # a file being copied
 
 
-def publish(backup: TrainingBackup, dvclive_dir: Path, figure: Path) -> None:
-    """Put the curves logged in `backup`'s folder in `dvclive_dir` and draw them into `figure`."""
-    shutil.rmtree(dvclive_dir, ignore_errors=True)
-    shutil.copytree(_live_folder(backup), dvclive_dir)
-    save_training_curves_png(dvclive_dir / "plots" / "metrics", figure)
+def resumable_live(dvclive_dir: Path, backup: TrainingBackup) -> Live:
+    """DVCLive logging into `dvclive_dir` as training goes (VS Code and DVC Studio draw the curves
+    of a run in progress), to use as a context manager, so the callback's `end()` after each
+    phase's `fit` is deferred to the end of training.
+
+    A resumed run appends to the curves logged before the interruption: `EpochCurves` keeps a copy
+    with `backup`, which is put back here, because DVC deletes the stage's outputs before it runs
+    the stage again. The stage itself is the experiment DVC records (`save_dvc_exp` off: DVCLive
+    would otherwise warn on every run that it ignores it inside `dvc repro`).
+    """
+    if backup.resuming:
+        _copy_curves(_kept_curves(backup), dvclive_dir)
+    return Live(
+        str(dvclive_dir), dvcyaml=None, report=None, save_dvc_exp=False, resume=backup.resuming
+    )
 
 
-def _live_folder(backup: TrainingBackup) -> Path:
+def _kept_curves(backup: TrainingBackup) -> Path:
     return backup.folder / "dvclive"
 
 
+def _copy_curves(source: Path, target: Path) -> None:
+    """Copy DVCLive's files (metrics.json and the plots) from `source` into `target`, each file
+    replaced whole (a kill mid-copy leaves every file as it was or as it is now); the folds'
+    folders inside a model's DVCLive folder are left alone."""
+    files = [source / "metrics.json", *(source / "plots").rglob("*")]
+    for path in (path for path in files if path.is_file() and path.suffix != PARTIAL):
+        copy = target / path.relative_to(source)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        partial = copy.with_name(copy.name + PARTIAL)
+        shutil.copyfile(path, partial)
+        os.replace(partial, copy)
+
+
 class EpochCurves(DVCLiveCallback):
-    """DVCLive's Keras callback, logging each epoch at its own number as the step.
+    """DVCLive's Keras callback, logging each epoch at its own number as the step, and keeping a copy
+    of the curves with `backup` after every epoch (see `resumable_live`).
 
     DVCLive's own step counts the epochs it logged, and a resumed `Live` guesses where to go on
     from the step saved in metrics.json, which reads 0 both before any epoch and after the first:
@@ -49,6 +68,10 @@ class EpochCurves(DVCLiveCallback):
     logged twice.
     """
 
+    def __init__(self, live: Live, backup: TrainingBackup) -> None:
+        super().__init__(live=live)
+        self.backup = backup
+
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._first_epoch = True
 
@@ -60,6 +83,7 @@ class EpochCurves(DVCLiveCallback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.live.step = epoch
         super().on_epoch_end(epoch, logs)
+        _copy_curves(Path(self.live.dir), _kept_curves(self.backup))
 
 
 def _drop_steps_from(metrics_dir: Path, step: int) -> None:

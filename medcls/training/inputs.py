@@ -9,6 +9,7 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
+from tensorflow.python.framework import config as tf_config
 
 from medcls.images import tfrecords
 
@@ -42,7 +43,13 @@ def split_batches(
     records = tfrecords.read_split(tfrecord_dir, split)
     cached = len(records) * image_size * image_size * 3 <= budget
     if shuffle and not cached:
-        records = tfrecords.stream_split(tfrecord_dir, split, seed=seed, buffer=STREAM_BUFFER)
+        records = tfrecords.stream_split(
+            tfrecord_dir,
+            split,
+            seed=seed,
+            buffer=STREAM_BUFFER,
+            parallel_calls=parallel_calls(augmenter),
+        )
         shuffle = False  # done by the stream
     return make_batches(
         records, batch_size=batch_size, augmenter=augmenter, shuffle=shuffle, seed=seed, cache=cached
@@ -68,13 +75,31 @@ def make_batches(
         images = tf.cast(images, tf.float32)
         return (images if augmenter is None else augmenter(images, training=True)), labels
 
-    pairs = ds.map(_image_and_label, num_parallel_calls=tf.data.AUTOTUNE)
+    calls = parallel_calls(augmenter)
+    pairs = ds.map(_image_and_label, num_parallel_calls=calls)
     if cache:
         pairs = pairs.cache()
     if shuffle:
         pairs = pairs.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
-    batches = pairs.batch(batch_size).map(to_pixels, num_parallel_calls=tf.data.AUTOTUNE)
+    batches = pairs.batch(batch_size).map(to_pixels, num_parallel_calls=calls)
     return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def parallel_calls(augmenter: keras.Sequential | None) -> int | None:
+    """The parallel calls of a training pipeline's maps: one at a time (None) when `augmenter`
+    draws random numbers under op determinism, else as many as tf.data chooses.
+
+    tf.data would run those maps one at a time anyway: a pipeline with a stateful function (the
+    augmenter's seed generator) is rewritten by its `make_deterministic` pass, which turns every
+    parallel map into a sequential one, and TensorFlow 2.20's rewrite keeps an attribute
+    (`use_unbounded_threadpool`) the sequential op does not have, which logs an
+    `E0000 ... NodeDef mentions attribute use_unbounded_threadpool` line every training run.
+    Sequential maps asked for directly give the same batches without it. (TensorFlow exports no
+    public way to ask whether op determinism is on.)
+    """
+    if augmenter is not None and tf_config.is_op_determinism_enabled():
+        return None
+    return tf.data.AUTOTUNE
 
 
 def _image_and_label(example: Mapping) -> tuple[tf.Tensor, tf.Tensor]:

@@ -1,10 +1,14 @@
-"""Keep TensorFlow's start-up chatter out of the pipeline's output; MEDCLS_VERBOSE=1 brings it back.
+"""TensorFlow's log lines, filtered: its start-up chatter stays out of the pipeline's output, its
+errors do not; MEDCLS_VERBOSE=1 shows everything.
 
 Importing TensorFlow prints a dozen lines (oneDNN, CUDA drivers not found, CPU features, failed
 cuInit) that bury a stage's own output. TF_CPP_MIN_LOG_LEVEL=2 hides most, but not those that
 XLA's libraries log through absl before it is initialised (TensorFlow 2.20 offers no setting for
 them), so TensorFlow's import and first device query run with the process's stderr captured, and
-every captured line but that chatter is written back.
+every captured line but that chatter is written back. An error line (`E0000 ...`) is kept unless it
+is about CUDA, which a machine without a GPU always reports.
+
+A process installs the filter by calling `filter_tensorflow_logs` before it imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -20,17 +24,17 @@ import tempfile
 from collections.abc import Iterator
 
 VERBOSE = "MEDCLS_VERBOSE"
-CHATTER = re.compile(
+START_UP_CHATTER = re.compile(
     r"WARNING: All log messages before absl::InitializeLog\(\) is called"
     r"|[IW]\d{4} "  # absl-format info and warning lines
     r"|E\d{4} .*(cuInit|cuda)"  # "failed call to cuInit" and kin: no GPU, the normal CPU case
 )
 
 
-def quiet_tensorflow() -> None:
-    """Quiet TensorFlow's logging for this process unless MEDCLS_VERBOSE is set (not 0); the stages
-    package and `medcls predict` call it before TensorFlow is imported. A TF_CPP_MIN_LOG_LEVEL the
-    user set is kept."""
+def filter_tensorflow_logs() -> None:
+    """Filter TensorFlow's log lines in this process unless MEDCLS_VERBOSE is set (not 0); to call
+    before TensorFlow is imported (after, it does nothing). A TF_CPP_MIN_LOG_LEVEL the user set is
+    kept."""
     if os.environ.get(VERBOSE, "0") not in ("", "0") or "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -54,7 +58,7 @@ def filtered_stderr() -> Iterator[None]:
             os.close(saved)
             captured.seek(0)
             lines = captured.read().decode(errors="replace").splitlines(keepends=True)
-            sys.stderr.write("".join(line for line in lines if not CHATTER.match(line)))
+            sys.stderr.write("".join(line for line in lines if not START_UP_CHATTER.match(line)))
             sys.stderr.flush()
 
 
