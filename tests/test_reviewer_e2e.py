@@ -87,6 +87,22 @@ def test_the_card_quotes_the_metrics_and_maps_claim_items(repo):
         assert "## Only the authors can answer" in text and "CLAIM 2024 items 3, 41." in text
 
 
+def test_the_evaluation_report_and_headline_hold_the_subgroups(repo):
+    for name in TRAINED:
+        evaluation = json.loads((repo / f"reports/{name}.json").read_text())
+        assert evaluation["subgroups"].keys() == evaluation["baseline"]["subgroups"].keys()
+        headline = json.loads((repo / f"metrics/{name}.json").read_text())
+        groups = evaluation["subgroups"]["test"]
+        aucs = [g["auc"] for by_value in groups.values() for g in by_value.values() if g.get("auc") is not None]
+        assert headline["test"]["worst_subgroup_auc"] == (min(aucs) if aucs else None)
+        report = (repo / f"reports/{name}.md").read_text()
+        assert "## Subgroups" in report and "## Single cases" in report
+        thumbnail = cases.thumbnail_name(evaluation["cases"]["borderline"][0]["id"])
+        assert f"(../plots/{name}/cases/{thumbnail})" in report
+    external = json.loads((repo / "metrics/busi.json").read_text())["external"][EXTERNAL]
+    assert "worst_subgroup_auc" in external
+
+
 def test_case_thumbnails_and_subgroup_values_are_written(repo):
     for name in TRAINED:
         paths = DatasetPaths(name)
