@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medcls.evaluation import compare, metrics
+from medcls.evaluation import metrics, paired
 from medcls.evaluation.document import Evaluation, Headline, headline
 from medcls.pipeline import config
 from tests.conftest import project_params
@@ -36,9 +36,9 @@ def evaluation(n_bootstrap: int = 100, with_baseline: bool = True) -> Evaluation
     if with_baseline:
         baseline = predictions(seed=1, separation=0.1)
         document["baseline"] = metrics.evaluate_predictions(baseline, **options) | {"method": "lr"}
-        paired = model.assign(baseline_probability=baseline["probability"])
-        document["versus_baseline"] = compare.versus_baseline(
-            paired, ["test"], n_resamples=n_bootstrap, seed=0
+        both = model.assign(baseline_probability=baseline["probability"])
+        document["versus_baseline"] = paired.versus_baseline(
+            both, ["test"], n_resamples=n_bootstrap, seed=0
         )
     return Evaluation.model_validate(document)
 
