@@ -186,35 +186,25 @@ def test_intervals_resample_whole_patients():
     """Duplicating every image of a patient narrows an image bootstrap, not a patient one."""
     rows = scored_rows(20)
     twice = pd.concat([rows, rows.assign(id=rows["id"] + "#2")], ignore_index=True)
-    arguments = dict(n_resamples=400, seed=3)
-    once = subgroups.rate_intervals(
-        rows["label"].to_numpy(),
-        rows["probability"].to_numpy(),
-        0.5,
-        groups=rows["group"].to_numpy(),
-        **arguments,
-    )
-    doubled = subgroups.rate_intervals(
-        twice["label"].to_numpy(),
-        twice["probability"].to_numpy(),
-        0.5,
-        groups=twice["group"].to_numpy(),
-        **arguments,
-    )
-    assert once == doubled
+
+    def scores(table: pd.DataFrame) -> dict:
+        values = pd.DataFrame({"site": "A"}, index=pd.Index(table["id"], name="id"))
+        document = subgroups.score_subgroups(
+            table, values, 0.5, limit=LIMIT, n_bootstrap=400, seed=3
+        )
+        return {key: value for key, value in document["site"]["A"].items() if key.endswith("_ci95")}
+
+    assert scores(rows) == scores(twice)
+    assert len(scores(rows)) == 3
 
 
 def test_no_resamples_give_no_intervals():
     rows = scored_rows(10)
-    intervals = subgroups.rate_intervals(
-        rows["label"].to_numpy(),
-        rows["probability"].to_numpy(),
-        0.5,
-        groups=rows["group"].to_numpy(),
-        n_resamples=0,
-        seed=0,
-    )
-    assert intervals == {f"{rate}_ci95": [None, None] for rate in subgroups.SCORED_RATES}
+    values = pd.DataFrame({"site": "A"}, index=pd.Index(rows["id"], name="id"))
+    group = subgroups.score_subgroups(rows, values, 0.5, limit=LIMIT, n_bootstrap=0, seed=0)
+    assert [group["site"]["A"][f"{rate}_ci95"] for rate in subgroups.SCORED_RATES] == [
+        [None, None]
+    ] * 3
 
 
 def test_predictions_of_images_without_values_are_an_error():

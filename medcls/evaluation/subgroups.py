@@ -20,13 +20,10 @@ import pandas as pd
 
 from medcls.evaluation.metrics import (
     binary_metrics,
+    bootstrap_ci,
     checked_arrays,
     external_split,
-    percentile_interval,
-    predict_positive,
-    resample_weights,
     roc_auc,
-    weighted_aucs,
 )
 from medcls.evaluation.paired import paired_auc_difference
 from medcls.pipeline.config import (
@@ -127,38 +124,6 @@ def subgroup_values(
 # --- scores per group --------------------------------------------------------------------------
 
 
-def _ratio_rows(weights: np.ndarray, hits: np.ndarray, within: np.ndarray) -> np.ndarray:
-    """Per resample, the weighted share of `within` rows that are `hits` (resamples without any
-    `within` row left out)."""
-    totals = weights @ within
-    return (weights @ (hits & within))[totals > 0] / totals[totals > 0]
-
-
-def rate_intervals(
-    y_true: np.ndarray,
-    y_prob: np.ndarray,
-    threshold: float,
-    *,
-    n_resamples: int,
-    seed: int,
-    groups: np.ndarray,
-    level: float = 0.95,
-) -> dict:
-    """Percentile-bootstrap intervals of AUC, sensitivity and specificity on the same resamples of
-    whole `groups` (`metrics.resample_weights`); [None, None] without usable resamples."""
-    positive, decided = y_true == 1, predict_positive(y_prob, threshold)
-    drawn: dict[str, list[np.ndarray]] = {rate: [] for rate in SCORED_RATES}
-    rng = np.random.default_rng(seed)
-    for weights in resample_weights(rng, y_true.size, n_resamples, groups):
-        drawn["auc"].append(weighted_aucs(weights, y_true, y_prob))
-        drawn["sensitivity"].append(_ratio_rows(weights, decided, positive))
-        drawn["specificity"].append(_ratio_rows(weights, ~decided, ~positive))
-    return {
-        f"{rate}_ci95": percentile_interval(np.concatenate(values or [np.empty(0)]), level)
-        for rate, values in drawn.items()
-    }
-
-
 def too_small(images: int, positives: int, negatives: int, limit: SubgroupMinSize) -> str | None:
     """Why a group of `images` is not scored (on `positives` and `negatives`), or None."""
     if images < limit.images:
@@ -206,7 +171,7 @@ def score_group(
     if reason:
         return {**counts, "scored": False, "too_small": reason}
     point = binary_metrics(y_true, y_prob, threshold)
-    intervals = rate_intervals(
+    intervals = bootstrap_ci(
         y_true,
         y_prob,
         threshold,
