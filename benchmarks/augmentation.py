@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.common import SEED, default_models, machine, print_table, stopwatch
-from medcls.pipeline.config import AugmentParams, RoiParams
+from medcls.params import AugmentParams, RoiParams
 from medcls.training import augment
 
 ULTRASOUND_EXAMPLES = {"speckle": 0.2, "gamma": [0.8, 1.25], "blur": 1.0, "downscale": 0.5}

@@ -19,7 +19,7 @@ import numpy as np
 
 from medcls.model.classifier import build_classifier, unfreeze_top
 from medcls.model.losses import make_loss
-from medcls.pipeline import config
+from medcls.params import ApplicationBackbone, Backbone, DatasetParams, Params, load
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / "shared"
@@ -35,11 +35,11 @@ def skip_unless_shared(*parts: str) -> Path:
     return path
 
 
-def project_params() -> config.Params:
-    return config.load(PROJECT / "params.yaml")
+def project_params() -> Params:
+    return load(PROJECT / "params.yaml")
 
 
-def default_models(params: config.Params | None = None) -> dict[str, config.DatasetParams]:
+def default_models(params: Params | None = None) -> dict[str, DatasetParams]:
     """The project's datasets with their backbones' weights set to none: the models' cost without
     downloading ImageNet weights (the architecture, not the weights, sets the speed)."""
     datasets = (params or project_params()).datasets
@@ -49,13 +49,13 @@ def default_models(params: config.Params | None = None) -> dict[str, config.Data
     }
 
 
-def _without_weights(backbone: config.Backbone) -> config.Backbone:
-    if isinstance(backbone, config.ApplicationBackbone):
+def _without_weights(backbone: Backbone) -> Backbone:
+    if isinstance(backbone, ApplicationBackbone):
         return backbone.model_copy(update={"weights": "none"})
     return backbone
 
 
-def build_model(dataset: config.DatasetParams, unfreeze_fraction: float = 0.0) -> keras.Model:
+def build_model(dataset: DatasetParams, unfreeze_fraction: float = 0.0) -> keras.Model:
     """The dataset's classifier as the train stage builds it: backbone frozen (phase 1), or with
     the top `unfreeze_fraction` of it trainable (phase 2; 1.0 is training from scratch)."""
     model = build_classifier(dataset.backbone, dataset.head, dataset.image_size, seed=SEED)
@@ -65,7 +65,7 @@ def build_model(dataset: config.DatasetParams, unfreeze_fraction: float = 0.0) -
 
 
 def train_step_rate(
-    model: keras.Model, dataset: config.DatasetParams, *, batch_size: int, steps: int, jit_compile
+    model: keras.Model, dataset: DatasetParams, *, batch_size: int, steps: int, jit_compile
 ) -> float:
     """Images per second of `train_on_batch` on random pixels, after one untimed step (tracing
     and compilation). `train_on_batch` returns the loss as a number, so every timed step has
@@ -104,9 +104,9 @@ def stopwatch() -> Iterator:
 def machine() -> str:
     """The machine in one line, with its load: other processes' work slows every figure."""
     cores = len(os.sched_getaffinity(0))
-    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    load_average = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     return (
-        f"{_cpu_model()}, {cores} cores, load average {load}, "
+        f"{_cpu_model()}, {cores} cores, load average {load_average}, "
         f"Keras {keras.__version__} on {keras.backend.backend()}"
     )
 

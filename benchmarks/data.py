@@ -12,8 +12,8 @@ from medcls.data.manifest import build_manifest
 from medcls.data.splitting import grouped_stratified_split
 from medcls.demo import synthetic
 from medcls.images.tfrecords import write_tfrecords
+from medcls.params import DatasetParams
 from medcls.pipeline import stage
-from medcls.pipeline.config import DatasetParams
 
 BUSI_CLASSES = ["benign", "malignant"]
 

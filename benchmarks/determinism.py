@@ -26,14 +26,14 @@ import tensorflow as tf
 from benchmarks.common import SEED, machine, print_table, skip_unless_shared, stopwatch
 from benchmarks.real_data import resolved_profile
 from medcls.model import classifier, losses
-from medcls.pipeline import config
+from medcls.params import DatasetParams, validate
 from medcls.training import augment, determinism, inputs
 
 IMAGES = 64
 PHASES = {"frozen (phase 1, streamed)": 0.0, "fine-tune (phase 2, top 30 %)": 0.3}
 
 
-def training_batches(dataset: config.DatasetParams) -> tf.data.Dataset:
+def training_batches(dataset: DatasetParams) -> tf.data.Dataset:
     """The train stage's input pipeline (cached, shuffled, augmented) over random pixels."""
     rng = np.random.default_rng(SEED)
     size = dataset.image_size
@@ -51,7 +51,7 @@ def training_batches(dataset: config.DatasetParams) -> tf.data.Dataset:
     ).repeat()
 
 
-def images_per_second(dataset: config.DatasetParams, unfreeze: float, *, steps: int) -> float:
+def images_per_second(dataset: DatasetParams, unfreeze: float, *, steps: int) -> float:
     """Images/s of `steps` fit steps, after an untimed warm-up (tracing)."""
     keras.backend.clear_session()
     model = classifier.build_classifier(
@@ -87,7 +87,7 @@ def main() -> None:
     arguments = parser.parse_args()
     skip_unless_shared("weights")
     if arguments.one:
-        dataset = config.validate(resolved_profile(["busi"])).dataset("busi")
+        dataset = validate(resolved_profile(["busi"])).dataset("busi")
         determinism.configure_determinism(arguments.deterministic, SEED)
         print(images_per_second(dataset, PHASES[arguments.one], steps=arguments.steps))
         return

@@ -31,9 +31,10 @@ from benchmarks.common import (
 )
 from benchmarks.data import BUSI_CLASSES, split_rows, write_records
 from medcls.evaluation import metrics
-from medcls.images import tfrecords
+from medcls.images import tfrecord_reader
 from medcls.model import classifier, losses
-from medcls.pipeline import config, stage
+from medcls.params import DatasetParams, Params, load
+from medcls.pipeline import stage
 from medcls.training import augment, fit, inputs
 
 PROFILE = PROJECT / "profiles" / "offline-shared.yaml"
@@ -56,8 +57,8 @@ class EpochTimer(keras.callbacks.Callback):
 
 def run_phase(
     records: Path,
-    params: config.Params,
-    dataset: config.DatasetParams,
+    params: Params,
+    dataset: DatasetParams,
     *,
     cache: bool,
     epochs: int,
@@ -69,14 +70,14 @@ def run_phase(
 
     def batches(split: str, **options):
         return inputs.make_batches(
-            tfrecords.read_split(records, split),
+            tfrecord_reader.read_split(records, split),
             batch_size=dataset.train.batch_size,
             cache=True,
             **options,
         )
 
     augmenter = augment.build_augmenter(dataset.augment, SEED)
-    labels = tfrecords.read_labels(records, "train")
+    labels = tfrecord_reader.read_labels(records, "train")
     model = classifier.build_classifier(
         dataset.backbone, dataset.head, dataset.image_size, seed=SEED
     )
@@ -84,16 +85,20 @@ def run_phase(
     with stopwatch() as elapsed:
         fit.train(
             model,
-            batches("train", augmenter=augmenter, shuffle=True, seed=SEED),
-            batches("val"),
-            phases=[fit.Phase("frozen", epochs, params.lr, epochs, cache_features=cache)],
-            loss=losses.make_loss(dataset.loss),
-            class_weight=losses.class_weights(labels, dataset.class_weight),
-            jit_compile=dataset.train.jit_compile,
-            callbacks=[timer],
-            plain_train_ds=batches("train", shuffle=True, seed=SEED) if cache else None,
+            [fit.Phase("frozen", epochs, params.lr, epochs, cache_features=cache)],
+            fit.Batches(
+                train=batches("train", augmenter=augmenter, shuffle=True, seed=SEED),
+                val=batches("val"),
+                plain_train=batches("train", shuffle=True, seed=SEED) if cache else None,
+            ),
+            fit.FitSettings(
+                loss=losses.make_loss(dataset.loss),
+                class_weight=losses.class_weights(labels, dataset.class_weight),
+                jit_compile=dataset.train.jit_compile,
+                callbacks=[timer],
+            ),
         )
-    y_true = tfrecords.read_labels(records, "val")
+    y_true = tfrecord_reader.read_labels(records, "val")
     y_prob = model.predict(batches("val"), verbose=0)[:, 0]
     interval = metrics.bootstrap_ci(y_true, y_prob, 0.5, n_resamples=BOOTSTRAP, seed=SEED)
     return {
@@ -114,7 +119,7 @@ def main() -> None:
     raw_dir = skip_unless_shared("data", "busi")
     weights = skip_unless_shared("weights", "efficientnet_lite0_imagenet_notop.keras")
     print(f"machine: {machine()}")
-    params = config.load(PROFILE)
+    params = load(PROFILE)
     busi = params.datasets["busi"]
     backbone = busi.backbone.model_copy(update={"path": str(weights)})
     dataset = busi.model_copy(update={"backbone": backbone})

@@ -27,7 +27,7 @@ from ruamel.yaml import YAML
 
 from benchmarks.common import PROJECT, machine, print_table
 from medcls.demo.workspace import command_environment, create_workspace, run_in
-from medcls.pipeline import config
+from medcls.params import validate
 from scripts.demo import generate_sources
 
 STAGE_EVENTS = (  # pattern of a DVC output line -> whether the stage it names runs
@@ -84,7 +84,7 @@ def main() -> None:
     params = demo_params(args.epochs)
     with tempfile.TemporaryDirectory() as scratch:
         workspace = Path(scratch) / "workspace"
-        generate_sources(config.validate(params), workspace)
+        generate_sources(validate(params), workspace)
         create_workspace(workspace, params, message="benchmark workspace")
         first, first_total = timed_stages(workspace, "dvc", "repro")
         run_in(workspace, "git", "add", "-A")

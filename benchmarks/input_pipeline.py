@@ -1,6 +1,6 @@
 """Is the input ever the bottleneck? Images/s the training input delivers, against what consumes it.
 
-The training input is the train stage's own: `tfrecords.read_split` + `inputs.make_batches` with the
+The training input is the train stage's own: `tfrecord_reader.read_split` + `inputs.make_batches` with the
 dataset's augmenter (PNG decode, augmentation, batching, prefetch). It is compared with
 (a) each default model's frozen-phase train step on random data, at the pipeline's own precision
 and XLA settings (target: input >= 5x faster), and
@@ -35,10 +35,10 @@ from benchmarks.common import (
     train_step_rate,
 )
 from benchmarks.data import BUSI_CLASSES, busi_source, split_rows, write_records
-from medcls.images import tfrecords
+from medcls.images import tfrecord_reader
 from medcls.images.decode import mask_paths_of
+from medcls.params import DatasetParams
 from medcls.pipeline import stage
-from medcls.pipeline.config import DatasetParams
 from medcls.training import fit, inputs
 
 READERS = {  # label -> (augment, cache)
@@ -55,7 +55,7 @@ def reader_rate(
     """Images/s of the train stage's input over `epochs` epochs, after one untimed epoch (which
     traces the augmenter and, with `cache`, fills the cache as the train stage's first epoch does)."""
     batches = inputs.make_batches(
-        tfrecords.read_split(tfrecord_dir, "train"),
+        tfrecord_reader.read_split(tfrecord_dir, "train"),
         batch_size=dataset.train.batch_size,
         augmenter=augment.build_augmenter(dataset.augment, SEED) if augment else None,
         shuffle=True,

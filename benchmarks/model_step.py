@@ -27,7 +27,7 @@ from benchmarks.common import (
     print_table,
     train_step_rate,
 )
-from medcls.pipeline.config import DatasetParams
+from medcls.params import DatasetParams
 
 POLICIES = ("float32", "mixed_float16")
 JIT = (False, True)

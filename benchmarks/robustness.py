@@ -30,7 +30,7 @@ from benchmarks import real_data
 from benchmarks.real_data import interval_text, number_text, prepare, resolved_profile
 from medcls.demo.workspace import PROJECT, command_environment, run_in
 from medcls.evaluation import metrics, paired
-from medcls.pipeline import config
+from medcls.params import validate
 from medcls.pipeline.paths import DatasetPaths
 
 DATASET = "busi"
@@ -131,7 +131,7 @@ def ensemble(workspace: Path, names: list[str]) -> str:
     training seeds), scored as the pipeline scores one model: threshold chosen on the ensemble's
     val, intervals and paired differences against the first variant by the same bootstrap, the
     external ones resampling patients. Reads their kept predictions; trains nothing."""
-    params = config.validate(
+    params = validate(
         YAML(typ="safe", pure=True).load((workspace / RESULTS / f"{names[0]}.params.yaml").read_text())
     )
     settings, seed = params.dataset(DATASET).evaluate, params.seed

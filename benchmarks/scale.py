@@ -49,7 +49,7 @@ print("MEASURED", json.dumps({{"seconds": time.perf_counter() - started,
 """
 STAGE = 'sys.argv = ["{stage}", "{name}"]\nrunpy.run_module("stages.{stage}", run_name="__main__")'
 INPUT_EPOCH = """\
-from medcls.pipeline.config import load
+from medcls.params import load
 from medcls.training import augment, inputs
 dataset = load().dataset("{name}")
 batches = inputs.split_batches(

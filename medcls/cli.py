@@ -138,18 +138,18 @@ def _predict(arguments: argparse.Namespace) -> int:
 
     filter_tensorflow_logs()
     from medcls import predict  # TensorFlow: only for this command
-    from medcls.pipeline import config
-    from medcls.pipeline.errors import PipelineError
+    from medcls.params import load as load_params
+    from medcls.pipeline.errors import EXPECTED_ERRORS
     from medcls.pipeline.stage import error_lines
 
     try:
-        predictor = predict.Predictor.for_dataset(arguments.dataset, config.load())
+        predictor = predict.Predictor.for_dataset(arguments.dataset, load_params())
         warning = predict.mask_warning(
             arguments.dataset, predictor.uses_mask, bool(arguments.mask), arguments.no_mask
         )
         images, mask_files = predict.without_mask_files(predict.expand_inputs(arguments.images))
         masks = predict.pair_masks(images, arguments.mask if predictor.uses_mask else [])
-    except (PipelineError, FileNotFoundError) as error:
+    except EXPECTED_ERRORS as error:
         print(error_lines(error), file=sys.stderr)
         return 2 if isinstance(error, predict.InputError) else 1
     if warning:

@@ -26,7 +26,7 @@ from medcls.evaluation.tta import mean_output
 from medcls.images.decode import MASK_SEPARATOR, check_decodable_size
 from medcls.images.roi import prepare_file
 from medcls.model import classifier
-from medcls.pipeline.config import DEFAULT_MAX_IMAGE_PIXELS, Params, RoiParams
+from medcls.params import DEFAULT_MAX_IMAGE_PIXELS, Params, RoiParams
 from medcls.pipeline.errors import PipelineError
 from medcls.pipeline.paths import DatasetPaths
 

@@ -24,7 +24,7 @@ from ruamel.yaml import YAML
 
 from medcls.demo import synthetic
 from medcls.demo.workspace import PROJECT, command_environment, create_workspace, run_in
-from medcls.pipeline import config
+from medcls.params import Params, ParamsError, load
 
 PROFILE = PROJECT / "profiles" / "demo.yaml"
 DEMO_DIR = PROJECT / "demo"
@@ -56,14 +56,15 @@ def clear_previous_demo(demo_dir: Path) -> None:
     shutil.rmtree(demo_dir)
 
 
-def generate_sources(params: config.Params, workspace: Path) -> None:
-    """Write each dataset's synthetic images where its `source` (relative to the workspace) points."""
-    for name, dataset in params.datasets.items():
-        if not isinstance(dataset.layout, str) or dataset.layout not in GENERATORS:
-            raise config.ParamsError(
-                f"datasets.{name}.layout: the demo generates {sorted(GENERATORS)} only"
-            )
-        GENERATORS[dataset.layout]((workspace / dataset.source).resolve())
+def generate_sources(params: Params, workspace: Path) -> None:
+    """Write each source's synthetic images where its `source` (relative to the workspace) points."""
+    for dataset in params.datasets.values():
+        for source in dataset.named_sources.values():
+            if not isinstance(source.layout, str) or source.layout not in GENERATORS:
+                raise ParamsError(
+                    f"{source.at}.layout: the demo generates {sorted(GENERATORS)} only"
+                )
+            GENERATORS[source.layout]((workspace / source.source).resolve())
 
 
 def summary(workspace: Path, names: list[str]) -> str:
@@ -82,7 +83,7 @@ def summary(workspace: Path, names: list[str]) -> str:
 
 def run_demo(demo_dir: Path) -> Path:
     """Build the demo from scratch in `demo_dir`; return the workspace, with its first run committed."""
-    params = config.load(PROFILE)  # validate before any work
+    params = load(PROFILE)  # validate before any work
     clear_previous_demo(demo_dir)
     demo_dir.mkdir(parents=True)
     (demo_dir / MARKER).write_text(MARKER_TEXT)
@@ -103,7 +104,7 @@ def main() -> None:
         run_demo(parser.parse_args().dir.resolve())
     except subprocess.CalledProcessError as error:
         sys.exit(f"error: `{' '.join(error.cmd)}` failed with exit status {error.returncode}")
-    except (config.ParamsError, FileExistsError) as error:
+    except (ParamsError, FileExistsError) as error:
         sys.exit(f"error: {error}")
 
 

@@ -2,17 +2,14 @@
 data/raw/<name>: its one source there, or each of several in data/raw/<name>/<source name>."""
 
 from medcls.data import sources
-from medcls.pipeline.config import DatasetParams, Params
+from medcls.params import DatasetParams, Params
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage
 
 
 def download(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
     sources.fetch_all(
-        {
-            dataset.folder_of(source_name): (source.source, dataset.source_key(name, source_name))
-            for source_name, source in dataset.named_sources(name).items()
-        },
+        {source.folder: (source.source, source.key) for source in dataset.named_sources.values()},
         paths.raw,
     )
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from medcls.evaluation import assessment, card, gradcam, metrics, report, scoring
 from medcls.evaluation.document import Evaluation, headline
-from medcls.pipeline.config import DatasetParams, Params
+from medcls.params import DatasetParams, Params
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage

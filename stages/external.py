@@ -9,7 +9,7 @@ prepared the same way, whatever the other dataset's own params say.
 import shutil
 
 from medcls.data import external
-from medcls.pipeline.config import DatasetParams, Params
+from medcls.params import DatasetParams, Params
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage, workers
@@ -26,10 +26,11 @@ def prepare(name: str, params: Params, dataset: DatasetParams, paths: DatasetPat
     paths.external.mkdir(parents=True)
     summary = {}
     for other in dataset.evaluate.external:
-        rows = external.test_images(other, images)
+        other_paths = DatasetPaths(other)
+        rows = external.test_images(other_paths.manifest, other_paths.split, images)
         tfrecords.write_tfrecords(
             rows.assign(split="test"),
-            DatasetPaths(other).raw,
+            other_paths.raw,
             paths.external_records(other),
             images_per_shard=dataset.images_per_shard,
             workers=workers(params),

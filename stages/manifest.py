@@ -1,7 +1,7 @@
 """Stage manifest: one CSV row per usable image, every unused file listed with its reason."""
 
 from medcls.data import manifest
-from medcls.pipeline.config import DatasetParams, Params
+from medcls.params import DatasetParams, Params
 from medcls.pipeline.outputs import write_json, written_atomically
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage, workers
@@ -9,10 +9,8 @@ from medcls.pipeline.stage import run_stage, workers
 
 def build(name: str, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> None:
     readings = {
-        source_name: manifest.SourceReading(
-            dataset.folder_of(source_name), source.layout, source.classes
-        )
-        for source_name, source in dataset.named_sources(name).items()
+        source_name: manifest.SourceReading(source.folder, source.layout, source.classes)
+        for source_name, source in dataset.named_sources.items()
     }
     rows, rejected = manifest.build_sources_manifest(
         paths.raw, readings, dataset.classes, workers=workers(params),

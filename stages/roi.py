@@ -3,7 +3,7 @@
 import pandas as pd
 
 from medcls.images import samples
-from medcls.pipeline.config import DatasetParams, Params
+from medcls.params import DatasetParams, Params
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage, workers
 

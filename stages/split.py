@@ -5,7 +5,7 @@ every train and val image."""
 import pandas as pd
 
 from medcls.data import splitting
-from medcls.pipeline.config import DatasetParams, Params
+from medcls.params import DatasetParams, Params
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage

@@ -10,7 +10,7 @@ rewrite it, no downstream stage reruns.
 import sys
 from pathlib import Path
 
-from medcls.pipeline.config import ParamsError, load
+from medcls.params import ParamsError, load
 from medcls.pipeline.errors import writing
 from medcls.pipeline.stage import error_lines, exit_if_storage_error
 

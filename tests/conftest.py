@@ -20,7 +20,7 @@ from medcls.data.splitting import grouped_stratified_split
 from medcls.demo import synthetic
 from medcls.demo.workspace import PROJECT, create_workspace, run_in
 from medcls.images.tfrecords import write_tfrecords
-from medcls.pipeline.config import AugmentParams, RoiParams
+from medcls.params import AugmentParams, RoiParams
 from medcls.pipeline.paths import DatasetPaths
 
 # Every dataset's params shrunk: 32 px, a small CNN with both head blocks, an epoch or two.

@@ -16,9 +16,9 @@ from medcls.data.splitting import cross_validation_folds, grouped_stratified_spl
 from medcls.demo import synthetic
 from medcls.evaluation import assessment, calibration, metrics
 from medcls.evaluation.report import write_report
-from medcls.images import tfrecords
+from medcls.images import tfrecord_reader, tfrecords
 from medcls.model.classifier import build_classifier
-from medcls.pipeline import config
+from medcls.params import DatasetParams, validate
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 from tests.conftest import tiny_pipeline_params
@@ -27,14 +27,14 @@ NAME, OTHER, FOLDS = "busi", "bus_uc", 2
 EXTERNAL, ENSEMBLE_EXTERNAL = metrics.external_split(OTHER), metrics.ensemble_external_split(OTHER)
 
 
-def records(manifest, raw: Path, out: Path, dataset: config.DatasetParams) -> None:
+def records(manifest, raw: Path, out: Path, dataset: DatasetParams) -> None:
     tfrecords.write_tfrecords(
         manifest, raw, out, images_per_shard=16, workers=1, roi=dataset.roi,
         size=dataset.image_size,
     )
 
 
-def untrained_model(dataset: config.DatasetParams, seed: int, out: Path) -> None:
+def untrained_model(dataset: DatasetParams, seed: int, out: Path) -> None:
     """A classifier whose output layer is drawn at random, so that its probabilities spread."""
     model = build_classifier(dataset.backbone, dataset.head, dataset.image_size, seed=seed)
     output = model.get_layer("probability")
@@ -57,7 +57,7 @@ def project(tmp_path_factory):
             external=[OTHER], tta=["flip_horizontal"], calibration="temperature"
         )
         settings["split"].update(folds=FOLDS, fold_ids=list(range(FOLDS)))
-        params = config.validate(settings)
+        params = validate(settings)
         dataset, paths = params.datasets[NAME], DatasetPaths(NAME)
         manifest, _ = build_manifest(raw, "busi", synthetic.BUSI_CLASSES, workers=1)
         manifest["split"] = grouped_stratified_split(manifest, params.split.fractions, params.seed)
@@ -110,7 +110,7 @@ def test_predict_gives_the_probabilities_evaluate_reports(project):
         paths = DatasetPaths(NAME)
         test = {
             record["id"].decode(): record["image"]
-            for record in tfrecords.read_split(paths.tfrecords, "test").as_numpy_iterator()
+            for record in tfrecord_reader.read_split(paths.tfrecords, "test").as_numpy_iterator()
         }
     document, predictions = result.document, result.predictions
     assert ensemble.views == ["flip_horizontal"] and len(ensemble.models) == FOLDS

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from medcls.model.backbones import APPLICATIONS, build_backbone
-from medcls.pipeline.config import (
+from medcls.params import (
     Application,
     ApplicationBackbone,
     SavedBackbone,

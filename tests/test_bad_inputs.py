@@ -34,8 +34,7 @@ from medcls.demo import synthetic
 from medcls.demo.workspace import PROJECT, command_environment, write_pipeline
 from medcls.images.decode import MaskMismatchError, read_image, read_masks, to_uint8
 from medcls.images.roi import prepare, prepare_file
-from medcls.pipeline import config
-from medcls.pipeline.config import RoiParams
+from medcls.params import ParamsError, RoiParams, validate
 
 ROOT = synthetic.BUSI_ROOT
 N = 6
@@ -163,8 +162,8 @@ def test_a_class_without_usable_images_stops_the_manifest(planted, tmp_path: Pat
 def test_classes_naming_one_folder_twice_are_refused_before_any_stage_runs() -> None:
     params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
     params["datasets"]["bus_uc"]["classes"] = ["benign", "Benign"]
-    with pytest.raises(config.ParamsError, match=r"datasets\.bus_uc\.classes: expected two different class folders"):
-        config.validate(params)
+    with pytest.raises(ParamsError, match=r"datasets\.bus_uc\.classes: expected two different class folders"):
+        validate(params)
 
 
 @pytest.mark.parametrize("factor", [2, 0.5])

@@ -9,7 +9,7 @@ from medcls.demo import synthetic
 from medcls.evaluation import baseline, scoring
 from medcls.evaluation.metrics import roc_auc
 from medcls.images.tfrecords import write_tfrecords
-from medcls.pipeline.config import RoiParams, SmallCnnBackbone
+from medcls.params import RoiParams, SmallCnnBackbone
 
 SIZE = 32
 SMALL_CNN = SmallCnnBackbone(filters=[8, 16])

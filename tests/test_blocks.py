@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from medcls.model.blocks import PREPROCESSING, PDFBlock, Preprocess, SEBlock
-from medcls.pipeline.config import Preprocessing
+from medcls.params import Preprocessing
 
 
 def feature_map(channels: int = 16) -> np.ndarray:

@@ -8,7 +8,7 @@ from scipy.special import expit
 
 from medcls.evaluation import calibration, metrics
 from medcls.evaluation.document import Evaluation
-from medcls.pipeline import config
+from medcls.params import EvaluateParams
 
 COUNT_KEYS = ("tp", "fp", "tn", "fn")
 
@@ -101,10 +101,10 @@ def test_brier_and_ece_of_a_hand_made_example():
 
 def test_calibration_is_off_by_default_and_takes_temperature():
     evaluate = {"threshold": "youden", "bootstrap": 0, "baseline": False}
-    assert config.EvaluateParams(**evaluate).calibration == "none"
-    assert config.EvaluateParams(**evaluate, calibration="temperature").calibration == "temperature"
+    assert EvaluateParams(**evaluate).calibration == "none"
+    assert EvaluateParams(**evaluate, calibration="temperature").calibration == "temperature"
     with pytest.raises(ValueError):
-        config.EvaluateParams(**evaluate, calibration="platt")
+        EvaluateParams(**evaluate, calibration="platt")
 
 
 def test_separable_predictions_stop_at_the_lowest_temperature():

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from medcls.evaluation import card
-from medcls.pipeline import config
+from medcls.params import Params, load
 
 PROJECT = Path(__file__).resolve().parents[1]
 HEADLINE = {
@@ -37,8 +37,8 @@ SUBGROUPS = {
 
 
 @pytest.fixture(scope="module")
-def params() -> config.Params:
-    return config.load(PROJECT / "params.yaml")
+def params() -> Params:
+    return load(PROJECT / "params.yaml")
 
 
 @pytest.fixture

@@ -10,7 +10,19 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from medcls.pipeline import config
+from medcls.params import (
+    ApplicationBackbone,
+    BceLoss,
+    FineTuneByFraction,
+    FineTuneByLayers,
+    FocalLoss,
+    MinSensitivity,
+    ParamsError,
+    PdfBlockParams,
+    SavedBackbone,
+    load,
+    validate,
+)
 from medcls.pipeline.paths import DatasetPaths
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -23,15 +35,15 @@ def raw() -> dict:
 
 
 def test_project_params_load_typed():
-    params = config.load(PROJECT / "params.yaml")
+    params = load(PROJECT / "params.yaml")
     assert set(params.datasets) == {"bus_uc", "chest_xray"}
     bus_uc, chest_xray = params.datasets["bus_uc"], params.datasets["chest_xray"]
     assert (bus_uc.layout, chest_xray.layout) == ("bus_uc", "kermany")
-    assert bus_uc.backbone == config.ApplicationBackbone(name="efficientnetb0", weights="imagenet")
-    assert isinstance(bus_uc.loss, config.FocalLoss) and isinstance(chest_xray.loss, config.BceLoss)
-    assert isinstance(bus_uc.head.blocks[0], config.PdfBlockParams)
-    assert isinstance(bus_uc.train.fine_tune, config.FineTuneByFraction)
-    assert isinstance(chest_xray.train.fine_tune, config.FineTuneByLayers)
+    assert bus_uc.backbone == ApplicationBackbone(name="efficientnetb0", weights="imagenet")
+    assert isinstance(bus_uc.loss, FocalLoss) and isinstance(chest_xray.loss, BceLoss)
+    assert isinstance(bus_uc.head.blocks[0], PdfBlockParams)
+    assert isinstance(bus_uc.train.fine_tune, FineTuneByFraction)
+    assert isinstance(chest_xray.train.fine_tune, FineTuneByLayers)
     assert bus_uc.augment.saturation == 0  # grey ultrasound is unchanged by it
 
 
@@ -39,7 +51,7 @@ def test_dvc_style_exponent_is_read_as_a_float(tmp_path):
     text = (PROJECT / "params.yaml").read_text().replace("lr: 1.0e-4 ", "lr: 1e-05 ", 1)
     assert "lr: 1e-05" in text
     (tmp_path / "params.yaml").write_text(text)
-    assert config.load(tmp_path / "params.yaml").lr == 1e-5
+    assert load(tmp_path / "params.yaml").lr == 1e-5
 
 
 def mutated(params: dict, change) -> dict:
@@ -82,8 +94,8 @@ def bus_uc(params: dict) -> dict:
     ],
 )
 def test_mistakes_are_reported_with_their_key(raw, change, message):
-    with pytest.raises(config.ParamsError, match=re.escape(message)):
-        config.validate(mutated(raw, change))
+    with pytest.raises(ParamsError, match=re.escape(message)):
+        validate(mutated(raw, change))
 
 
 @pytest.mark.parametrize("rule", ["best", 1.5, -0.1, True, {"min_specificity": 0.9}, {"min_sensitivity": 2}])
@@ -91,8 +103,8 @@ def test_invalid_threshold_rules_are_refused_at_validation(raw, rule):
     def set_rule(p):
         bus_uc(p)["evaluate"]["threshold"] = rule
 
-    with pytest.raises(config.ParamsError, match=r"^datasets\.bus_uc\.evaluate\.threshold"):
-        config.validate(mutated(raw, set_rule))
+    with pytest.raises(ParamsError, match=r"^datasets\.bus_uc\.evaluate\.threshold"):
+        validate(mutated(raw, set_rule))
 
 
 CSV = {
@@ -133,8 +145,8 @@ CSV = {
     ],
 )
 def test_params_that_would_fail_a_later_stage_fail_validation(raw, change, message):
-    with pytest.raises(config.ParamsError, match=re.escape(message)):
-        config.validate(mutated(raw, change))
+    with pytest.raises(ParamsError, match=re.escape(message)):
+        validate(mutated(raw, change))
 
 
 @pytest.mark.parametrize(
@@ -152,8 +164,8 @@ def test_params_that_would_fail_a_later_stage_fail_validation(raw, change, messa
     ],
 )
 def test_a_wrong_list_item_is_named_by_its_index_with_its_own_problem(raw, change, message):
-    with pytest.raises(config.ParamsError, match=f"^{re.escape(message)}$"):
-        config.validate(mutated(raw, change))
+    with pytest.raises(ParamsError, match=f"^{re.escape(message)}$"):
+        validate(mutated(raw, change))
 
 
 def test_every_problem_is_reported_on_its_own_line(raw):
@@ -161,8 +173,8 @@ def test_every_problem_is_reported_on_its_own_line(raw):
         p.update(lr=0, learning_rate=1e-5)
         bus_uc(p)["roi"]["margn"] = 0.2
 
-    with pytest.raises(config.ParamsError) as raised:
-        config.validate(mutated(raw, three_mistakes))
+    with pytest.raises(ParamsError) as raised:
+        validate(mutated(raw, three_mistakes))
     lines = str(raised.value).splitlines()
     assert len(lines) == 3
     assert {line.split(":")[0] for line in lines} == {"lr", "learning_rate", "datasets.bus_uc.roi.margn"}
@@ -177,10 +189,10 @@ def test_alternative_forms_are_accepted(raw):
         dataset["head"]["blocks"][0]["pdf"]["reduce_to"] = 256
         p["datasets"]["chest_xray"]["evaluate"]["threshold"] = 0.3
 
-    params = config.validate(mutated(raw, use_alternatives))
+    params = validate(mutated(raw, use_alternatives))
     dataset = params.datasets["bus_uc"]
-    assert dataset.backbone == config.SavedBackbone(path="weights/backbone.keras", preprocessing="none")
-    assert dataset.evaluate.threshold == config.MinSensitivity(min_sensitivity=0.95)
+    assert dataset.backbone == SavedBackbone(path="weights/backbone.keras", preprocessing="none")
+    assert dataset.evaluate.threshold == MinSensitivity(min_sensitivity=0.95)
     assert params.datasets["chest_xray"].evaluate.threshold == 0.3
 
 

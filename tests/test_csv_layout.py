@@ -16,8 +16,7 @@ from medcls.data.manifest import MANIFEST_COLUMNS, build_manifest
 from medcls.images.decode import read_image, read_masks
 from medcls.images.masks import lesion_pixels
 from medcls.images.roi import roi_box
-from medcls.pipeline import config
-from medcls.pipeline.config import CsvLayout
+from medcls.params import CsvLayout, ParamsError, validate
 
 CLASSES = ["Benign", "Malignant"]
 PROJECT = Path(__file__).resolve().parents[1]
@@ -235,8 +234,8 @@ def test_a_table_that_does_not_match_the_params_is_one_clear_error(uclm_like, ch
 def test_csv_params_that_cannot_work_are_refused_at_validation(change, message):
     params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
     params["datasets"]["bus_uc"]["layout"] = {"csv": {**UCLM_LIKE, **change}}
-    with pytest.raises(config.ParamsError, match=message):
-        config.validate(params)
+    with pytest.raises(ParamsError, match=message):
+        validate(params)
 
 
 def test_a_group_pattern_that_does_not_match_rejects_the_image(uclm_like):
@@ -284,18 +283,18 @@ def test_the_real_bus_uclm_table():
 def test_params_accept_the_csv_layout_and_name_a_wrong_one(uclm_like):
     params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
     params["datasets"]["bus_uc"]["layout"] = {"csv": dict(UCLM_LIKE)}
-    layout = config.validate(params).datasets["bus_uc"].layout
+    layout = validate(params).datasets["bus_uc"].layout
     assert parse(layout, uclm_like, CLASSES) == parse(csv_layout(UCLM_LIKE), uclm_like, CLASSES)
     params["datasets"]["bus_uc"]["layout"]["csv"]["label_values"] = {"Benign": 2}
     with pytest.raises(
-        config.ParamsError, match=r"datasets\.bus_uc\.layout\.csv\.label_values\.Benign: 2 is outside \[0, 1\]"
+        ParamsError, match=r"datasets\.bus_uc\.layout\.csv\.label_values\.Benign: 2 is outside \[0, 1\]"
     ):
-        config.validate(params)
+        validate(params)
     params["datasets"]["bus_uc"]["layout"] = {"cvs": dict(UCLM_LIKE)}
     with pytest.raises(
-        config.ParamsError, match=r"datasets\.bus_uc\.layout: expected one of .*\{csv: \{table"
+        ParamsError, match=r"datasets\.bus_uc\.layout: expected one of .*\{csv: \{table"
     ):
-        config.validate(params)
+        validate(params)
 
 
 @pytest.mark.parametrize("table_form, disk_form", [("NFC", "NFD"), ("NFD", "NFC")])

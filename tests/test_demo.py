@@ -3,13 +3,13 @@ directory it did not make. (Its workspace builder runs in the end-to-end test's 
 
 import pytest
 
-from medcls.pipeline import config
+from medcls.params import Params, load
 from scripts import demo
 
 
 @pytest.fixture(scope="module")
-def params() -> config.Params:
-    return config.load(demo.PROFILE)
+def params() -> Params:
+    return load(demo.PROFILE)
 
 
 def test_demo_profile_validates_and_is_labelled_synthetic(params):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from medcls.model.classifier import load_classifier
-from medcls.pipeline import config
+from medcls.params import load
 from medcls.pipeline.paths import DatasetPaths
 from stages.evaluate import evaluate
 from stages.train import train
@@ -26,7 +26,7 @@ def project(tmp_path_factory) -> Path:
 
 def train_and_evaluate(project: Path) -> tuple[bytes, list[np.ndarray]]:
     """The train and evaluate stages, in this process; the metrics file and the trained weights."""
-    params, paths = config.load(project / "params.yaml"), DatasetPaths(NAME)
+    params, paths = load(project / "params.yaml"), DatasetPaths(NAME)
     train(NAME, params, params.dataset(NAME), paths)
     evaluate(NAME, params, params.dataset(NAME), paths)
     return (project / paths.evaluation).read_bytes(), load_classifier(project / paths.model).get_weights()

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from medcls.model.classifier import build_classifier
 from medcls.model.losses import make_loss
-from medcls.pipeline.config import BceLoss, SmallCnnBackbone
+from medcls.params import BceLoss, SmallCnnBackbone
 from medcls.training import distribute
 from medcls.training.fit import Phase, train
 from tests.test_training import HEAD, batches

@@ -9,7 +9,7 @@ import pytest
 
 from medcls.evaluation import metrics, paired
 from medcls.evaluation.document import Evaluation, Headline, headline
-from medcls.pipeline import config
+from medcls.params import validate
 from tests.conftest import project_params
 
 
@@ -67,7 +67,7 @@ def test_the_headline_repeats_the_documents_numbers():
 
 
 def test_the_default_params_headlines_are_at_most_60_scalars():
-    params = config.validate(project_params())
+    params = validate(project_params())
     values = {}
     for name in params.trained:
         settings = params.datasets[name].evaluate

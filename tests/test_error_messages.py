@@ -18,7 +18,7 @@ from medcls.demo import synthetic
 from medcls.demo.workspace import PROJECT, command_environment
 from medcls.images.tfrecords import write_tfrecords
 from medcls.model.classifier import build_classifier
-from medcls.pipeline import config
+from medcls.params import load
 from medcls.pipeline.paths import DatasetPaths
 from tests.conftest import NAME, ROI, one_dataset_params, write_params
 
@@ -150,7 +150,7 @@ def one_class_project(tmp_path_factory) -> Path:
     rows = manifest[manifest["label"] == 0].head(3).assign(split=["train", "val", "test"])
     paths = DatasetPaths(NAME)
     write_tfrecords(rows, raw, project / paths.tfrecords, images_per_shard=8, workers=1, **ROI)
-    dataset = config.load(project / "params.yaml").dataset(NAME)
+    dataset = load(project / "params.yaml").dataset(NAME)
     model = build_classifier(dataset.backbone, dataset.head, dataset.image_size, seed=0)
     (project / paths.model).parent.mkdir(parents=True)
     model.save(project / paths.model)

@@ -15,7 +15,7 @@ from medcls.evaluation.scoring import predict_splits
 from medcls.images.tfrecords import write_tfrecords
 from medcls.model.blocks import SEBlock
 from medcls.model.classifier import build_classifier
-from medcls.pipeline.config import ApplicationBackbone, RoiParams, SavedBackbone
+from medcls.params import ApplicationBackbone, RoiParams, SavedBackbone
 from tests.test_models import PDF_SE_HEAD, PLAIN_HEAD, SMALL_CNN, raw_images
 
 SIZE = 32

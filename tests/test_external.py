@@ -11,7 +11,7 @@ from medcls.demo.workspace import PROJECT
 from medcls.evaluation import metrics, paired
 from medcls.evaluation.document import Evaluation
 from medcls.evaluation.report import write_report
-from medcls.pipeline import config
+from medcls.params import ParamsError, TestOnlyDataset, validate
 from medcls.pipeline.paths import DatasetPaths
 
 
@@ -137,9 +137,10 @@ def test_test_images_are_the_manifest_or_the_test_split(tmp_path, monkeypatch):
     paths.manifest.parent.mkdir(parents=True)
     rows.drop(columns="split").to_csv(paths.manifest, index=False)
     rows.to_csv(paths.split, index=False)
-    assert list(external.test_images("other", "all")["path"]) == list("abcd")
-    assert list(external.test_images("other", "test")["path"]) == ["b", "d"]
-    summary = external.describe(external.test_images("other", "all"), "all")
+    every = external.test_images(paths.manifest, paths.split, "all")
+    assert list(every["path"]) == list("abcd")
+    assert list(external.test_images(paths.manifest, paths.split, "test")["path"]) == ["b", "d"]
+    summary = external.describe(every, "all")
     assert summary["per_label"] == {"0": 2, "1": 2} and summary["classes"] == ["n", "p"]
 
 
@@ -151,12 +152,12 @@ def project_params() -> dict:
 def test_external_must_name_another_dataset(other):
     params = project_params()
     params["datasets"]["bus_uc"]["evaluate"]["external"] = [other]
-    with pytest.raises(config.ParamsError, match=rf"^datasets.bus_uc.evaluate.external\[0\]: '{other}'"):
-        config.validate(params)
+    with pytest.raises(ParamsError, match=rf"^datasets.bus_uc.evaluate.external\[0\]: '{other}'"):
+        validate(params)
 
 
 def test_external_defaults_to_none():
-    settings = config.validate(project_params()).dataset("bus_uc").evaluate
+    settings = validate(project_params()).dataset("bus_uc").evaluate
     assert settings.external == [] and settings.external_images == "all"
     assert settings.external_bootstrap == "group"
 
@@ -170,10 +171,10 @@ def with_test_only(params: dict) -> dict:
 
 
 def test_a_test_only_dataset_needs_no_model_params_and_can_be_tested_on():
-    typed = config.validate(with_test_only(project_params()))
-    assert isinstance(typed.dataset("hospital2"), config.TestOnlyDataset)
+    typed = validate(with_test_only(project_params()))
+    assert isinstance(typed.dataset("hospital2"), TestOnlyDataset)
     assert typed.dataset("bus_uc").evaluate.external == ["hospital2"]
-    with pytest.raises(config.ParamsError, match="hospital2 is test_only: it has no model"):
+    with pytest.raises(ParamsError, match="hospital2 is test_only: it has no model"):
         typed.trained_dataset("hospital2")
 
 
@@ -189,5 +190,5 @@ def test_a_test_only_dataset_needs_no_model_params_and_can_be_tested_on():
 def test_trained_must_list_the_datasets_with_a_model(change, message):
     params = with_test_only(project_params())
     change(params)
-    with pytest.raises(config.ParamsError, match=message):
-        config.validate(params)
+    with pytest.raises(ParamsError, match=message):
+        validate(params)

@@ -7,8 +7,8 @@ import tensorflow as tf
 
 from medcls.model.classifier import backbone_of, build_classifier, split_at_backbone
 from medcls.model.losses import make_loss
-from medcls.pipeline.config import BceLoss, HeadParams, SmallCnnBackbone, TrainParams
-from medcls.training.fit import Phase, cached_features, planned_phases, train
+from medcls.params import BceLoss, HeadParams, SmallCnnBackbone, TrainParams
+from medcls.training.fit import Batches, FitSettings, Phase, cached_features, planned_phases, train
 from tests.test_training import HEAD, batches
 
 SMALL_CNN = SmallCnnBackbone(filters=[4, 8])
@@ -41,13 +41,9 @@ def classifier() -> keras.Model:
 def fit_frozen(model: keras.Model, *, cache: bool, train_ds, plain_train_ds) -> dict:
     return train(
         model,
-        train_ds,
-        batches(1),
-        phases=[Phase("frozen", epochs=2, learning_rate=1e-2, patience=2, cache_features=cache)],
-        loss=make_loss(BceLoss()),
-        class_weight=None,
-        jit_compile=False,
-        plain_train_ds=plain_train_ds,
+        [Phase("frozen", epochs=2, learning_rate=1e-2, patience=2, cache_features=cache)],
+        Batches(train_ds, batches(1), plain_train=plain_train_ds),
+        FitSettings(loss=make_loss(BceLoss()), class_weight=None, jit_compile=False),
     )
 
 
@@ -88,7 +84,7 @@ def test_augmented_phase_never_reads_the_plain_batches():
 
 
 def test_caching_needs_the_plain_batches():
-    with pytest.raises(ValueError, match="plain_train_ds"):
+    with pytest.raises(ValueError, match="batches without augmentation: plain_train"):
         fit_frozen(classifier(), cache=True, train_ds=batches(0), plain_train_ds=None)
 
 

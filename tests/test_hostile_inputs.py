@@ -23,8 +23,7 @@ from medcls.demo.workspace import PROJECT
 from medcls.images.decode import read_image, read_masks
 from medcls.images.header import image_size
 from medcls.images.roi import prepare_file
-from medcls.pipeline import config
-from medcls.pipeline.config import RoiParams
+from medcls.params import ParamsError, RoiParams, validate
 from medcls.pipeline.errors import storage_error, writing
 from medcls.pipeline.outputs import write_json, written_atomically
 
@@ -202,17 +201,17 @@ def test_an_image_and_its_mask_pair_whatever_their_unicode_normalisation(
 def test_an_image_size_beyond_what_memory_takes_is_refused_with_the_reason() -> None:
     params = YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text())
     params["datasets"]["bus_uc"]["image_size"] = 20000
-    with pytest.raises(config.ParamsError) as error:
-        config.validate(params)
+    with pytest.raises(ParamsError) as error:
+        validate(params)
     assert str(error.value) == (
         "datasets.bus_uc: image_size 20000 is too large: at most 1024 px, as a batch of such "
         "inputs and their feature maps would not fit in memory"
     )
     params["datasets"]["bus_uc"]["image_size"] = 1024
-    assert config.validate(params).datasets["bus_uc"].image_size == 1024
+    assert validate(params).datasets["bus_uc"].image_size == 1024
     params["max_image_pixels"] = 0
-    with pytest.raises(config.ParamsError, match=r"^max_image_pixels: 0 is outside \[1, inf\)$"):
-        config.validate(params)
+    with pytest.raises(ParamsError, match=r"^max_image_pixels: 0 is outside \[1, inf\)$"):
+        validate(params)
 
 
 def test_a_file_name_that_is_not_utf8_is_a_listed_reject(busi: Path, tmp_path: Path) -> None:

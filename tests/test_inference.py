@@ -22,7 +22,7 @@ from medcls.demo import synthetic
 from medcls.demo.workspace import PROJECT, command_environment
 from medcls.images.roi import prepare_file
 from medcls.model.classifier import build_classifier
-from medcls.pipeline import config
+from medcls.params import load
 from tests.test_models import PLAIN_HEAD, SMALL_CNN
 
 SIZE = 32
@@ -111,7 +111,7 @@ def test_mask_policy_warns_about_deliberate_differences(uses_mask, has_masks, wh
 
 
 def test_predictor_scores_the_pipelines_prepared_input(in_project):
-    params = config.load()
+    params = load()
     predictor = predict.Predictor.for_dataset("bus_uc", params)
     images = good_images()
     predictions, failures, prepared = predictor.predict_files(
@@ -192,7 +192,7 @@ def test_cli_skips_an_image_whose_mask_has_another_size(in_project, capsys, scal
 
 
 def test_predictions_in_batches_match_one_batch_and_keep_no_inputs(in_project, monkeypatch):
-    predictor = predict.Predictor.for_dataset("bus_uc", config.load())
+    predictor = predict.Predictor.for_dataset("bus_uc", load())
     images = [UNDECODABLE, *(Path(image) for image in good_images())]
     masks = [(Path(mask),) for mask in masks_of([str(image) for image in images])]
     whole, whole_failures, _ = predictor.predict_files(images, masks)

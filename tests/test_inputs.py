@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from medcls.pipeline.config import AugmentParams
+from medcls.params import AugmentParams
 from medcls.training.augment import (
     AUGMENTATION_KEYS,
     RandomAffine,

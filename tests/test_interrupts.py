@@ -15,7 +15,7 @@ import pytest
 
 from medcls.demo import synthetic
 from medcls.demo.workspace import command_environment, create_workspace, run_in
-from medcls.images import tfrecords
+from medcls.images import tfrecord_reader
 from tests.conftest import one_dataset_params
 
 pytestmark = pytest.mark.e2e
@@ -82,5 +82,5 @@ def test_train_refuses_an_interrupted_roi_output_and_dvc_repro_recovers(split_wo
     output = run_in(workspace, "dvc", "repro", f"train@{NAME}")
     assert f"Running stage 'roi@{NAME}'" in output and f"Running stage 'train@{NAME}'" in output
     for split, count in rows["split"].value_counts().items():
-        assert len(tfrecords.read_labels(workspace / f"data/tfrecords/{NAME}", split)) == count
+        assert len(tfrecord_reader.read_labels(workspace / f"data/tfrecords/{NAME}", split)) == count
     assert (workspace / f"models/{NAME}/model.keras").is_file()

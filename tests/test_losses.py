@@ -7,7 +7,7 @@ import pytest
 
 from medcls.model.classifier import load_classifier
 from medcls.model.losses import class_weights, make_loss
-from medcls.pipeline.config import BceLoss, FocalLoss
+from medcls.params import BceLoss, FocalLoss
 
 Y_TRUE = np.array([[1.0], [1.0], [0.0], [0.0]], dtype=np.float32)
 Y_PRED = np.array([[0.9], [0.3], [0.2], [0.6]], dtype=np.float32)

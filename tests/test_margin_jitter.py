@@ -12,8 +12,9 @@ from ruamel.yaml import YAML
 
 from medcls.data.splitting import cross_validation_folds
 from medcls.images.roi import prepare
-from medcls.images.tfrecords import read_split, wide, write_tfrecords
-from medcls.pipeline.config import RoiParams
+from medcls.images.tfrecord_reader import read_split
+from medcls.images.tfrecords import wide, write_tfrecords
+from medcls.params import RoiParams
 from medcls.pipeline.paths import DatasetPaths
 from medcls.training.augment import margin_crop
 from medcls.training.records import TrainingRecords
@@ -106,7 +107,7 @@ def test_training_reads_the_wide_copies_and_the_plain_view_the_margin(
     monkeypatch.chdir(tmp_path)
     folder = DatasetPaths("busi")
     out = shutil.copytree(written[JITTER][0], folder.tfrecords)
-    read = TrainingRecords.of(folder).read
+    read = TrainingRecords.of(folder.tfrecords, folder.split, None).read
     for role in ("train", "val"):
         assert id_and_image(read(role)) == id_and_image(read_split(out, role))
         assert id_and_image(read(role, True)) == id_and_image(read_split(out, wide(role)))
@@ -114,7 +115,7 @@ def test_training_reads_the_wide_copies_and_the_plain_view_the_margin(
     folder.split.parent.mkdir(parents=True)
     folds = cross_validation_folds(manifest, manifest["split"], 2, seed=0)
     manifest.assign(fold=folds).to_csv(folder.split, index=False)
-    read_fold = TrainingRecords.of(folder.for_fold(0)).read
+    read_fold = TrainingRecords.of(folder.tfrecords, folder.split, 0).read
     wide_copies = dict(id_and_image(read_split(out, wide("train"))))
     wide_copies |= dict(id_and_image(read_split(out, wide("val"))))
     fold_train = id_and_image(read_fold("train", True))
@@ -132,7 +133,7 @@ def test_the_train_stage_augments_the_wide_copies_and_caches_features_of_the_mar
 ):
     """One tiny run of the train stage with margin jitter and cached phase-1 features: the
     augmented batches come from `train_wide` through a margin crop, the plain ones from `train`."""
-    from medcls.pipeline import config
+    from medcls.params import validate
     from medcls.training import inputs
     from stages import train as train_stage
     from tests.conftest import TINY
@@ -159,7 +160,7 @@ def test_the_train_stage_augments_the_wide_copies_and_caches_features_of_the_mar
 
     split_batches = inputs.split_batches
     monkeypatch.setattr(inputs, "split_batches", recording)
-    typed = config.validate(params)
+    typed = validate(params)
     train_stage.train("busi", typed, typed.trained_dataset("busi"), folder)
     assert sorted(read, key=str) == sorted(
         [("train_wide", ["RandomMarginCrop"]), ("train", None), ("val", None)], key=str

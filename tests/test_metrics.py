@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from medcls.evaluation import metrics
 from medcls.evaluation.document import Evaluation
-from medcls.pipeline.config import MinSensitivity
+from medcls.params import MinSensitivity
 
 # Sorted by probability: labels 0 0 0 1 0 1 1 1. At 0.6: tp 3, fp 0 (J = 0.75); at 0.4: tp 4, fp 1
 # (J = 1 - 0.25 = 0.75). Youden's tie goes to 0.6, the higher specificity.

@@ -9,7 +9,7 @@ import pytest
 
 from medcls.model.blocks import PDFBlock
 from medcls.model.classifier import POOLING, backbone_of, build_classifier, unfreeze_top
-from medcls.pipeline.config import ApplicationBackbone, HeadParams, SavedBackbone, SmallCnnBackbone
+from medcls.params import ApplicationBackbone, HeadParams, SavedBackbone, SmallCnnBackbone
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights"
 SMALL_CNN = SmallCnnBackbone(filters=[4, 8])

@@ -29,7 +29,7 @@ from medcls.demo import synthetic
 from medcls.demo.workspace import PROJECT
 from medcls.evaluation import metrics, report
 from medcls.evaluation.document import Evaluation
-from medcls.pipeline import config
+from medcls.params import ParamsError, validate
 from medcls.pipeline.paths import DatasetPaths
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -55,18 +55,23 @@ def raw_params() -> dict:
 
 
 def test_sources_are_named_with_their_classes_filled_in(raw_params):
-    dataset = config.validate(raw_params).datasets["bus_uc"]
-    named = dataset.named_sources("bus_uc")
+    dataset = validate(raw_params).datasets["bus_uc"]
+    named = dataset.named_sources
     assert {name: source.classes for name, source in named.items()} == {
         "bus_uc": ["Benign", "Malignant"],
         "busi": CLASSES,
     }
-    assert [dataset.folder_of(name) for name in named] == ["bus_uc", "busi"]
-    assert dataset.source_key("bus_uc", "busi") == "datasets.bus_uc.sources.busi.source"
-    single = config.validate(YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text()))
+    assert [source.folder for source in named.values()] == ["bus_uc", "busi"]
+    assert named["busi"].key == "datasets.bus_uc.sources.busi.source"
+
+
+def test_one_source_is_named_after_its_dataset_and_read_from_the_raw_folder_itself():
+    single = validate(YAML(typ="safe", pure=True).load((PROJECT / "params.yaml").read_text()))
     chest = single.datasets["chest_xray"]
-    assert list(chest.named_sources("chest_xray")) == ["chest_xray"] and chest.folder_of("chest_xray") == ""
-    assert chest.held_out() == [] and chest.source_key("chest_xray", "chest_xray") == "datasets.chest_xray.source"
+    assert list(chest.named_sources) == ["chest_xray"]
+    only = chest.named_sources["chest_xray"]
+    assert (only.folder, only.key, only.hold_out) == ("", "datasets.chest_xray.source", False)
+    assert (only.source, only.layout, only.classes) == (chest.source, chest.layout, chest.classes)
 
 
 def bus_uc(params: dict) -> dict:
@@ -93,8 +98,8 @@ def bus_uc(params: dict) -> dict:
 )
 def test_mistakes_in_sources_are_reported_with_their_key(raw_params, change, message):
     change(bus_uc(raw_params))
-    with pytest.raises(config.ParamsError, match=re.escape(message)):
-        config.validate(raw_params)
+    with pytest.raises(ParamsError, match=re.escape(message)):
+        validate(raw_params)
 
 
 def test_a_test_only_dataset_may_hold_out_every_source(raw_params):
@@ -107,7 +112,7 @@ def test_a_test_only_dataset_may_hold_out_every_source(raw_params):
     for source in external["sources"].values():
         source["hold_out"] = True
     params["datasets"]["hospitals"] = external
-    assert config.validate(params).datasets["hospitals"].held_out() == ["bus_uc", "busi"]
+    assert validate(params).datasets["hospitals"].held_out() == ["bus_uc", "busi"]
 
 
 # --- manifest -----------------------------------------------------------------------------------
@@ -241,7 +246,7 @@ def test_source_and_download_stages_fetch_each_source_into_its_folder(tmp_path, 
     dataset = bus_uc(raw_params)
     dataset["sources"]["bus_uc"]["source"] = str(uc)
     dataset["sources"]["busi"].update(source=str(busi), hold_out=True)
-    params = config.validate(raw_params)
+    params = validate(raw_params)
     monkeypatch.chdir(tmp_path)
     paths = DatasetPaths("bus_uc")
     source.record("bus_uc", params, params.datasets["bus_uc"], paths)

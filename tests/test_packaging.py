@@ -12,13 +12,18 @@ import tomllib
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
+# Where the evaluation document's model was imported from, and the title of its generated schema.
+SCHEMA_OF_INSTALLED = (
+    "from medcls.evaluation import document; "
+    "print(document.__file__, document.Evaluation.model_json_schema()['title'])"
+)
 
 
 def packages(root: Path) -> set[str]:
     return {path.parent.relative_to(root).as_posix() for path in root.rglob("__init__.py")}
 
 
-def test_the_package_installs_with_its_schema_and_command(tmp_path):
+def test_the_package_installs_with_its_document_schema_and_command(tmp_path):
     source, target = tmp_path / "source", tmp_path / "installed"
     source.mkdir()
     shutil.copy(PROJECT / "pyproject.toml", source)
@@ -33,15 +38,15 @@ def test_the_package_installs_with_its_schema_and_command(tmp_path):
     assert not (target / "stages").exists()  # stages run from the project root
     environment = {**os.environ, "PYTHONPATH": str(target), "TF_CPP_MIN_LOG_LEVEL": "2"}
     schema = subprocess.run(
-        [sys.executable, "-c", "from medcls.evaluation import metrics; print(metrics.SCHEMA_PATH)"],
+        [sys.executable, "-c", SCHEMA_OF_INSTALLED],
         cwd=tmp_path,  # not the project root, whose medcls/ would shadow the installed one
         env=environment,
         capture_output=True,
         text=True,
         check=True,
     )
-    schema_path = Path(schema.stdout.strip())
-    assert schema_path.is_file() and schema_path.is_relative_to(target)
+    module_path, schema_title = schema.stdout.split()
+    assert Path(module_path).is_relative_to(target) and schema_title == "Evaluation"
 
     help_text = subprocess.run(
         [target / "bin" / "medcls", "predict", "--help"],

@@ -22,7 +22,7 @@ from medcls.demo import synthetic
 from medcls.demo.workspace import command_environment, create_workspace
 from medcls.demo.workspace import run_in as run
 from medcls.evaluation.document import Evaluation, headline
-from medcls.images import tfrecords
+from medcls.images import tfrecord_reader
 from medcls.images.decode import mask_paths_of
 from tests.conftest import stages_run, tiny_pipeline_params
 
@@ -123,7 +123,7 @@ def test_tfrecords_read_back_with_the_split_labels(repo):
     for name in DATASETS:
         rows = pd.read_csv(repo / f"data/split/{name}.csv", keep_default_na=False)
         for split, expected in rows.groupby("split"):
-            records = list(tfrecords.read_split(repo / f"data/tfrecords/{name}", split).as_numpy_iterator())
+            records = list(tfrecord_reader.read_split(repo / f"data/tfrecords/{name}", split).as_numpy_iterator())
             labels = {record["id"].decode(): int(record["label"]) for record in records}
             assert labels == dict(zip(expected["path"], expected["label"]))
             assert {record["image"].shape for record in records} == {(32, 32, 3)}

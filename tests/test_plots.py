@@ -11,6 +11,7 @@ import pytest
 from matplotlib.image import imread
 
 from medcls.evaluation import metrics, plots
+from medcls.pipeline.outputs import save_figure
 from medcls.training import curves
 
 CLASSES = ["Benign", "Malignant"]
@@ -127,17 +128,18 @@ def test_training_curves_from_dvclive_tsvs(tmp_path):
         metrics_dir / "eval" / "auc.tsv",
         "timestamp\tstep\tauc\n1700000000\t0\t0.55\n1700000060\t1\t0.65\n",
     )
-    curves.save_training_curves_png(metrics_dir, tmp_path / "training_curves.png")
+    figure = curves.training_curves_figure(tmp_path / "dvclive")
+    save_figure(figure, tmp_path / "training_curves.png")
     assert_png(tmp_path / "training_curves.png")
     assert imread(tmp_path / "training_curves.png").shape[1] > 800  # two panels side by side
 
 
 def test_training_curves_need_tsvs(tmp_path):
     with pytest.raises(FileNotFoundError, match="no DVCLive .tsv files"):
-        curves.save_training_curves_png(tmp_path, tmp_path / "training_curves.png")
+        curves.training_curves_figure(tmp_path)
 
 
 def test_training_curves_name_a_malformed_tsv(tmp_path):
-    write_tsv(tmp_path / "train" / "loss.tsv", "step\tvalue\n0\t0.9\n")
+    write_tsv(tmp_path / "plots" / "metrics" / "train" / "loss.tsv", "step\tvalue\n0\t0.9\n")
     with pytest.raises(ValueError, match=r"loss\.tsv: expected columns step and loss"):
-        curves.save_training_curves_png(tmp_path, tmp_path / "training_curves.png")
+        curves.training_curves_figure(tmp_path)

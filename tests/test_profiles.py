@@ -5,18 +5,18 @@ from pathlib import Path
 import pytest
 
 from benchmarks import real_data
-from medcls.pipeline import config
+from medcls.params import ApplicationBackbone, load, validate
 
 PROJECT = Path(__file__).resolve().parents[1]
 
 
 def test_offline_profile_is_valid_and_names_busi_apart_from_bus_uc():
-    params = config.load(PROJECT / "profiles" / "offline-shared.yaml")
+    params = load(PROJECT / "profiles" / "offline-shared.yaml")
     assert set(params.datasets) == {"busi", "chest_xray", "chest_xray_vgg16", "bus_uclm_dev"}
     assert params.datasets["busi"].layout == "busi"
     assert params.datasets["bus_uclm_dev"].test_only
     assert params.datasets["busi"].evaluate.external == ["bus_uclm_dev"]
-    assert params.datasets["chest_xray_vgg16"].backbone == config.ApplicationBackbone(
+    assert params.datasets["chest_xray_vgg16"].backbone == ApplicationBackbone(
         name="vgg16", weights="none"
     )
 
@@ -29,7 +29,7 @@ def test_benchmark_makes_profile_paths_absolute_and_selects_datasets():
     # Compared resolved: ../shared may be a symbolic link.
     assert Path(busi["source"]) == (PROJECT.parent / "shared" / "data" / "busi").resolve()
     assert Path(busi["backbone"]["path"]).is_absolute()
-    config.validate(params)
+    validate(params)
 
 
 def test_benchmark_refuses_an_unknown_dataset():

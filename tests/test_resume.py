@@ -30,7 +30,7 @@ from ruamel.yaml import YAML
 from medcls.demo.workspace import PROJECT, command_environment
 from medcls.model.classifier import build_classifier
 from medcls.model.losses import make_loss
-from medcls.pipeline.config import BceLoss, SmallCnnBackbone
+from medcls.params import BceLoss, SmallCnnBackbone
 from medcls.pipeline.paths import DatasetPaths
 from medcls.training import curves, distribute, fit, resume
 from medcls.training.fit import Phase
@@ -214,9 +214,9 @@ def test_training_asks_the_workers_before_it_resumes_a_phase(tmp_path, monkeypat
     recorder = PhaseRecorder()
     for _ in range(2):
         fit.train(
-            model, batches(0), batches(1), phases=[Phase("frozen", 1, 1e-3, 1)],
-            loss=make_loss(BceLoss()), class_weight=None, jit_compile=False, callbacks=[recorder],
-            backup=backup,
+            model, [Phase("frozen", 1, 1e-3, 1)], fit.Batches(batches(0), batches(1)),
+            fit.FitSettings(make_loss(BceLoss()), None, jit_compile=False, callbacks=[recorder]),
+            backup,
         )
         monkeypatch.setattr(distribute, "on_every_worker", lambda strategy, value: [value, 0])
     assert "frozen: the workers' backups disagree (worker 0: finished, worker 1: not started)" in (

@@ -14,7 +14,7 @@ from medcls.images.decode import ImageDecodeError, mask_paths_of, read_image, re
 from medcls.images.parallel import ordered_starmap
 from medcls.images.roi import prepare, prepare_file, prepare_file_png, roi_box
 from medcls.images.samples import draw_roi_samples
-from medcls.pipeline.config import RoiParams
+from medcls.params import RoiParams
 
 ROOT = Path(__file__).resolve().parents[1]
 ROI = RoiParams(use_mask=True, margin=0.0, mask_background=False, keep_aspect=False)

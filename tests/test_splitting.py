@@ -12,7 +12,7 @@ from medcls.data.manifest import build_manifest
 from medcls.data.splitting import cross_validation_folds, grouped_stratified_split, split_counts
 from medcls.demo import synthetic
 from medcls.demo.workspace import PROJECT
-from medcls.pipeline import config
+from medcls.params import validate
 from medcls.pipeline.paths import DatasetPaths
 from stages import split as split_stage
 
@@ -174,7 +174,7 @@ def split_stage_output(
     paths = DatasetPaths("demo")
     paths.manifest.parent.mkdir(parents=True, exist_ok=True)
     synthetic_manifest().to_csv(paths.manifest, index=False)
-    typed = config.validate(params)
+    typed = validate(params)
     split_stage.split("demo", typed, typed.dataset("demo"), paths)
     return pd.read_csv(paths.split, keep_default_na=False)
 

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pytest
 
-from medcls.images.tfrecords import read_split, stream_split
+from medcls.images.tfrecord_reader import read_split, stream_split
 from medcls.pipeline.paths import DatasetPaths
 from medcls.training.fit import cached_features
 from medcls.training.inputs import split_batches

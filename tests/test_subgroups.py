@@ -9,8 +9,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from medcls.evaluation import metrics, subgroups
-from medcls.pipeline import config
-from medcls.pipeline.config import ParamsError, SubgroupMinSize, validate
+from medcls.params import Params, ParamsError, SubgroupMinSize, validate
 from medcls.pipeline.paths import DatasetPaths
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -215,7 +214,7 @@ def test_predictions_of_images_without_values_are_an_error():
 
 
 @pytest.fixture
-def workspace(tmp_path, monkeypatch, base_params) -> tuple[config.Params, pd.DataFrame]:
+def workspace(tmp_path, monkeypatch, base_params) -> tuple[Params, pd.DataFrame]:
     """bus_uc's test split and an external set `other` with a Doppler column (missing for some
     images), both on disk where the evaluate stage reads them, and their predictions."""
     base_params["datasets"]["other"] = {

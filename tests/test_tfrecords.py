@@ -15,14 +15,9 @@ import pytest
 
 from medcls.images.decode import mask_paths_of
 from medcls.images.roi import prepare_file
-from medcls.images.tfrecords import (
-    INDEX,
-    IncompleteRecordsError,
-    read_labels,
-    read_split,
-    write_tfrecords,
-)
-from medcls.pipeline.config import RoiParams
+from medcls.images.tfrecord_reader import IncompleteRecordsError, read_labels, read_split
+from medcls.images.tfrecords import INDEX, write_tfrecords
+from medcls.params import RoiParams
 from tests.conftest import split_busi
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +76,7 @@ def test_another_process_writes_identical_bytes(dataset, written, tmp_path: Path
     code = (
         "import sys; from pathlib import Path; import pandas as pd; "
         "from medcls.images.tfrecords import write_tfrecords; "
-        "from medcls.pipeline.config import RoiParams; "
+        "from medcls.params import RoiParams; "
         "rows = pd.read_csv(sys.argv[1], keep_default_na=False); "
         "write_tfrecords(rows, Path(sys.argv[2]), Path(sys.argv[3]), "
         f"images_per_shard={PER_SHARD}, workers=1, "

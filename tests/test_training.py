@@ -1,5 +1,7 @@
 """Two-phase training on a tiny dataset, logged by DVCLive, and the precision policy."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pandas as pd
@@ -8,12 +10,14 @@ import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
+from medcls.demo.workspace import PROJECT
 from medcls.model.classifier import build_classifier
 from medcls.model.losses import make_loss
-from medcls.pipeline.config import BceLoss, FocalLoss, HeadParams, SmallCnnBackbone
+from medcls.params import BceLoss, FocalLoss, HeadParams, SmallCnnBackbone, load
 from medcls.training import curves
-from medcls.training.fit import Phase, configure_precision, train
+from medcls.training.fit import Batches, FitSettings, Phase, configure_precision, train
 from medcls.training.inputs import make_batches
+from medcls.training.trainer import TrainingConfig
 
 HEAD = HeadParams(blocks=[], pooling="gap", dense_units=4, dropout=0.0)
 
@@ -56,13 +60,14 @@ def test_two_phases_use_their_learning_rates_and_continue_the_epochs(tmp_path):
     with live:  # as the train stage
         summaries = train(
             model,
-            batches(0),
-            batches(1),
-            phases=phases,
-            loss=make_loss(FocalLoss(alpha=0.5, gamma=2.0)),
-            class_weight={0: 1.0, 1: 1.0},
-            jit_compile=False,
-            callbacks=[recorder, DVCLiveCallback(live=live)],
+            phases,
+            Batches(batches(0), batches(1)),
+            FitSettings(
+                loss=make_loss(FocalLoss(alpha=0.5, gamma=2.0)),
+                class_weight={0: 1.0, 1: 1.0},
+                jit_compile=False,
+                callbacks=[recorder, DVCLiveCallback(live=live)],
+            ),
         )
     assert list(summaries) == ["frozen", "fine_tune"]
     frozen, fine_tune = summaries["frozen"], summaries["fine_tune"]
@@ -82,7 +87,7 @@ def test_two_phases_use_their_learning_rates_and_continue_the_epochs(tmp_path):
         for split in ("train", "eval")
         for metric in ("loss", "auc", "accuracy")
     }
-    curves.save_training_curves_png(metrics_dir, tmp_path / "training_curves.png")
+    assert curves.training_curves_figure(tmp_path / "dvclive").axes  # drawn from what was logged
     model.save(tmp_path / "trained.keras")  # compiled with the focal loss
     images = next(iter(batches(2)))[0]
     reloaded = keras.models.load_model(tmp_path / "trained.keras")
@@ -122,13 +127,9 @@ def train_phases(*phases: Phase) -> tuple[keras.Model, dict, list]:
     recorder = WeightRecorder()
     summaries = train(
         model,
-        separable_batches(0),
-        separable_batches(1),
-        phases=phases,
-        loss=make_loss(BceLoss()),
-        class_weight=None,
-        jit_compile=False,
-        callbacks=[recorder],
+        phases,
+        Batches(separable_batches(0), separable_batches(1)),
+        FitSettings(make_loss(BceLoss()), class_weight=None, jit_compile=False, callbacks=[recorder]),
     )
     return model, summaries, recorder.weights
 
@@ -175,3 +176,28 @@ def test_auto_precision_is_mixed_only_with_a_gpu(restore_policy):
     expected = "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
     assert configure_precision("auto") == expected
 
+
+
+def test_the_training_config_holds_what_the_params_say_and_cannot_change():
+    params = load(PROJECT / "params.yaml")
+    dataset = params.trained_dataset("bus_uc")
+    schedule = dataset.train.model_copy(update={"cache_features": True})
+    dataset = dataset.model_copy(update={"train": schedule})
+    config = TrainingConfig.of(params, dataset)
+    assert (config.seed, config.batch_size) == (params.seed, schedule.batch_size)
+    assert (config.mixed_precision, config.memory_fraction) == (
+        schedule.mixed_precision,
+        schedule.memory_fraction,
+    )
+    assert (config.image_size, config.backbone, config.head, config.loss, config.roi) == (
+        dataset.image_size,
+        dataset.backbone,
+        dataset.head,
+        dataset.loss,
+        dataset.roi,
+    )
+    frozen, fine_tune = config.phases
+    assert (frozen.learning_rate, fine_tune.learning_rate) == (params.lr, params.fine_tune_lr)
+    assert config.caches_features and frozen.cache_features and not fine_tune.cache_features
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.seed = 1

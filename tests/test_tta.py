@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from medcls.evaluation import tta
-from medcls.pipeline import config
+from medcls.params import EvaluateParams
 
 SIZE = 32
 
@@ -55,8 +55,8 @@ def test_zoom_in_keeps_the_size_and_enlarges_the_centre():
 
 def test_tta_is_off_by_default_and_takes_known_views_once():
     evaluate = {"threshold": "youden", "bootstrap": 0, "baseline": False}
-    assert config.EvaluateParams(**evaluate).tta == []
-    assert config.EvaluateParams(**evaluate, tta=["flip_horizontal", "zoom_in"]).tta
+    assert EvaluateParams(**evaluate).tta == []
+    assert EvaluateParams(**evaluate, tta=["flip_horizontal", "zoom_in"]).tta
     for views in (["rotate"], ["flip_horizontal", "flip_horizontal"]):
         with pytest.raises(ValueError):
-            config.EvaluateParams(**evaluate, tta=views)
+            EvaluateParams(**evaluate, tta=views)

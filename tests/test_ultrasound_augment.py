@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from medcls.pipeline.config import AugmentParams, RoiParams
+from medcls.params import AugmentParams, RoiParams
 from medcls.training.augment import (
     RandomDownscale,
     RandomGamma,

@@ -6,17 +6,17 @@ so its download, layout and leakage rules apply unchanged; classes are matched b
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
-from medcls.pipeline.paths import DatasetPaths
 
-
-def test_images(other: str, images: str) -> pd.DataFrame:
-    """Rows of dataset `other` to test on: `all` its usable images, or its `test` split."""
-    paths = DatasetPaths(other)
+def test_images(manifest: Path, split: Path, images: str) -> pd.DataFrame:
+    """Rows of the other dataset to test on: `all` its usable images (its manifest), or the `test`
+    rows of its split table."""
     if images == "all":
-        return pd.read_csv(paths.manifest, keep_default_na=False)
-    rows = pd.read_csv(paths.split, keep_default_na=False)
+        return pd.read_csv(manifest, keep_default_na=False)
+    rows = pd.read_csv(split, keep_default_na=False)
     return rows[rows["split"] == "test"].reset_index(drop=True)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from medcls.pipeline.config import CsvLayout, CsvOptions, NamedLayout
+from medcls.params import CsvLayout, CsvOptions, NamedLayout
 from medcls.pipeline.errors import PipelineError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})

@@ -36,7 +36,7 @@ from medcls.images.decode import (
     read_masks,
 )
 from medcls.images.parallel import ordered_starmap
-from medcls.pipeline.config import DEFAULT_MAX_IMAGE_PIXELS
+from medcls.params import DEFAULT_MAX_IMAGE_PIXELS
 
 MANIFEST_COLUMNS = [
     "path",

@@ -27,7 +27,7 @@ from medcls.evaluation import (
 )
 from medcls.evaluation.document import Evaluation
 from medcls.model import classifier
-from medcls.pipeline.config import DatasetParams, Params, SubgroupMinSize, ThresholdRule
+from medcls.params import DatasetParams, Params, SubgroupMinSize, ThresholdRule
 from medcls.pipeline.paths import DatasetPaths
 
 

@@ -16,7 +16,7 @@ from medcls.evaluation.metrics import OUT_OF_FOLD, ensemble_split, external_spli
 from medcls.evaluation.scoring import model_outputs
 from medcls.model.backbones import build_backbone
 from medcls.model.blocks import Preprocess
-from medcls.pipeline.config import Backbone
+from medcls.params import Backbone
 
 SPLITS = ("train", "val", "test")
 C_GRID = (0.001, 0.01, 0.1, 1.0)

@@ -25,7 +25,7 @@ from ruamel.yaml import YAML
 
 from medcls.evaluation import subgroups
 from medcls.evaluation.review import flattened
-from medcls.pipeline.config import DatasetParams, Params
+from medcls.params import DatasetParams, Params
 from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 

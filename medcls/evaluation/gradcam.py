@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 
 from medcls.evaluation import metrics
 from medcls.evaluation.cases import thumbnail_name
-from medcls.images import tfrecords
+from medcls.images import tfrecord_reader
 from medcls.model.classifier import layer_chain, split_after
 
 BATCH_SIZE = 32
@@ -211,7 +211,7 @@ def outcome_sample(
 def _records_by_id(tfrecord_dir: Path, split: str, ids: set[str]) -> dict[str, np.ndarray]:
     """The prepared images of `ids` in one split's TFRecords: exactly what the model was scored on."""
     found = {}
-    for record in tfrecords.read_split(tfrecord_dir, split).as_numpy_iterator():
+    for record in tfrecord_reader.read_split(tfrecord_dir, split).as_numpy_iterator():
         key = record["id"].decode()
         if key in ids:
             found[key] = record["image"]

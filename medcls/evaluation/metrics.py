@@ -20,7 +20,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from medcls.pipeline.config import MinSensitivity, ThresholdRule
+from medcls.params import MinSensitivity, ThresholdRule
 from medcls.pipeline.errors import MissingClassError
 
 # Cross-validation (split.folds > 1): every train + val image scored by the fold model that did not

@@ -19,7 +19,6 @@ from numpy.typing import ArrayLike
 from sklearn.metrics import RocCurveDisplay, precision_recall_curve, roc_curve
 
 from medcls.evaluation import metrics
-from medcls.pipeline.outputs import save_figure
 
 # Enough for a smooth curve, few enough that a committed plot file diffs in a screenful.
 MAX_CURVE_POINTS = 200
@@ -115,12 +114,10 @@ def _draw_roc(axis, curves: Mapping[str, tuple[ArrayLike, ArrayLike]], title: st
     )
 
 
-def save_roc_panels_png(
-    panels: Mapping[str, Mapping[str, tuple[ArrayLike, ArrayLike]]], out_png: Path
-) -> None:
+def roc_panels_figure(panels: Mapping[str, Mapping[str, tuple[ArrayLike, ArrayLike]]]) -> Figure:
     """One ROC panel per title, side by side, each overlaying its curves (e.g. two revisions)."""
     figure = Figure(figsize=(5 * len(panels), 5))
     axes = np.atleast_1d(figure.subplots(1, len(panels)))
     for axis, (title, curves) in zip(axes, panels.items()):
         _draw_roc(axis, curves, title)
-    save_figure(figure, out_png)
+    return figure

@@ -42,7 +42,7 @@ from medcls.evaluation.paired import (
     signed,
 )
 from medcls.evaluation.subgroups import paired_by_subgroup
-from medcls.pipeline.config import PARAMS_FILE, SubgroupMinSize
+from medcls.params import PARAMS_FILE, SubgroupMinSize
 from medcls.pipeline.errors import PipelineError
 from medcls.pipeline.paths import DatasetPaths
 
@@ -613,7 +613,7 @@ def write_roc_overlay(base: Revision, head: Revision, names: list[str], out_png:
         if None not in curves.values():
             panels[f"{name}: test"] = curves
     if panels:
-        plots.save_roc_panels_png(panels, out_png)
+        plots.roc_panels_figure(panels).savefig(out_png, dpi=120, bbox_inches="tight")
     return bool(panels)
 
 

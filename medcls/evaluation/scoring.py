@@ -11,7 +11,7 @@ import tensorflow as tf
 from medcls.data.splitting import fold_members
 from medcls.evaluation.metrics import OUT_OF_FOLD, ensemble_split, external_split
 from medcls.evaluation.tta import mean_output
-from medcls.images import tfrecords
+from medcls.images import tfrecord_reader
 
 # The predictions file is kept in git for commit-to-commit comparisons: image ids, labels and
 # probabilities only (no patient/group ids), so it stays small.
@@ -27,7 +27,7 @@ def model_outputs(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The rows (id, group, split, label) of one split and the model's output for each, in order
     (with test-time augmentation `views`: the mean over the plain image and those views)."""
-    records = tfrecords.read_split(tfrecord_dir, split)
+    records = tfrecord_reader.read_split(tfrecord_dir, split)
     return record_outputs(model, records, split, batch_size, views)
 
 
@@ -94,7 +94,7 @@ def predict_with_external(
 def fold_records(tfrecord_dir: Path, split_df: pd.DataFrame, fold: int) -> tf.data.Dataset:
     """The train + val records of cross-validation fold `fold`: those its model validated on."""
     ids = fold_members(split_df, fold)["val"]["path"].tolist()
-    return tfrecords.read_ids(tfrecord_dir, ["train", "val"], ids)
+    return tfrecord_reader.read_ids(tfrecord_dir, ["train", "val"], ids)
 
 
 def cross_validated_predictions(

@@ -26,7 +26,7 @@ from medcls.evaluation.metrics import (
     roc_auc,
 )
 from medcls.evaluation.paired import paired_auc_difference
-from medcls.pipeline.config import (
+from medcls.params import (
     DatasetParams,
     PatternSubgroup,
     SizeSubgroup,

@@ -18,7 +18,7 @@ import numpy as np
 from medcls.images.decode import check_mask_fits, read_image, read_masks
 
 if TYPE_CHECKING:
-    from medcls.pipeline.config import RoiParams
+    from medcls.params import RoiParams
 
 
 def roi_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int]:

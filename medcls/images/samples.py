@@ -14,7 +14,7 @@ from medcls.pipeline.errors import writing
 if TYPE_CHECKING:
     import pandas as pd
 
-    from medcls.pipeline.config import RoiParams
+    from medcls.params import RoiParams
 
 
 def draw_roi_samples(

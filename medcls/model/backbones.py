@@ -10,7 +10,7 @@ from pathlib import Path
 
 import keras
 
-from medcls.pipeline.config import ApplicationBackbone, Backbone, SavedBackbone, SmallCnnBackbone
+from medcls.params import ApplicationBackbone, Backbone, SavedBackbone, SmallCnnBackbone
 
 BACKBONE_NAME = "backbone"
 

@@ -12,7 +12,7 @@ import keras
 
 from medcls.model.backbones import BACKBONE_NAME, build_backbone
 from medcls.model.blocks import PDFBlock, Preprocess, SEBlock
-from medcls.pipeline.config import Backbone, HeadBlock, HeadParams, PdfBlockParams
+from medcls.params import Backbone, HeadBlock, HeadParams, PdfBlockParams
 from medcls.pipeline.errors import PipelineError
 
 POOLING = {"gap": keras.layers.GlobalAveragePooling2D, "flatten": keras.layers.Flatten}

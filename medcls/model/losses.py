@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
-from medcls.pipeline.config import FocalLoss, Loss
+from medcls.params import FocalLoss, Loss
 from medcls.pipeline.errors import MissingClassError
 
 

@@ -5,11 +5,12 @@ Each is the user's to fix, so the stages and `medcls predict` print its message 
 `error: ...` line and exit non-zero; any other exception is a bug and keeps its traceback.
 """
 
-
 import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from medcls.params import ParamsError
 
 # A full disk, a file-size limit (`ulimit -f`) or a quota: the same remedy.
 NO_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
@@ -56,3 +57,7 @@ def writing(path: Path | str) -> Iterator[None]:
 
 class MissingClassError(PipelineError, ValueError):
     """A split that holds one class only, where training or evaluation needs both."""
+
+
+# What the stages and `medcls predict` report as one `error: ...` line each: the user's to fix
+EXPECTED_ERRORS = (PipelineError, ParamsError, FileNotFoundError)

@@ -5,8 +5,8 @@ import sqlite3
 import sys
 from collections.abc import Callable
 
-from medcls.pipeline.config import DatasetParams, Params, ParamsError, load
-from medcls.pipeline.errors import PipelineError, storage_error
+from medcls.params import DatasetParams, Params, ParamsError, load
+from medcls.pipeline.errors import EXPECTED_ERRORS, storage_error
 from medcls.pipeline.paths import DatasetPaths
 
 # SQLite's words for a full disk (SQLITE_FULL) and for a write refused by a file-size limit.
@@ -30,7 +30,7 @@ def run_stage(stage: StageFunction) -> None:
     """Entry point shared by every stage: `python -m stages.<stage> <dataset> [<fold>]`.
 
     The fold (a cross-validation fold's number, for training) selects that fold's outputs in the
-    stage's paths. Params are validated before any work; an expected failure (a PipelineError:
+    stage's paths. Params are validated before any work; an expected failure (EXPECTED_ERRORS:
     params, inputs, sources; an output that cannot be written for want of space or permission)
     ends with an `error: ...` line per problem and exit status 1 instead of a traceback.
     """
@@ -44,7 +44,7 @@ def run_stage(stage: StageFunction) -> None:
         if fold is not None and fold >= params.split.folds:
             raise ParamsError(f"fold {fold} does not exist: split.folds is {params.split.folds}")
         stage(name, params, params.dataset(name), DatasetPaths(name, fold))
-    except (PipelineError, FileNotFoundError) as error:
+    except EXPECTED_ERRORS as error:
         sys.exit(error_lines(error))
     except OSError as error:
         exit_if_storage_error(error, f"an output of `python -m {stage.__module__} {name}`")

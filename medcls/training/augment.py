@@ -7,7 +7,7 @@ from functools import partial
 import keras
 from keras import ops
 
-from medcls.pipeline.config import AugmentParams, RoiParams
+from medcls.params import AugmentParams, RoiParams
 
 VALUE_RANGE = (0, 255)
 FILL_MODE = "nearest"  # what the reports' ImageDataGenerator filled uncovered pixels with

@@ -13,7 +13,6 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 from matplotlib.figure import Figure
 
-from medcls.pipeline.outputs import save_figure
 from medcls.training.resume import TrainingBackup
 
 PARTIAL = ".partial"  # a file being copied
@@ -113,8 +112,10 @@ def _read_dvclive_series(metrics_dir: Path) -> dict[str, dict[str, pd.DataFrame]
     return series
 
 
-def save_training_curves_png(metrics_dir: Path, out_png: Path) -> None:
-    """One panel per logged metric (loss first), one line per split, against the training step."""
+def training_curves_figure(dvclive_dir: Path) -> Figure:
+    """One panel per metric logged in `dvclive_dir` (loss first), one line per split, against the
+    training step."""
+    metrics_dir = dvclive_dir / "plots" / "metrics"
     series = _read_dvclive_series(metrics_dir)
     names = sorted(series, key=lambda name: (name != "loss", name))
     figure = Figure(figsize=(5 * len(names), 4))
@@ -123,4 +124,4 @@ def save_training_curves_png(metrics_dir: Path, out_png: Path) -> None:
             axis.plot(frame["step"], frame[name], label=split)
         axis.set(xlabel="step", ylabel=name, title=name)
         axis.legend()
-    save_figure(figure, out_png)
+    return figure

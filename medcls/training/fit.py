@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from medcls.model.classifier import split_at_backbone, unfreeze_top
-from medcls.pipeline.config import TrainParams
+from medcls.params import TrainParams
 from medcls.training import distribute
 from medcls.training.resume import TrainingBackup
 
@@ -65,20 +65,36 @@ def planned_phases(schedule: TrainParams, lr: float, fine_tune_lr: float) -> lis
     ]
 
 
+@dataclass(frozen=True)
+class Batches:
+    """The batches a model trains on: `train` (augmented, shuffled), `val`, and `plain_train`, the
+    training batches without augmentation, which a phase that caches backbone features needs: it
+    runs the frozen backbone over them once (augmented images would differ every epoch)."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    plain_train: tf.data.Dataset | None = None
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """What every phase compiles and fits with. Backbone features beyond `feature_budget` bytes go
+    to files in `feature_dir` (see `cached_features`)."""
+
+    loss: keras.losses.Loss
+    class_weight: dict[int, float] | None
+    jit_compile: bool | str = "auto"
+    callbacks: Sequence[keras.callbacks.Callback] = ()
+    feature_budget: float = math.inf
+    feature_dir: Path | None = None
+
+
 def train(
     model: keras.Model,
-    train_ds: tf.data.Dataset,
-    val_ds: tf.data.Dataset,
-    *,
     phases: Sequence[Phase],
-    loss: keras.losses.Loss,
-    class_weight: dict[int, float] | None,
-    jit_compile: bool | str = "auto",
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-    plain_train_ds: tf.data.Dataset | None = None,
+    batches: Batches,
+    settings: FitSettings,
     backup: TrainingBackup | None = None,
-    feature_budget: float = math.inf,
-    spill_dir: Path | None = None,
 ) -> dict[str, dict]:
     """Run the phases in order (skipping those with 0 epochs); return a summary per phase name.
 
@@ -91,14 +107,15 @@ def train(
     say which phase was `selected`. Epoch numbers continue across phases so the logged curves are
     one continuous history.
 
-    A phase with `cache_features` runs the frozen backbone once over `plain_train_ds` (the training
-    batches without augmentation) and `val_ds`, then fits only the head, which shares its layers
-    with `model`, on those features: the backbone's forward pass, most of an epoch's time, is not
-    repeated every epoch. Features beyond `feature_budget` bytes go to files in `spill_dir`.
+    A phase with `cache_features` runs the frozen backbone once over `batches.plain_train` and
+    the validation batches, then fits only the head, which shares its layers with `model`, on those
+    features: the backbone's forward pass, most of an epoch's time, is not repeated every epoch.
 
     With a `backup`, every epoch is backed up and a run started again after an interruption
     skips the phases that finished and resumes the one in progress after its last finished epoch.
     """
+    if batches.plain_train is None and any(phase.cache_features for phase in phases):
+        raise ValueError("cache_features needs the batches without augmentation: plain_train")
     summaries, epoch = {}, 0
     best_auc, best_phase, best_weights = -math.inf, None, None
     for phase in phases:
@@ -110,9 +127,7 @@ def train(
             backup.agree_with_workers(phase.name, model.distribute_strategy)
         finished = backup.finished_phase(model, phase.name) if backup else None
         summaries[phase.name] = finished or _fit_phase(
-            model, phase, epoch, train_ds, val_ds, plain_train_ds,
-            loss=loss, class_weight=class_weight, jit_compile=jit_compile, callbacks=callbacks,
-            backup=backup, feature_budget=feature_budget, spill_dir=spill_dir,
+            model, phase, epoch, batches, settings, backup
         )
         epoch += summaries[phase.name]["epochs_run"]
         phase_auc = summaries[phase.name]["early_stopping_val_auc"]
@@ -129,29 +144,21 @@ def _fit_phase(
     model: keras.Model,
     phase: Phase,
     epoch: int,
-    train_ds: tf.data.Dataset,
-    val_ds: tf.data.Dataset,
-    plain_train_ds: tf.data.Dataset | None,
-    *,
-    loss: keras.losses.Loss,
-    class_weight: dict[int, float] | None,
-    jit_compile: bool | str,
-    callbacks: Sequence[keras.callbacks.Callback],
+    batches: Batches,
+    settings: FitSettings,
     backup: TrainingBackup | None,
-    feature_budget: float,
-    spill_dir: Path | None,
 ) -> dict:
     """Train one phase from epoch `epoch` (or from its backup); return its summary."""
     fitted, train_data, val_data = (
-        _on_cached_features(model, plain_train_ds, val_ds, feature_budget, spill_dir)
+        _on_cached_features(model, batches, settings)
         if phase.cache_features
-        else (model, train_ds, val_ds)
+        else (model, batches.train, batches.val)
     )
     fitted.compile(
         optimizer=keras.optimizers.Adam(phase.learning_rate),
-        loss=loss,
+        loss=settings.loss,
         metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
-        jit_compile=jit_compile,
+        jit_compile=settings.jit_compile,
     )
     early_stopping = keras.callbacks.EarlyStopping(
         monitor="val_auc", mode="max", patience=phase.patience, restore_best_weights=True
@@ -162,8 +169,8 @@ def _fit_phase(
         validation_data=val_data,
         initial_epoch=epoch if resumed is None else resumed,
         epochs=epoch + phase.epochs,
-        class_weight=class_weight,
-        callbacks=[early_stopping, *callbacks, *backing_up],
+        class_weight=settings.class_weight,
+        callbacks=[early_stopping, *settings.callbacks, *backing_up],
     )
     if distribute.on_several_workers(fitted.distribute_strategy):
         history = distribute.fit_on_workers(fitted, train_data, **fitting)
@@ -185,24 +192,18 @@ def _fit_phase(
 
 
 def _on_cached_features(
-    model: keras.Model,
-    train_ds: tf.data.Dataset | None,
-    val_ds: tf.data.Dataset,
-    budget: float,
-    spill_dir: Path | None,
+    model: keras.Model, batches: Batches, settings: FitSettings
 ) -> tuple[keras.Model, tf.data.Dataset, tf.data.Dataset]:
-    """The classifier's head and the backbone features of the train and val batches."""
-    if train_ds is None:
-        raise ValueError(
-            "cache_features: pass plain_train_ds, the training batches without augmentation"
-        )
+    """The classifier's head and the backbone features of the plain train and the val batches."""
     extractor, head = split_at_backbone(model)
-    spill = {split: spill_dir / f"{split}.features" if spill_dir else None for split in ("train", "val")}
+    folder = settings.feature_dir
+    spill = {split: folder / f"{split}.features" if folder else None for split in ("train", "val")}
+    budget = settings.feature_budget
     train_features = cached_features(
-        extractor, train_ds, shuffle=True, budget=budget, spill_to=spill["train"]
+        extractor, batches.plain_train, shuffle=True, budget=budget, spill_to=spill["train"]
     )
     val_features = cached_features(
-        extractor, val_ds, shuffle=False, budget=budget, spill_to=spill["val"]
+        extractor, batches.val, shuffle=False, budget=budget, spill_to=spill["val"]
     )
     return head, train_features, val_features
 

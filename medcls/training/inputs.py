@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
-from medcls.images import tfrecords
+from medcls.images import tfrecord_reader
 
 SHUFFLE_BUFFER = 8192  # holds either training split whole, so shuffling is a true permutation
 STREAM_BUFFER = 4096  # records (PNG bytes) shuffled while streaming: about 60 MB at 224 px
@@ -38,12 +38,12 @@ def split_batches(
 
     Without `shuffle` both give the same batches. With it, the cache is shuffled as a whole
     (a buffer of up to SHUFFLE_BUFFER images) and the stream by shard order and a bounded buffer
-    (`tfrecords.stream_split`): both seeded and reshuffled every epoch, but different orders.
+    (`tfrecord_reader.stream_split`): both seeded and reshuffled every epoch, but different orders.
     """
-    records = tfrecords.read_split(tfrecord_dir, split)
+    records = tfrecord_reader.read_split(tfrecord_dir, split)
     cached = len(records) * image_size * image_size * 3 <= budget
     if shuffle and not cached:
-        records = tfrecords.stream_split(
+        records = tfrecord_reader.stream_split(
             tfrecord_dir,
             split,
             seed=seed,

@@ -11,8 +11,7 @@ import pandas as pd
 import tensorflow as tf
 
 from medcls.data import splitting
-from medcls.images import tfrecords
-from medcls.pipeline.paths import DatasetPaths
+from medcls.images import tfrecord_reader, tfrecords
 from medcls.training import inputs
 
 
@@ -31,25 +30,26 @@ class TrainingRecords:
         self.tfrecord_dir, self.fold_members = Path(tfrecord_dir), fold_members
 
     @classmethod
-    def of(cls, paths: DatasetPaths) -> TrainingRecords:
-        """The records of the model `paths` belong to: the dataset's, or its fold's."""
-        if paths.fold is None:
-            return cls(paths.tfrecords)
-        rows = pd.read_csv(paths.split, keep_default_na=False)
-        return cls(paths.tfrecords, splitting.fold_members(rows, paths.fold))
+    def of(cls, tfrecord_dir: Path, split_csv: Path, fold: int | None) -> TrainingRecords:
+        """The records of the dataset's model (`fold` None) or of a fold's, whose members the split
+        table `split_csv` lists."""
+        if fold is None:
+            return cls(tfrecord_dir)
+        rows = pd.read_csv(split_csv, keep_default_na=False)
+        return cls(tfrecord_dir, splitting.fold_members(rows, fold))
 
     def training_labels(self) -> np.ndarray:
         if self.fold_members is None:
-            return tfrecords.read_labels(self.tfrecord_dir, "train")
+            return tfrecord_reader.read_labels(self.tfrecord_dir, "train")
         return self.fold_members["train"]["label"].to_numpy()
 
     def read(self, role: str, wide: bool = False) -> tf.data.Dataset:
         """The examples of `role` ("train" or "val"), or with `wide` their wide copies."""
         if self.fold_members is None:
-            return tfrecords.read_split(self.tfrecord_dir, _records_of(role, wide))
+            return tfrecord_reader.read_split(self.tfrecord_dir, _records_of(role, wide))
         splits = [_records_of(split, wide) for split in tfrecords.TRAINABLE_SPLITS]
         ids = self.fold_members[role]["path"].tolist()
-        return tfrecords.read_ids(self.tfrecord_dir, splits, ids)
+        return tfrecord_reader.read_ids(self.tfrecord_dir, splits, ids)
 
     def batches(
         self,

@@ -25,21 +25,26 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from medcls.pipeline.config import DatasetParams, Params
+from medcls.params import DatasetParams, Params
 from medcls.training import distribute
 
 FINGERPRINT = "inputs.json"
 FINISHED = -1  # the progress of a phase that finished
 
 
-def inputs_fingerprint(params: Params, dataset: DatasetParams, tfrecord_dir: Path) -> dict:
-    """What a backup must have been made from to be resumed: the params training reads and the
-    TFRecords (names and sizes)."""
+def params_fingerprint(params: Params, dataset: DatasetParams) -> dict:
+    """The params a backup must have been made with to be resumed: those training reads."""
     return {
         "params": params.model_dump(mode="json", include={"seed", "lr", "fine_tune_lr"}),
         "dataset": dataset.model_dump(mode="json"),
-        "records": {path.name: path.stat().st_size for path in sorted(tfrecord_dir.iterdir())},
     }
+
+
+def inputs_fingerprint(params: dict, tfrecord_dir: Path) -> dict:
+    """What a backup must have been made from to be resumed: the params (`params_fingerprint`) and
+    the TFRecords (names and sizes)."""
+    records = {path.name: path.stat().st_size for path in sorted(tfrecord_dir.iterdir())}
+    return {**params, "records": records}
 
 
 class TrainingBackup:

@@ -1,9 +1,8 @@
-"""Params: typed models of params.yaml, one schema for every dataset, validated before any stage works.
+"""The typed models of params.yaml: one schema for every dataset.
 
-`dvc exp run -S lr=1e-5` writes `lr: 1e-05`, which a YAML 1.1 loader (PyYAML) reads as a string;
-params are therefore read with ruamel's YAML 1.2 loader, the same one DVC uses. Validation is strict
-(no string for a number, no `true` for an int, no unknown key) and reports every problem on one line
-that names its dotted key, e.g. `datasets.bus_uc.roi.margn: unknown key (typo?); allowed here: ...`.
+Validation is strict (no string for a number, no `true` for an int, no unknown key); a model's
+own checks raise ValueError (or ItemError for one item of a list), which `medcls.params.messages`
+turns into a line that names the dotted key.
 """
 
 from __future__ import annotations
@@ -11,27 +10,20 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic.fields import FieldInfo
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
-from medcls.pipeline.errors import PipelineError
-
-PARAMS_FILE = Path("params.yaml")
 MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are 32-bit
 MIN_APPLICATION_SIZE = 32  # the smallest input keras.applications builds
 # Pillow's default decompression-bomb limit: far above any scan (the real sets stay under 1 Mpx),
@@ -43,7 +35,7 @@ MAX_IMAGE_SIZE = 1024
 MIN_BOOTSTRAP = 40  # 2.5 % tails of fewer resamples are single draws, which may miss the estimate
 
 
-class ParamsError(PipelineError, ValueError):
+class ParamsError(ValueError):
     """A params file that does not match the schema: one line per problem, each naming its key."""
 
 
@@ -646,6 +638,24 @@ class SourceParams(Section):
         return classes and _two_different_classes(classes)
 
 
+@dataclass(frozen=True)
+class Source:
+    """One source of a dataset as the data stages read it, whichever form params.yaml gives."""
+
+    name: str
+    source: str
+    layout: Layout
+    classes: list[str]  # label 0 then 1: the source's own, else the dataset's
+    hold_out: bool
+    folder: str  # of its files within data/raw/<dataset>: "" (the folder itself) for one source
+    at: str  # the params key it is given under, for messages that say what to change
+
+    @property
+    def key(self) -> str:
+        """The params key of its `source`."""
+        return f"{self.at}.source"
+
+
 class DataParams(Section):
     """Where a dataset's images come from and which classes it has: all that its download,
     manifest and split stages need. One source (`source` + `layout`) or several (`sources`)."""
@@ -656,6 +666,7 @@ class DataParams(Section):
         default=None, min_length=1
     )
     classes: ClassNames
+    _named_sources: dict[str, Source] = PrivateAttr(default_factory=dict)
 
     @field_validator("classes")
     @classmethod
@@ -678,26 +689,30 @@ class DataParams(Section):
             )
         return self
 
-    def named_sources(self, dataset: str) -> dict[str, SourceParams]:
-        """Every source by name, its classes filled in; the one source of a single-source dataset
-        is named after the dataset."""
+    @property
+    def named_sources(self) -> dict[str, Source]:
+        """Every source by name, in one form whether params.yaml gives one (`source` + `layout`,
+        named after the dataset) or several (`sources`); named when the params file is validated."""
+        return self._named_sources
+
+    def _name_sources(self, dataset: str) -> None:
         if self.sources is None:
-            only = SourceParams(source=self.source, layout=self.layout, classes=self.classes)
-            return {dataset: only}
-        return {
-            name: source.model_copy(update={"classes": source.classes or self.classes})
+            at = f"datasets.{dataset}"
+            only = Source(dataset, self.source, self.layout, self.classes, False, "", at)
+            self._named_sources = {dataset: only}
+            return
+        self._named_sources = {
+            name: Source(
+                name,
+                source.source,
+                source.layout,
+                source.classes or self.classes,
+                source.hold_out,
+                folder=name,
+                at=f"datasets.{dataset}.sources.{name}",
+            )
             for name, source in self.sources.items()
         }
-
-    def folder_of(self, source: str) -> str:
-        """The folder of a source's files, relative to the dataset's raw folder: the raw folder
-        itself for a single source (as before datasets had several), else one folder per source."""
-        return "" if self.sources is None else source
-
-    def source_key(self, dataset: str, source: str) -> str:
-        """The params key of a source's `source`, for messages that say what to change."""
-        within = "source" if self.sources is None else f"sources.{source}.source"
-        return f"datasets.{dataset}.{within}"
 
     def held_out(self) -> list[str]:
         """The sources whose images all go to the test split."""
@@ -814,6 +829,12 @@ class Params(Section):
     trained: list[str]
 
     @model_validator(mode="after")
+    def _name_the_sources(self) -> Params:
+        for name, dataset in self.datasets.items():
+            dataset._name_sources(name)
+        return self
+
+    @model_validator(mode="after")
     def _trained_lists_every_dataset_with_a_model(self) -> Params:
         expected = [
             name for name, dataset in self.datasets.items() if isinstance(dataset, DatasetParams)
@@ -865,146 +886,3 @@ class Params(Section):
                 f"datasets.{name} is test_only: it has no model; trained: {', '.join(self.trained)}"
             )
         return dataset
-
-
-# --- loading and messages -----------------------------------------------------------------------
-
-
-def load(path: Path = PARAMS_FILE) -> Params:
-    """Read params with a YAML 1.2 loader and validate them; raise ParamsError on any problem."""
-    if not path.exists():
-        raise ParamsError(f"{path} not found: run the stages from the project root")
-    try:
-        params = YAML(typ="safe", pure=True).load(path.read_text())
-    except YAMLError as error:
-        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or type(error).__name__
-        raise ParamsError(
-            f"{path}: not valid YAML{where} ({problem}); fix the syntax there"
-        ) from None
-    if params is None:
-        raise ParamsError(f"{path} is empty: it must hold the params mapping (see docs/params.md)")
-    return validate(params)
-
-
-def validate(params: Any) -> Params:
-    """The typed params, or a ParamsError listing every problem, one per line."""
-    try:
-        return Params.model_validate(params)
-    except ValidationError as error:
-        raise ParamsError("\n".join(map(_describe, error.errors(include_url=False)))) from None
-
-
-EXPECTED_TYPES = {
-    "int_type": "int",
-    "float_type": "float",
-    "string_type": "str",
-    "bool_type": "bool",
-    "list_type": "a list",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-}
-BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
-
-
-def _describe(problem: Mapping) -> str:
-    """One line for one pydantic error, in the params file's terms."""
-    key, annotation, model = _locate(problem["loc"])
-    kind, value = problem["type"], problem.get("input")
-    if kind == "extra_forbidden":
-        return f"{key}: unknown key (typo?); allowed here: {', '.join(sorted(model.model_fields))}"
-    if kind == "missing":
-        return f"{key}: required key is missing"
-    if kind in BOUND_ERRORS:
-        return f"{key}: {value} is outside {_interval(annotation)}"
-    if kind == "literal_error":
-        allowed = sorted(get_args(_unwrap(annotation)[0]), key=str)
-        return f"{key}: expected one of {allowed}, got {_shown(value)}"
-    if kind in EXPECTED_TYPES:
-        return f"{key}: expected {EXPECTED_TYPES[kind]}, got {_shown(value)}"
-    if kind in ("too_short", "too_long"):
-        if isinstance(value, Mapping):
-            return f"{key}: expected a non-empty mapping of named entries"
-        return f"{key}: expected {_length(annotation)} items, got {len(value)}"
-    if kind == "string_pattern_mismatch":
-        return f"{key}: expected a name of letters, digits, '_', '.' and '-', got {value!r}"
-    if kind == "value_error":  # a whole-file check names its keys itself
-        error = problem["ctx"]["error"]
-        if isinstance(error, ItemError):
-            key = f"{key}[{error.index}]"
-        return f"{key}: {error}" if key else str(error)
-    return f"{key}: {problem['msg']}, got {_shown(value)}"
-
-
-def _shown(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
-
-
-def _unwrap(annotation: Any) -> tuple[Any, list]:
-    """(type, constraints) of a possibly nested `Annotated[...]`, FieldInfo constraints flattened."""
-    metadata: list = []
-    while get_origin(annotation) is Annotated:
-        annotation, *extra = get_args(annotation)
-        metadata = extra + metadata
-    flat = []
-    for item in metadata:
-        flat.extend(item.metadata if isinstance(item, FieldInfo) else [item])
-    return annotation, flat
-
-
-def _locate(loc: tuple) -> tuple[str, Any, type[BaseModel]]:
-    """The dotted key of a pydantic error location, the annotation found there and the model that
-    holds it. Union tags in the location (which form of a backbone, loss, ...) are not keys."""
-    key, annotation, model = "", Params, Params
-    for part in loc:
-        if part == "[key]":  # the problem is a dataset's name, not its value
-            continue
-        node = _unwrap(annotation)[0]
-        if isinstance(node, type) and issubclass(node, BaseModel):
-            model, field = node, node.model_fields.get(part)
-            key = f"{key}.{part}" if key else str(part)
-            present = field and _without_none(field.annotation)
-            annotation = field and (
-                Annotated[(present, *field.metadata)] if field.metadata else present
-            )
-        elif get_origin(node) is Union:
-            annotation = next(
-                member
-                for member in get_args(node)
-                if any(isinstance(item, Tag) and item.tag == part for item in _unwrap(member)[1])
-            )
-        elif get_origin(node) is list:
-            key, annotation = f"{key}[{part}]", get_args(node)[0]
-        elif get_origin(node) is dict:
-            key, annotation = f"{key}.{part}", get_args(node)[1]
-    return key, annotation, model
-
-
-def _without_none(annotation: Any) -> Any:
-    """`X` of an optional `X | None` (a key that may be left out); any other annotation as is."""
-    members = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else ()
-    present = [member for member in members if member is not type(None)]
-    return present[0] if len(members) == 2 and len(present) == 1 else annotation
-
-
-def _constraint(annotation: Any, name: str) -> Any:
-    """A constraint of an annotation by its attribute name ("ge", "min_length", ...), or None."""
-    return next(
-        (getattr(item, name) for item in _unwrap(annotation)[1] if hasattr(item, name)), None
-    )
-
-
-def _length(annotation: Any) -> str:
-    """The allowed length of a list, e.g. "2" or "at least 1"."""
-    low, high = _constraint(annotation, "min_length") or 0, _constraint(annotation, "max_length")
-    return str(low) if low == high else f"at least {low}" if high is None else f"{low} to {high}"
-
-
-def _interval(annotation: Any) -> str:
-    """The allowed range of a bounded number, e.g. "[0, 1]" or "(0, 1]"."""
-    ge, gt, le, lt = (_constraint(annotation, name) for name in ("ge", "gt", "le", "lt"))
-    low = f"[{ge}" if ge is not None else f"({gt}" if gt is not None else "(-inf"
-    high = f"{le}]" if le is not None else f"{lt})" if lt is not None else "inf)"
-    return f"{low}, {high}"
