@@ -14,7 +14,7 @@ import pandas as pd
 from medcls.evaluation import assessment, card, gradcam, metrics, report, scoring
 from medcls.evaluation.document import Evaluation, headline
 from medcls.params import DatasetParams, Params
-from medcls.pipeline.outputs import write_json
+from medcls.pipeline.outputs import write_json, written_atomically
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage
 
@@ -28,8 +28,8 @@ def evaluate(name: str, params: Params, dataset: DatasetParams, paths: DatasetPa
     write_json(paths.evaluation, document)
     headline_scalars = headline(Evaluation.model_validate(document)).as_json()
     write_json(paths.metrics(), headline_scalars)
-    paths.subgroups.parent.mkdir(parents=True, exist_ok=True)
-    result.subgroup_values.to_csv(paths.subgroups, index=False)
+    with written_atomically(paths.subgroups) as partial:
+        result.subgroup_values.to_csv(partial, index=False)
 
     assessment.write_plot_data(result, classes, paths.plots)
     if result.fold_models:  # explain what `medcls predict` uses: the ensemble at its threshold
@@ -45,7 +45,12 @@ def evaluate(name: str, params: Params, dataset: DatasetParams, paths: DatasetPa
         classes=classes, seed=params.seed, **explained,
     )
     write_case_thumbnails(result, classes, paths)
-    card.write_card(name, params, dataset, paths, headline_scalars, document)
+    written = card.model_card(
+        name, params, dataset, headline_scalars, document, card.read_inputs(name, paths)
+    )
+    write_json(paths.card(".json"), written)
+    with written_atomically(paths.card(".md")) as partial:
+        partial.write_text(card.card_markdown(written))
     report.write_report(
         document, classes, name, paths.report, [paths.plots / "gradcam.png"], cases=paths.cases
     )

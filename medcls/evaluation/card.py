@@ -1,9 +1,10 @@
 """The model card: one page a reviewer or regulator reads before trusting a trained model.
 
-`reports/<name>_card.json` and its Markdown twin `reports/<name>_card.md`, written by the evaluate
-stage. Every number is quoted from an object the pipeline already wrote (the headline metrics, the
-evaluation's subgroups and calibration, the data stages' files, the train stage's summary), never
-recomputed, so the card cannot disagree with the metrics. Each section names the CLAIM 2024 items
+`reports/<name>_card.json` and its Markdown twin `reports/<name>_card.md`, which the evaluate
+stage writes from `model_card` and `card_markdown`. Every number is quoted from an object the
+pipeline already wrote (the headline metrics, the evaluation's subgroups and calibration, the data
+stages' files, the train stage's summary), never recomputed, so the card cannot disagree with the
+metrics. Each section names the CLAIM 2024 items
 (Tejani et al., Radiology: Artificial Intelligence 2024; 44 items) it answers; the items only the
 authors can answer are listed as such. Limitations are derived from the numbers themselves.
 """
@@ -26,7 +27,6 @@ from ruamel.yaml import YAML
 from medcls.evaluation import subgroups
 from medcls.evaluation.review import flattened
 from medcls.params import DatasetParams, Params
-from medcls.pipeline.outputs import write_json
 from medcls.pipeline.paths import DatasetPaths
 
 # Checklist items by number, as CLAIM 2024 names them (shortened).
@@ -447,18 +447,3 @@ def card_markdown(card: Mapping) -> str:
     lines.append("")
     lines += [f"- {item}: {topic}" for item, topic in card["claim_2024"]["authors_only"].items()]
     return "\n".join(lines) + "\n"
-
-
-def write_card(
-    name: str,
-    params: Params,
-    dataset: DatasetParams,
-    paths: DatasetPaths,
-    headline: Mapping,
-    details: Mapping,
-) -> dict:
-    """Write `reports/<name>_card.json` and `.md` (run from the project root); returns the card."""
-    written = model_card(name, params, dataset, headline, details, read_inputs(name, paths))
-    write_json(paths.card(".json"), written)
-    paths.card(".md").write_text(card_markdown(written))
-    return written
