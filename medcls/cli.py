@@ -70,17 +70,21 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         description="Pair data/predictions/<dataset>.csv of HEAD with the same file at BASE on "
         "the images both hold, and print a Markdown table: AUC difference with its paired "
         "bootstrap interval, sensitivity and specificity at each side's threshold, McNemar's "
-        "test on the decisions. " + revisions_help + ".",
+        "test on the decisions; the paired AUC difference in every subgroup HEAD recorded "
+        "(data/subgroups/<dataset>.csv); and every image whose decision changed. "
+        + revisions_help
+        + ".",
     )
     review = commands.add_parser(
         "review",
         help="write a pull request's review comment: params, metrics, paired table, ROC",
-        description="Write OUT/review.md and the OUT/roc.png it shows: the params that differ "
+        description="Write OUT/review.md and the images it shows: the params that differ "
         "between BASE and HEAD, the headline metrics (metrics/<dataset>.json) before and after "
-        "with HEAD's intervals, the table of `medcls compare`, and both sides' ROC curves on "
-        "test. " + revisions_help + ".",
+        "with HEAD's intervals, the tables of `medcls compare`, the largest changes of decision "
+        "and HEAD's most confident errors with the Grad-CAM thumbnails HEAD has (OUT/cases/), "
+        "and both sides' ROC curves on test (OUT/roc.png). " + revisions_help + ".",
     )
-    review.add_argument("--out", type=Path, required=True, help="folder for review.md and roc.png")
+    review.add_argument("--out", type=Path, required=True, help="folder for review.md and images")
     for two_sides in (compare, review):
         two_sides.add_argument("base", metavar="BASE", help="revision to compare against")
         two_sides.add_argument(

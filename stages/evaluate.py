@@ -1,16 +1,20 @@
 """Stage evaluate: predictions on val, test and the external test sets, threshold chosen on val,
 the evaluation document reports/<name>.json (with the paired model-vs-baseline AUC differences) and
-its headline scalars metrics/<name>.json, the plot data DVC draws, Grad-CAM of a test sample and
-the Markdown review report.
+its headline scalars metrics/<name>.json, every scored image's subgroups, the plot data DVC draws,
+Grad-CAM of a test sample and of single cases, the model card and the Markdown review report.
 
 With cross-validation folds (split.folds > 1) also the out-of-fold predictions of the fold models
 and their ensemble on test, the baseline treated alike; Grad-CAM then explains the ensemble.
 """
 
-from medcls.evaluation import assessment, gradcam, metrics, report, scoring
+import shutil
+
+import pandas as pd
+
+from medcls.evaluation import assessment, card, gradcam, metrics, report, scoring
 from medcls.evaluation.document import Evaluation, headline
 from medcls.params import DatasetParams, Params
-from medcls.pipeline.outputs import write_json
+from medcls.pipeline.outputs import write_json, written_atomically
 from medcls.pipeline.paths import DatasetPaths
 from medcls.pipeline.stage import run_stage
 
@@ -22,7 +26,10 @@ def evaluate(name: str, params: Params, dataset: DatasetParams, paths: DatasetPa
     committed = [column for column in scoring.COMMITTED_COLUMNS if column in predictions]
     predictions[committed].to_csv(paths.predictions, index=False)
     write_json(paths.evaluation, document)
-    write_json(paths.metrics(), headline(Evaluation.model_validate(document)).as_json())
+    headline_scalars = headline(Evaluation.model_validate(document)).as_json()
+    write_json(paths.metrics(), headline_scalars)
+    with written_atomically(paths.subgroups) as partial:
+        result.subgroup_values.to_csv(partial, index=False)
 
     assessment.write_plot_data(result, classes, paths.plots)
     if result.fold_models:  # explain what `medcls predict` uses: the ensemble at its threshold
@@ -37,9 +44,33 @@ def evaluate(name: str, params: Params, dataset: DatasetParams, paths: DatasetPa
         predictions=predictions, tfrecord_dir=paths.tfrecords, out_png=paths.plots / "gradcam.png",
         classes=classes, seed=params.seed, **explained,
     )
-    report.write_report(document, classes, name, paths.report, [paths.plots / "gradcam.png"])
+    write_case_thumbnails(result, classes, paths)
+    written = card.model_card(
+        name, params, dataset, headline_scalars, document, card.read_inputs(name, paths)
+    )
+    write_json(paths.card(".json"), written)
+    with written_atomically(paths.card(".md")) as partial:
+        partial.write_text(card.card_markdown(written))
+    report.write_report(
+        document, classes, name, paths.report, [paths.plots / "gradcam.png"], cases=paths.cases
+    )
     test = document["test"]
     print(f"{name}: test AUC {test['auc']} (95 % CI {test['auc_ci95']}), accuracy {test['accuracy']}")
+
+
+def write_case_thumbnails(
+    result: assessment.Assessment, classes: list[str], paths: DatasetPaths
+) -> None:
+    """Grad-CAM thumbnails of the test cases the evaluation lists (the model's decisions), in a
+    folder of their own, emptied first."""
+    shown = [case for kind in result.document["cases"].values() for case in kind]
+    rows = pd.DataFrame(shown, columns=["id", "label", "probability"]).drop_duplicates("id")
+    shutil.rmtree(paths.cases, ignore_errors=True)
+    paths.cases.mkdir(parents=True)
+    gradcam.save_case_thumbnails(
+        result.model, rows, paths.tfrecords, result.document["threshold"], paths.cases,
+        classes=classes,
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Stage external: prepare the other datasets this model is tested on (`evaluate.external`) with
-this dataset's image_size and roi params, as TFRecords of one `test` split per other dataset.
+this dataset's image_size and roi params, as TFRecords of one `test` split per other dataset,
+beside the table of its rows (every manifest column: the values of its subgroups).
 
 The model saw its inputs cropped and sized by its own params, so the external images must be
 prepared the same way, whatever the other dataset's own params say.
@@ -36,6 +37,7 @@ def prepare(name: str, params: Params, dataset: DatasetParams, paths: DatasetPat
             roi=dataset.roi,  # margin jitter's wide copies are of trainable splits only: none here
             size=dataset.image_size,
         )
+        rows.to_csv(paths.external_images(other), index=False)
         summary[other] = external.describe(rows, images)
         print(f"{name}: external test set {other}: {len(rows)} images ({images})")
     write_json(paths.external / SUMMARY, summary)

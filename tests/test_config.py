@@ -256,7 +256,8 @@ def test_dataset_paths_follow_dvc_yaml():
     dvc_yaml = (PROJECT / "dvc.yaml").read_text()
     for path in (paths.raw, paths.manifest, paths.rejected, paths.split, paths.summary("split")):
         assert str(path).replace("bus_uc", "${key}") in dvc_yaml, path
-    for path in (paths.tfrecords, paths.predictions, paths.metrics(), paths.evaluation, paths.external):
+    evaluated = (paths.subgroups, paths.card(".md"), paths.card(".json"), paths.cases)
+    for path in (paths.tfrecords, paths.predictions, paths.metrics(), paths.evaluation, paths.external, *evaluated):
         assert str(path).replace("bus_uc", "${item}") in dvc_yaml, path
     fold = paths.for_fold(3)
     for path in (paths.model, paths.dvclive / "metrics.json", paths.summary("train"),

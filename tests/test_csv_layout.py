@@ -12,7 +12,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from medcls.data.layouts import MASK_OF_REJECTED_IMAGE, DatasetError, parse
-from medcls.data.manifest import build_manifest
+from medcls.data.manifest import MANIFEST_COLUMNS, build_manifest
 from medcls.images.decode import read_image, read_masks
 from medcls.images.masks import lesion_pixels
 from medcls.images.roi import roi_box
@@ -121,6 +121,28 @@ def test_the_manifest_reads_colour_masks_as_lesions(uclm_like):
     assert Counter(rejected["reason"])["empty mask"] == 0
     for mask_path in manifest["mask_paths"]:
         assert roi_box(read_masks([uclm_like / mask_path]), 0.0) == (10, 8, 26, 20)
+
+
+def test_kept_columns_reach_the_manifest_and_others_do_not(uclm_like):
+    layout = csv_layout({**UCLM_LIKE, "keep_columns": ["Resolution"]})
+    manifest, _ = build_manifest(uclm_like, layout, CLASSES, workers=1)
+    assert list(manifest.columns) == MANIFEST_COLUMNS + ["Resolution"]
+    assert set(manifest["Resolution"]) == {"856x606"}
+    plain, _ = build_manifest(uclm_like, csv_layout(UCLM_LIKE), CLASSES, workers=1)
+    assert list(plain.columns) == MANIFEST_COLUMNS
+
+
+@pytest.mark.parametrize(
+    "kept, message",
+    [
+        (["Scanner"], r"no column 'Scanner'; its columns are \['Image', 'Resolution', 'Label'\]"),
+        (["Label", "source"], r"keep_columns \['source'\] would overwrite the manifest's own"),
+    ],
+)
+def test_kept_columns_that_cannot_be_kept_are_one_clear_error(uclm_like, kept, message):
+    layout = csv_layout({**UCLM_LIKE, "keep_columns": kept})
+    with pytest.raises(DatasetError, match=message):
+        build_manifest(uclm_like, layout, CLASSES, workers=1)
 
 
 def test_a_comma_table_with_id_extension_mask_and_group_columns(tmp_path):

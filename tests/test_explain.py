@@ -3,13 +3,14 @@ confident (saturated) decisions still get a map, and the outcome grid is drawn f
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.image import imread
 
 from medcls.data.manifest import build_manifest
 from medcls.data.splitting import grouped_stratified_split
 from medcls.demo import synthetic
-from medcls.evaluation import gradcam
+from medcls.evaluation import cases, gradcam
 from medcls.evaluation.scoring import predict_splits
 from medcls.images.tfrecords import write_tfrecords
 from medcls.model.blocks import SEBlock
@@ -119,3 +120,16 @@ def test_unknown_ids_name_the_stale_predictions(evaluated, classifier, tmp_path)
         gradcam.save_gradcam_grid(
             classifier, stale, records, 0.5, tmp_path / "g.png", classes=["a", "b"], seed=0
         )
+
+
+def test_case_thumbnails_one_file_per_case_named_by_its_id(evaluated, classifier, tmp_path):
+    records, predictions = evaluated
+    test = predictions[predictions["split"] == "test"]
+    review = cases.review_cases(test, 0.5, 2)
+    rows = pd.DataFrame(review["confident_errors"] + review["borderline"]).drop_duplicates("id")
+    written = gradcam.save_case_thumbnails(
+        classifier, rows, records, 0.5, tmp_path / "cases", classes=synthetic.BUS_UC_CLASSES
+    )
+    assert [path.name for path in written] == [cases.thumbnail_name(key) for key in rows["id"]]
+    assert sorted(tmp_path.joinpath("cases").iterdir()) == sorted(written)
+    assert all(imread(path).shape[2] in (3, 4) for path in written)

@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from medcls.evaluation import card
+from medcls.pipeline.paths import DatasetPaths
+
 PROJECT = Path(__file__).resolve().parents[1]
 PACKAGES = ("medcls", "stages")
 STAGES = YAML(typ="safe", pure=True).load((PROJECT / "dvc.yaml").read_text())["stages"]
@@ -75,7 +78,7 @@ def stage_module(stage: dict) -> str:
 
 def code_deps(stage: dict) -> list[Path]:
     deps = definition(stage)["deps"]
-    return [Path(dep) for dep in deps if not dep.startswith(("data/", "models/"))]
+    return [Path(dep) for dep in deps if not dep.startswith(("data/", "models/", "reports/"))]
 
 
 @pytest.mark.parametrize("stage_name", sorted(STAGES))
@@ -109,3 +112,10 @@ def test_the_closure_follows_imports_inside_functions():
     assert Path("medcls/images/tfrecords.py") in project_files_imported_by("stages.roi")
     assert Path("medcls/data/sources.py") in project_files_imported_by("stages.download")
     assert Path("medcls/model/classifier.py") not in project_files_imported_by("stages.download")
+
+
+def test_evaluate_depends_on_every_file_its_model_card_quotes():
+    """The card quotes upstream files; a change to one must rerun evaluate, or the card goes stale."""
+    deps = definition(STAGES["evaluate"])["deps"]
+    quoted = card.input_files(DatasetPaths("${item}"))
+    assert not [path.as_posix() for path in quoted.values() if path.as_posix() not in deps]

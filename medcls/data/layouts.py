@@ -44,6 +44,8 @@ class Entry:
     class_name: str
     group: str
     source_split: str = ""
+    # a csv layout's `keep_columns`: (column, cell) pairs carried into the manifest
+    kept: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -185,12 +187,15 @@ LAYOUTS: dict[str, _Layout] = {
 
 
 def parse(
-    layout: NamedLayout | CsvLayout, raw_dir: Path, classes: Sequence[str]
+    layout: NamedLayout | CsvLayout,
+    raw_dir: Path,
+    classes: Sequence[str],
+    reserved: Sequence[str] = (),
 ) -> tuple[list[Entry], list[Reject]]:
-    """Parse `raw_dir` with the named layout (or `{csv: {...}}`) into entries and rejects, both
-    sorted by path."""
+    """Parse `raw_dir` with the named layout (or `{csv: {...}}`, whose kept columns may not be
+    named as the manifest's own `reserved` ones) into entries and rejects, both sorted by path."""
     if isinstance(layout, CsvLayout):
-        entries, rejects = parse_table(raw_dir, layout.csv, classes)
+        entries, rejects = parse_table(raw_dir, layout.csv, classes, reserved)
         return sorted(entries, key=lambda e: e.path), sorted(rejects, key=lambda r: r.path)
     spec, wanted = LAYOUTS[layout], frozenset(name.lower() for name in classes)
     root = _find_root(spec, raw_dir, wanted)
@@ -310,8 +315,17 @@ def read_table(path: Path) -> pd.DataFrame:
     return table.rename(columns=str.strip).apply(lambda column: column.str.strip())
 
 
-def _check_columns(table: pd.DataFrame, spec: CsvOptions) -> None:
+def _check_columns(table: pd.DataFrame, spec: CsvOptions, reserved: Sequence[str]) -> None:
+    """Every column the params name exists, and no kept column would overwrite one the manifest
+    has itself (`reserved`)."""
+    clashing = [column for column in spec.keep_columns if column in reserved]
+    if clashing:
+        raise DatasetError(
+            f"{spec.table}: keep_columns {clashing} would overwrite the manifest's own columns "
+            f"{list(reserved)}; keep the table's other columns only"
+        )
     wanted = [spec.image_column, spec.label_column, spec.mask_column, spec.group_column]
+    wanted += spec.keep_columns
     missing = [column for column in wanted if column is not None and column not in table]
     if missing:
         raise DatasetError(
@@ -354,16 +368,17 @@ def _group(spec: CsvOptions, row: Mapping[str, str], image: str) -> str | None:
 
 
 def parse_table(
-    raw_dir: Path, spec: CsvOptions, classes: Sequence[str]
+    raw_dir: Path, spec: CsvOptions, classes: Sequence[str], reserved: Sequence[str] = ()
 ) -> tuple[list[Entry], list[Reject]]:
-    """One entry per usable table row; every other row and every unlisted file is a reject."""
+    """One entry per usable table row; every other row and every unlisted file is a reject.
+    `reserved`: the manifest's own columns, which no kept column may be named."""
     table_path = posixpath.normpath(spec.table)
     if not (raw_dir / table_path).is_file():
         raise DatasetError(
             f"no table {table_path} in {raw_dir}; check the `layout.csv.table` param"
         )
     table = read_table(raw_dir / table_path)
-    _check_columns(table, spec)
+    _check_columns(table, spec, reserved)
     table_name = posixpath.basename(table_path)
     files, misnamed = _raw_files(raw_dir)
     on_disk = {path.relative_to(raw_dir).as_posix() for path in files}
@@ -394,8 +409,11 @@ def parse_table(
                 rejects.append(Reject(mask, MASK_OF_REJECTED_IMAGE))
             continue
         label = spec.label_values[row[spec.label_column]]
+        kept = tuple((column, row[column]) for column in spec.keep_columns)
         entries.append(
-            Entry(image, (mask,) if mask else (), classes[label], _group(spec, row, image))
+            Entry(
+                image, (mask,) if mask else (), classes[label], _group(spec, row, image), kept=kept
+            )
         )
     rejects += [
         Reject(

@@ -136,7 +136,9 @@ def build_sources_manifest(
     """
     entries, rejects, source_of = [], [], {}
     for name, reading in sources.items():
-        found, unused = parse(reading.layout, raw_dir / reading.folder, reading.classes)
+        found, unused = parse(
+            reading.layout, raw_dir / reading.folder, reading.classes, MANIFEST_COLUMNS
+        )
         source_labels = {folder.lower(): index for index, folder in enumerate(reading.classes)}
         for entry in found:
             class_name = classes[source_labels[entry.class_name.lower()]]
@@ -155,7 +157,7 @@ def build_sources_manifest(
     )
     verdicts = dict(zip(entries, decoded, strict=True))  # strict: also lets the pool finish
     verdicts |= _conflicting(verdicts, labels, source_of if len(sources) > 1 else None)
-    rows = []
+    rows, kept_columns = [], []
     for entry, facts in verdicts.items():
         source = source_of[entry]
         if isinstance(facts, str):
@@ -164,11 +166,15 @@ def build_sources_manifest(
             continue
         label = labels[entry.class_name.lower()]
         mask_paths = MASK_SEPARATOR.join(entry.mask_paths)
+        kept = dict(entry.kept)
+        kept_columns += [column for column in kept if column not in kept_columns]
         rows.append(
             {**asdict(entry), **asdict(facts), "mask_paths": mask_paths, "label": label}
             | {"source": source}
+            | kept
         )
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS).sort_values("path", ignore_index=True)
+    columns = MANIFEST_COLUMNS + kept_columns  # a source without a kept column leaves it empty
+    manifest = pd.DataFrame(rows, columns=columns).sort_values("path", ignore_index=True)
     rejected = pd.DataFrame(rejects, columns=REJECTED_COLUMNS).sort_values(
         "path", ignore_index=True
     )

@@ -249,3 +249,35 @@ def make_kermany(
     for path in KERMANY_PLANTED:
         _write_garbage(root / path)
     return root
+
+
+BUS_UCLM_COLUMNS = ["Image", "Resolution", "Label", "Doppler", "Marks", "Combined"]
+
+
+def make_bus_uclm(
+    root: Path, n_patients: int = 6, images_per_patient: int = 4, size: int = 64, seed: int = 0
+) -> Path:
+    """BUS-UCLM's layout: `images/<PATIENT>_<nnn>.png`, `masks/<same name>.png` (green benign, red
+    malignant) and a `;`-separated `INFO.csv` with a BOM and the columns `BUS_UCLM_COLUMNS`. Each
+    patient's lesions share a class; Doppler is `Yes` on every third image and empty on every
+    seventh (a missing value), Marks `Yes` on every other one."""
+    rng = np.random.default_rng(seed)
+    rows, number = [";".join(BUS_UCLM_COLUMNS)], 0
+    for patient in range(n_patients):
+        malignant = patient % 2 == 1
+        code = "".join(chr(ord("A") + (patient * 7 + offset) % 26) for offset in range(4))
+        for _ in range(images_per_patient):
+            name = f"{code}_{number:03d}.png"
+            image, (mask,) = _ultrasound(rng, size, malignant)
+            _write(root / "images" / name, image)
+            colour = np.zeros((*mask.shape, 3), np.uint8)
+            colour[mask > 0] = (0, 0, 255) if malignant else (0, 255, 0)  # BGR: red, green
+            _write(root / "masks" / name, colour)
+            doppler = "" if number % 7 == 6 else ("Yes" if number % 3 == 0 else "No")
+            marks = "Yes" if number % 2 else "No"
+            label = "Malignant" if malignant else "Benign"
+            height, width = image.shape[:2]
+            rows.append(f"{name};{width}x{height};{label};{doppler};{marks};No")
+            number += 1
+    (root / "INFO.csv").write_bytes("\ufeff".encode() + ("\n".join(rows) + "\n").encode())
+    return root

@@ -1,6 +1,7 @@
 """The evaluate stage's work as library calls: every scorer's predictions (the model, the fold
 models and their ensemble, the baseline, external test sets), one metrics document with the paired
-model-vs-baseline differences, and the figures drawn from them.
+model-vs-baseline differences, the subgroups and single cases a reviewer looks at, and the figures
+drawn from them.
 
 The model's probabilities are those `medcls predict` gives: with test-time augmentation (`tta`)
 averaged over the views, with `calibration: temperature` scaled by the fitted temperature, before
@@ -14,10 +15,19 @@ from pathlib import Path
 import keras
 import pandas as pd
 
-from medcls.evaluation import baseline, calibration, metrics, paired, plots, scoring
+from medcls.evaluation import (
+    baseline,
+    calibration,
+    cases,
+    metrics,
+    paired,
+    plots,
+    scoring,
+    subgroups,
+)
 from medcls.evaluation.document import Evaluation
 from medcls.model import classifier
-from medcls.params import DatasetParams, Params, ThresholdRule
+from medcls.params import DatasetParams, Params, SubgroupMinSize, ThresholdRule
 from medcls.pipeline.paths import DatasetPaths
 
 
@@ -30,6 +40,7 @@ class Assessment:
     predictions: pd.DataFrame
     model: keras.Model
     fold_models: list[keras.Model]
+    subgroup_values: pd.DataFrame  # every scored image's subgroups, data/subgroups/<name>.csv
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,9 @@ class Scoring:
     external: list[str]  # the external test sets
     external_images: str
     by_group: bool  # external intervals resample whole groups
+    # scored split -> each image's subgroup values (`subgroups.values_by_split`)
+    subgroup_values: dict[str, pd.DataFrame]
+    subgroup_limit: SubgroupMinSize
 
     @property
     def options(self) -> dict:
@@ -99,9 +113,24 @@ def _ensemble_external(rows: pd.DataFrame, document: dict, plan: Scoring) -> dic
     return {"ensemble_external": sets}
 
 
+def _subgroups(rows: pd.DataFrame, document: dict, plan: Scoring) -> dict:
+    if not plan.subgroup_values:
+        return {}
+    options = dict(limit=plan.subgroup_limit, n_bootstrap=plan.n_bootstrap, seed=plan.seed)
+    scored = {
+        split: subgroups.score_subgroups(
+            rows[rows["split"] == split], values, document["threshold"], **options
+        )
+        for split, values in plan.subgroup_values.items()
+    }
+    return {"subgroups": scored}
+
+
 # The sections of one scorer's document (the model's, the baseline's), in order: each reads the
 # rows and what the sections before it wrote (the thresholds). A new section is a function here.
-SECTIONS = (_splits, _cross_validation, _by_source, _external, _ensemble_external)
+SECTIONS = (_splits, _cross_validation, _by_source, _external, _ensemble_external, _subgroups)
+# Test images of each kind (most confident errors, closest to the threshold) given thumbnails
+CASES = 8
 
 
 def score(rows: pd.DataFrame, plan: Scoring) -> dict:
@@ -148,8 +177,12 @@ def assess(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Asses
         external=list(external),
         external_images=settings.external_images,
         by_group=settings.external_bootstrap == "group",
+        subgroup_values=subgroups.values_by_split(paths.name, dataset, paths),
+        subgroup_limit=settings.subgroup_min_size,
     )
     document = score(predictions, plan)
+    test = predictions[predictions["split"] == "test"]
+    document["cases"] = cases.review_cases(test, document["threshold"], CASES)
     if settings.tta:
         document["tta"] = list(settings.tta)
     if temperatures:
@@ -189,7 +222,11 @@ def assess(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Asses
             )
             document["versus_baseline"][key] = dict(zip(external, external_pairs.values()))
     return Assessment(
-        Evaluation.model_validate(document).as_json(), predictions, model, fold_models
+        Evaluation.model_validate(document).as_json(),
+        predictions,
+        model,
+        fold_models,
+        subgroups.values_table(plan.subgroup_values),
     )
 
 

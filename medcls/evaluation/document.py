@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from medcls.evaluation.metrics import external_split
+
 # A percentile-bootstrap 95 % interval: [low, high], or [null, null] with no usable resample
 Interval = tuple[float | None, float | None]
 # The document's entries of external test sets: the model's, and the fold models' ensemble's
@@ -104,6 +106,47 @@ class VersusBaseline(Strict):
     ensemble_external: dict[str, PairedDifference] | None = None
 
 
+class SubgroupScores(Strict):
+    """One group of a subgroup (`evaluate.subgroups`): its images and the classes it is scored on
+    (with `scored_with` the other class's images added to a one-class group); when it reaches
+    `evaluate.subgroup_min_size`, its counts and rates at the threshold with intervals resampling
+    patients, else why it is `too_small`."""
+
+    n: int
+    positives: int
+    negatives: int
+    scored: bool
+    scored_with: str | None = None
+    too_small: str | None = None
+    tp: int | None = None
+    fp: int | None = None
+    tn: int | None = None
+    fn: int | None = None
+    auc: float | None = None
+    auc_ci95: Interval | None = None
+    sensitivity: float | None = None
+    sensitivity_ci95: Interval | None = None
+    specificity: float | None = None
+    specificity_ci95: Interval | None = None
+
+
+# scored set (`test`, `external:<set>`) -> subgroup -> value -> its scores
+Subgroups = dict[str, dict[str, dict[str, SubgroupScores]]]
+
+
+class Case(Strict):
+    id: str
+    label: int
+    probability: float
+
+
+class Cases(Strict):
+    """The test images a reviewer gets Grad-CAM thumbnails of (`plots/<name>/cases/`)."""
+
+    confident_errors: list[Case]
+    borderline: list[Case]
+
+
 class Scores(Strict):
     """One scorer (the model, or the baseline) on every split it was scored on."""
 
@@ -117,6 +160,7 @@ class Scores(Strict):
     out_of_fold: SplitScores | None = None
     ensemble_test: SplitScores | None = None
     ensemble_external: dict[str, ExternalScores] | None = None
+    subgroups: Subgroups | None = None
 
     @model_validator(mode="after")
     def _folds_have_their_predictions(self) -> Scores:
@@ -136,6 +180,7 @@ class Evaluation(Scores):
     calibration: Calibration | None = None
     baseline: BaselineScores | None = None
     versus_baseline: VersusBaseline | None = None
+    cases: Cases | None = None
 
     @model_validator(mode="after")
     def _pairs_have_a_baseline(self) -> Evaluation:
@@ -168,6 +213,7 @@ class TestHeadline(ValHeadline):
     vs_baseline: float | None = None
     vs_baseline_low: float | None = None
     vs_baseline_high: float | None = None
+    worst_subgroup_auc: float | None = None  # with evaluate.subgroups: the lowest group AUC
 
 
 class Headline(Strict):
@@ -192,11 +238,25 @@ def _val_headline(scores: SplitScores) -> ValHeadline:
     return ValHeadline(n=scores.n, **_bounds("auc", scores.auc, scores.auc_ci95))
 
 
+def _worst_subgroup(groups: dict[str, dict[str, SubgroupScores]] | None) -> dict:
+    """The lowest AUC of the scored groups of every subgroup: how bad the model is where it is
+    worst (none without subgroups; null when no group could be scored)."""
+    if groups is None:
+        return {}
+    aucs = [group.auc for by_value in groups.values() for group in by_value.values()]
+    defined = [auc for auc in aucs if auc is not None]
+    return {"worst_subgroup_auc": min(defined) if defined else None}
+
+
 def _test_headline(
-    scores: SplitScores, threshold: float, pair: PairedDifference | None
+    scores: SplitScores,
+    threshold: float,
+    pair: PairedDifference | None,
+    groups: dict[str, dict[str, SubgroupScores]] | None = None,
 ) -> TestHeadline:
     versus = _bounds("vs_baseline", pair.auc_difference, pair.auc_difference_ci95) if pair else {}
     return TestHeadline(
+        **_worst_subgroup(groups),
         n=scores.n,
         **_bounds("auc", scores.auc, scores.auc_ci95),
         **_bounds("sensitivity", scores.sensitivity, scores.sensitivity_ci95),
@@ -212,24 +272,39 @@ def headline(evaluation: Evaluation) -> Headline:
     """The headline scalars of an evaluation: val and test, each external set, and with folds the
     out-of-fold predictions and the fold ensemble (at the fold models' threshold)."""
     pairs = evaluation.versus_baseline  # None without a baseline: getattr(None, ...) is None
+    subgroups = evaluation.subgroups or {}
 
     def external_headlines(
         sets: dict[str, ExternalScores] | None,
         threshold: float,
         set_pairs: dict[str, PairedDifference] | None,
+        with_subgroups: bool = False,
     ) -> dict[str, TestHeadline] | None:
         if sets is None:
             return None
         return {
-            name: _test_headline(scores, threshold, (set_pairs or {}).get(name))
+            name: _test_headline(
+                scores,
+                threshold,
+                (set_pairs or {}).get(name),
+                subgroups.get(external_split(name)) if with_subgroups else None,
+            )
             for name, scores in sets.items()
         }
 
     fields: dict = {
         "val": _val_headline(evaluation.val),
-        "test": _test_headline(evaluation.test, evaluation.threshold, getattr(pairs, "test", None)),
+        "test": _test_headline(
+            evaluation.test,
+            evaluation.threshold,
+            getattr(pairs, "test", None),
+            subgroups.get("test"),
+        ),
         "external": external_headlines(
-            evaluation.external, evaluation.threshold, getattr(pairs, "external", None)
+            evaluation.external,
+            evaluation.threshold,
+            getattr(pairs, "external", None),
+            with_subgroups=True,
         ),
     }
     folded = evaluation.cross_validation

@@ -24,6 +24,7 @@ from keras import ops
 from matplotlib.figure import Figure
 
 from medcls.evaluation import metrics
+from medcls.evaluation.cases import thumbnail_name
 from medcls.images import tfrecord_reader
 from medcls.model.classifier import layer_chain, split_after
 
@@ -272,3 +273,36 @@ def _outcome_label(outcome: str, classes: Sequence[str]) -> str:
     actual = 1 if outcome in ("TP", "FN") else 0
     predicted = actual if outcome in ("TP", "TN") else 1 - actual
     return f"{outcome}: {classes[actual]} called {classes[predicted]}"
+
+
+def save_case_thumbnails(
+    model: keras.Model | Sequence[keras.Model],
+    rows: pd.DataFrame,
+    tfrecord_dir: Path,
+    threshold: float,
+    out_dir: Path,
+    *,
+    classes: Sequence[str],
+    split: str = "test",
+) -> list[Path]:
+    """One Grad-CAM thumbnail per row (id, label, probability) of `split`'s records, named
+    `cases.thumbnail_name(id)` in `out_dir`, each explaining the decision its probability makes at
+    `threshold`; returns the files, in the order of `rows`."""
+    if rows.empty:
+        return []
+    by_id = _records_by_id(tfrecord_dir, split, set(rows["id"]))
+    images = np.stack([by_id[key] for key in rows["id"]])
+    decisions = metrics.predict_positive(rows["probability"].to_numpy(), threshold)
+    heatmaps, _ = ensemble_grad_cam(model, images, threshold, decisions)
+    written = []
+    for row, image, heatmap, decision in zip(
+        rows.itertuples(), images, heatmaps, decisions, strict=True
+    ):
+        title = (
+            f"{Path(row.id).name}\n{classes[int(row.label)]}, p = {row.probability:.3f} "
+            f"({classes[int(decision)]})"
+        )
+        out_png = out_dir / thumbnail_name(row.id)
+        save_overlays([[Panel(image, heatmap, title)]], out_png, f"threshold {threshold:.3f}")
+        written.append(out_png)
+    return written

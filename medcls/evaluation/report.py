@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from medcls.evaluation import subgroups
+from medcls.evaluation.cases import markdown as case_tables
 from medcls.evaluation.document import EXTERNAL_KEYS
 from medcls.evaluation.paired import auc_verdict, difference_text
 
@@ -240,9 +242,15 @@ def confusion_table(split: Mapping, classes: Sequence[str]) -> list[str]:
 
 
 def write_report(
-    document: Mapping, classes: Sequence[str], name: str, out_md: Path, figures: Sequence[Path]
+    document: Mapping,
+    classes: Sequence[str],
+    name: str,
+    out_md: Path,
+    figures: Sequence[Path],
+    cases: Path | None = None,
 ) -> None:
-    """Write the report for dataset `name`; `figures` (existing PNGs) are linked relative to it."""
+    """Write the report for dataset `name`; `figures` (existing PNGs) are linked relative to it,
+    and so are the thumbnails of the document's single cases in the folder `cases`."""
     missing = [str(figure) for figure in figures if not Path(figure).is_file()]
     if missing:
         raise FileNotFoundError(f"report {out_md}: figures not found: {', '.join(missing)}")
@@ -292,6 +300,26 @@ def write_report(
             f"{resampled}.",
             "",
             *external_table(document),
+            "",
+        ]
+    if "subgroups" in document:
+        lines += [
+            "## Subgroups",
+            "",
+            f"Each group scored on its own at the threshold {document['threshold']:.3f}; the 95 % "
+            "intervals resample whole patients. A group of one class is scored with every image "
+            "of the other class; a group below `evaluate.subgroup_min_size` is not scored.",
+            "",
+            *subgroups.markdown(document["subgroups"]),
+            "",
+        ]
+    if "cases" in document and cases is not None:
+        lines += [
+            "## Single cases",
+            "",
+            "Grad-CAM of the model's most confident errors on test and of the test images closest "
+            "to the threshold (those another model is likeliest to decide otherwise).",
+            *case_tables(document["cases"], list(classes), cases, out_md.parent),
             "",
         ]
     lines += [

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
+from ruamel.yaml import YAML
 
+from medcls.evaluation.cases import CHANGED_COLUMNS, changed_decisions, thumbnail_name
 from medcls.evaluation.metrics import (
     ENSEMBLE_TEST,
     OUT_OF_FOLD,
@@ -39,6 +41,8 @@ from medcls.evaluation.paired import (
     difference_text,
     signed,
 )
+from medcls.evaluation.subgroups import paired_by_subgroup
+from medcls.params import PARAMS_FILE, SubgroupMinSize
 from medcls.pipeline.errors import PipelineError
 from medcls.pipeline.paths import DatasetPaths
 
@@ -53,6 +57,7 @@ COMPARED_SPLITS = ("test", OUT_OF_FOLD, ENSEMBLE_TEST)
 HEADLINE_SECTIONS = {ENSEMBLE_TEST: ("ensemble",)}
 INTERVAL_BOUNDS = ("_low", "_high")
 ROC_IMAGE = "roc.png"
+TOP_CHANGED = 10  # changed decisions the review shows; `medcls compare` lists them all
 HEADER = (
     "dataset",
     "split",
@@ -132,6 +137,35 @@ class Revision:
         """`metrics/<name>.json` (the headline metrics), parsed; None when this side has none."""
         return self._parsed(DatasetPaths(name).metrics(), parse_headline)
 
+    def subgroups(self, name: str) -> pd.DataFrame | None:
+        """`data/subgroups/<name>.csv` (split, id and each image's subgroup values); None when
+        this side has none."""
+        return self._parsed(DatasetPaths(name).subgroups, parse_subgroups)
+
+    def subgroup_limit(self, name: str) -> SubgroupMinSize:
+        """`evaluate.subgroup_min_size` of dataset `name` in this side's params.yaml (the
+        default where it has none)."""
+        params = self._parsed(PARAMS_FILE, lambda text, where: YAML(typ="safe").load(text)) or {}
+        dataset = (params.get("datasets") or {}).get(name) or {}
+        limit = (dataset.get("evaluate") or {}).get("subgroup_min_size") or {}
+        try:
+            return SubgroupMinSize.model_validate(limit)
+        except ValueError as error:
+            raise RevisionError(
+                f"{self.where(PARAMS_FILE)}: datasets.{name}.evaluate.subgroup_min_size is not "
+                f"valid ({error.errors()[0]['msg']})"
+            ) from error
+
+    def model_card(self, name: str) -> dict | None:
+        """`reports/<name>_card.json`, parsed; None when this side has none."""
+        return self._parsed(DatasetPaths(name).card(".json"), parse_headline)
+
+    def has_file(self, path: PurePosixPath | Path) -> bool:
+        return self.fs.isfile(path.as_posix())
+
+    def read_bytes(self, path: PurePosixPath | Path) -> bytes:
+        return self.fs.read_bytes(path.as_posix())
+
 
 def parse_predictions(text: str, where: str) -> pd.DataFrame:
     """A predictions CSV as the evaluate stage writes it, or a RevisionError naming `where` and
@@ -142,13 +176,7 @@ def parse_predictions(text: str, where: str) -> pd.DataFrame:
                 f"{where}: line {number} is a git merge-conflict marker ({line[:7]}); resolve the "
                 "conflict (re-run the evaluate stage) and commit the file"
             )
-    try:
-        predictions = pd.read_csv(io.StringIO(text), dtype={"id": str, "split": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise RevisionError(f"{where} is not a readable CSV: {error}") from error
-    missing = [column for column in PREDICTION_COLUMNS if column not in predictions]
-    if missing:
-        raise RevisionError(f"{where} has no column {', '.join(missing)}; re-run the evaluate stage")
+    predictions = _table(text, where, PREDICTION_COLUMNS, dtype={"id": str, "split": str})
     for column in ("label", "probability"):
         values = pd.to_numeric(predictions[column], errors="coerce")
         if values.isna().any():
@@ -167,6 +195,23 @@ def parse_predictions(text: str, where: str) -> pd.DataFrame:
             "split: re-run the evaluate stage"
         )
     return predictions
+
+
+def parse_subgroups(text: str, where: str) -> pd.DataFrame:
+    """A subgroups CSV as the evaluate stage writes it (every value text), or a RevisionError."""
+    return _table(text, where, ("split", "id"), dtype=str, keep_default_na=False)
+
+
+def _table(text: str, where: str, columns: Sequence[str], **options) -> pd.DataFrame:
+    """A CSV with at least `columns` (read with pandas `options`), or a RevisionError."""
+    try:
+        table = pd.read_csv(io.StringIO(text), **options)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise RevisionError(f"{where} is not a readable CSV: {error}") from error
+    missing = [column for column in columns if column not in table]
+    if missing:
+        raise RevisionError(f"{where} has no column {', '.join(missing)}; re-run the evaluate stage")
+    return table
 
 
 def parse_headline(text: str, where: str) -> dict:
@@ -301,11 +346,31 @@ def compared_datasets(old: Revision, new: Revision) -> list[str]:
     return sorted(names[old] | names[new])
 
 
-def paired_comparison(
-    old: Revision, new: Revision, *, n_resamples: int = 2000, seed: int = 0
-) -> str:
-    """The Markdown table of `medcls compare`: `new` against `old` on the images both predicted."""
-    rows, notes = [], []
+@dataclass
+class Pairing:
+    """What pairing two sides finds: the table rows (one per dataset and split), notes on what was
+    left out, the images whose decision changed (dataset, split, then `cases.CHANGED_COLUMNS`) and
+    the paired AUC difference per subgroup (dataset, split, then `paired_by_subgroup`'s keys)."""
+
+    rows: list[tuple[str, ...]]
+    notes: list[str]
+    changed: pd.DataFrame
+    subgroups: list[dict]
+
+
+def _subgroup_values(side: Revision, name: str, split: str) -> pd.DataFrame | None:
+    """The subgroup values of `split`'s images on one side, indexed by id; None without any."""
+    table = side.subgroups(name)
+    if table is None or len(table.columns) <= 2:
+        return None
+    rows = table[table["split"] == split]
+    return rows.drop(columns=["split"]).set_index("id")
+
+
+def pair_sides(old: Revision, new: Revision, *, n_resamples: int = 2000, seed: int = 0) -> Pairing:
+    """`new` against `old` on the images both predicted, dataset by dataset and split by split;
+    subgroups are those `new` recorded."""
+    rows, notes, changed, by_subgroup = [], [], [], []
     for name in compared_datasets(old, new):
         sides = {revision: read_side(revision, name) for revision in (new, old)}
         missing = [why for why in sides.values() if isinstance(why, str)]
@@ -334,23 +399,116 @@ def paired_comparison(
                 )
             if paired.empty:
                 continue
+            options = dict(n_resamples=n_resamples, seed=seed)
             result = compare_predictions(
                 paired["label_new"],
                 (paired["probability_new"], new_threshold),
                 (paired["probability_old"], old_threshold),
-                n_resamples=n_resamples,
-                seed=seed,
+                **options,
             )
             rows.append(table_row(name, split, result))
+            flipped = changed_decisions(paired, new_threshold, old_threshold)
+            changed.append(flipped.assign(dataset=name, split=split))
+            values = _subgroup_values(new, name, split)
+            if values is not None:
+                limit = new.subgroup_limit(name)
+                by_subgroup += [
+                    {"dataset": name, "split": split, **entry}
+                    for entry in paired_by_subgroup(paired, values, limit=limit, **options)
+                ]
+    columns = ["dataset", "split", *CHANGED_COLUMNS]
+    flips = pd.concat(changed, ignore_index=True)[columns] if changed else pd.DataFrame(columns=columns)
+    return Pairing(rows, notes, flips, by_subgroup)
+
+
+def _decision(label: object) -> str:
+    return "positive" if int(label) == 1 else "negative"
+
+
+def changed_rows(changed: pd.DataFrame) -> list[tuple[str, ...]]:
+    """Table rows of changed decisions: dataset, split, image, label, probability and decision
+    as old → new."""
+    return [
+        (
+            row.dataset,
+            row.split,
+            f"`{row.id}`",
+            _decision(row.label),
+            _before_now(row.probability_old, row.probability_new),
+            f"{_decision(row.decision_old)} → {_decision(row.decision_new)}",
+        )
+        for row in changed.itertuples()
+    ]
+
+
+CHANGED_HEADER = ("dataset", "split", "image", "label", "probability", "decision")
+SUBGROUP_HEADER = ("dataset", "split", "subgroup", "images", "AUC", "ΔAUC [95 % CI]", "verdict")
+
+
+def subgroup_rows(entries: list[dict]) -> list[tuple[str, ...]]:
+    """Table rows of the paired comparison per subgroup; a group too small says so."""
+    rows = []
+    for entry in entries:
+        group = f"{entry['subgroup']} = {entry['value']}"
+        if "scored_with" in entry:
+            group += f" (with {entry['scored_with']})"
+        where = (entry["dataset"], entry["split"], group)
+        if "too_small" in entry:
+            rows.append((*where, str(entry["n"]), "—", "—", f"not compared: {entry['too_small']}"))
+            continue
+        words = auc_verdict(
+            entry["auc_difference_ci95"],
+            better="evidence of an improvement",
+            worse="evidence of a decline",
+            same="no evidence of a change",
+        )
+        rows.append(
+            (
+                *where,
+                str(entry["n"]),
+                _before_now(entry["auc_old"], entry["auc_new"]),
+                difference_text(entry["auc_difference"], entry["auc_difference_ci95"]),
+                words,
+            )
+        )
+    return rows
+
+
+def paired_markdown(pairing: Pairing, old: Revision, new: Revision, n_resamples: int) -> list[str]:
+    """The table of the paired comparison, with its notes."""
     lines = [
         f"AUC, sensitivity and specificity as {old.label} → {new.label}, each at its own "
         f"threshold; ΔAUC = {new.label} − {old.label} with its paired bootstrap 95 % interval "
         f"({n_resamples} resamples of the same images); McNemar's test on the decisions.",
         "",
     ]
-    lines += markdown_table(HEADER, rows) if rows else ["No predictions to compare."]
-    if notes:
-        lines += [""] + [f"- {note}" for note in notes]
+    lines += markdown_table(HEADER, pairing.rows) if pairing.rows else ["No predictions to compare."]
+    if pairing.notes:
+        lines += [""] + [f"- {note}" for note in pairing.notes]
+    return lines
+
+
+def subgroup_markdown(pairing: Pairing) -> list[str]:
+    if not pairing.subgroups:
+        return []
+    return [
+        "",
+        "Per subgroup (the groups of the newer side, paired on the same images):",
+        "",
+        *markdown_table(SUBGROUP_HEADER, subgroup_rows(pairing.subgroups)),
+    ]
+
+
+def paired_comparison(
+    old: Revision, new: Revision, *, n_resamples: int = 2000, seed: int = 0
+) -> str:
+    """The Markdown of `medcls compare`: `new` against `old` on the images both predicted, per
+    subgroup, and every image whose decision changed."""
+    pairing = pair_sides(old, new, n_resamples=n_resamples, seed=seed)
+    lines = paired_markdown(pairing, old, new, n_resamples) + subgroup_markdown(pairing)
+    lines += ["", f"Decisions that changed ({len(pairing.changed)} images):"]
+    if len(pairing.changed):
+        lines += ["", *markdown_table(CHANGED_HEADER, changed_rows(pairing.changed))]
     return "\n".join(lines) + "\n"
 
 
@@ -459,13 +617,66 @@ def write_roc_overlay(base: Revision, head: Revision, names: list[str], out_png:
     return bool(panels)
 
 
+def copy_thumbnail(side: Revision, name: str, image_id: str, out_dir: Path) -> str | None:
+    """Copy the Grad-CAM thumbnail `side` has of an image (written by its evaluate stage) into
+    `out_dir`/cases/<name>/; return its path relative to `out_dir`, or None when it has none."""
+    path = DatasetPaths(name).cases / thumbnail_name(image_id)
+    if not side.has_file(path):
+        return None
+    relative = Path("cases") / name / path.name
+    (out_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+    (out_dir / relative).write_bytes(side.read_bytes(path))
+    return relative.as_posix()
+
+
+def _image_cell(relative: str | None) -> str:
+    return f"![Grad-CAM]({relative})" if relative else "—"
+
+
+def changed_cases_markdown(changed: pd.DataFrame, head: Revision, out_dir: Path) -> list[str]:
+    """The `TOP_CHANGED` largest changes of decision, with the Grad-CAM thumbnail `head` has of
+    each (its evaluate stage draws the test split's borderline images and confident errors)."""
+    if changed.empty:
+        return ["No decision changed."]
+    top = changed.head(TOP_CHANGED)
+    rows = [
+        (*row, _image_cell(copy_thumbnail(head, case.dataset, case.id, out_dir)))
+        for row, case in zip(changed_rows(top), top.itertuples(), strict=True)
+    ]
+    lines = markdown_table((*CHANGED_HEADER, f"Grad-CAM at {head.label}"), rows)
+    if len(changed) > TOP_CHANGED:
+        lines += ["", f"{len(changed) - TOP_CHANGED} more: `medcls compare` lists them all."]
+    return lines
+
+
+def confident_errors_markdown(head: Revision, names: list[str], out_dir: Path) -> list[str]:
+    """The most confident errors on test that `head`'s model cards list, with thumbnails."""
+    rows = []
+    for name in names:
+        card = head.model_card(name) or {}
+        errors = card.get("evaluation", {}).get("cases", {}).get("confident_errors", [])
+        rows += [
+            (
+                name,
+                f"`{error['id']}`",
+                _decision(error["label"]),
+                f"{error['probability']:.3f}",
+                _image_cell(copy_thumbnail(head, name, error["id"], out_dir)),
+            )
+            for error in errors
+        ]
+    if not rows:
+        return [f"No model card at {head.label} lists confident errors."]
+    return markdown_table(("dataset", "image", "label", "probability", "Grad-CAM"), rows)
+
+
 def write_review(
     base: Revision, head: Revision, out_dir: Path, *, n_resamples: int = 2000, seed: int = 0
 ) -> Path:
-    """`out_dir`/review.md (and the ROC image it shows): a pull-request comment on `head`
-    against `base`. Returns the Markdown file."""
+    """`out_dir`/review.md (and the images it shows): a pull-request comment on `head` against
+    `base`. Returns the Markdown file."""
     names = compared_datasets(base, head)
-    table = paired_comparison(base, head, n_resamples=n_resamples, seed=seed)
+    pairing = pair_sides(base, head, n_resamples=n_resamples, seed=seed)
     params = params_changes(base, head)
     metrics, unchanged = headline_changes(base, head, names)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -483,8 +694,13 @@ def write_review(
         lines += ["", f"Intervals are {head.label}'s; {unchanged} unchanged values not shown."]
     else:
         lines.append(f"No headline metric changed ({unchanged} values).")
-    lines += ["", "### Predictions paired on the same images", "", table.rstrip("\n"), ""]
-    lines += ["### ROC on test", ""]
+    lines += ["", "### Predictions paired on the same images", ""]
+    lines += paired_markdown(pairing, base, head, n_resamples) + subgroup_markdown(pairing)
+    lines += ["", "### Decisions that changed", ""]
+    lines += changed_cases_markdown(pairing.changed, head, out_dir)
+    lines += ["", f"### Most confident errors at {head.label}", ""]
+    lines += confident_errors_markdown(head, names, out_dir)
+    lines += ["", "### ROC on test", ""]
     lines.append(
         f"![ROC curves on test, {base.label} and {head.label}]({ROC_IMAGE})"
         if with_roc

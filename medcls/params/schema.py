@@ -48,6 +48,14 @@ class ItemError(ValueError):
         self.index = index
 
 
+def _regular_expression(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"not a regular expression ({error}): {pattern!r}") from None
+    return pattern
+
+
 def _first_repeat(items: list) -> ItemError | None:
     """An ItemError for the first item that repeats an earlier one, or None."""
     for index, item in enumerate(items):
@@ -66,6 +74,7 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 PositiveFraction = Annotated[float, Field(gt=0, le=1)]
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
+NonEmptyText = Annotated[str, Field(min_length=1)]
 
 
 def _as_mapping(value: Any) -> Any:
@@ -353,6 +362,105 @@ ThresholdRule = tagged_union(
 TtaView = Literal["flip_horizontal", "zoom_in"]
 
 
+class PatternSubgroup(Section):
+    """`{name, pattern}`: a value read from the image's file name, the first match of `pattern`
+    (its first capture group if it has one); a file name it does not match is `unknown`."""
+
+    name: NonEmptyText
+    pattern: str
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        return _regular_expression(pattern)
+
+
+class SizeSubgroup(Section):
+    """`{name, longer_side: [edges]}` or `{name, shorter_side: [edges]}`: a side of the source
+    image in pixels (the manifest's width and height), in buckets that start at each edge:
+    [300] gives `<300 px` and `≥300 px`. (A copy shrunk to one longer side differs in its
+    shorter one.)"""
+
+    name: NonEmptyText
+    longer_side: list[PositiveInt] | None = Field(default=None, min_length=1)
+    shorter_side: list[PositiveInt] | None = Field(default=None, min_length=1)
+
+    @field_validator("longer_side", "shorter_side")
+    @classmethod
+    def _increasing(cls, edges: list[int] | None) -> list[int] | None:
+        if edges and edges != sorted(set(edges)):
+            raise ValueError(f"expected increasing pixel edges, got {edges}")
+        return edges
+
+    @model_validator(mode="after")
+    def _one_side(self) -> SizeSubgroup:
+        if (self.longer_side is None) == (self.shorter_side is None):
+            raise ValueError("give longer_side or shorter_side (the bucket edges), not both")
+        return self
+
+    @property
+    def edges(self) -> list[int]:
+        return self.longer_side or self.shorter_side
+
+    @property
+    def side(self) -> str:
+        return "longer" if self.longer_side else "shorter"
+
+
+def _subgroup_form(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "column"
+    if "pattern" in _keys(value):
+        return "pattern"
+    return "size" if {"longer_side", "shorter_side"} & set(_keys(value)) else None
+
+
+# A subgroup of the scored images: a manifest column by name (`source`, a csv layout's
+# `keep_columns`), a value read from the file name, or a bucket of the source image size.
+Subgroup = tagged_union(
+    _subgroup_form,
+    "a manifest column name, {name, pattern: <regex on the file name>} or "
+    "{name, longer_side or shorter_side: [<pixel edges>]}",
+    column=NonEmptyText,
+    pattern=PatternSubgroup,
+    size=SizeSubgroup,
+)
+
+
+def subgroup_name(subgroup: Subgroup) -> str:
+    """The name a subgroup is reported under: the column, or its `name`."""
+    return subgroup if isinstance(subgroup, str) else subgroup.name
+
+
+def _distinct_subgroups(subgroups: list) -> list:
+    names = [subgroup_name(subgroup) for subgroup in subgroups]
+    if repeat := _first_repeat(names):
+        raise repeat
+    return subgroups
+
+
+class SubgroupMinSize(Section):
+    """A subgroup with fewer images, or fewer of either class, is reported as too small to score:
+    its AUC and rates would be noise."""
+
+    images: PositiveInt = 20
+    per_class: NonNegativeInt = 5
+
+
+class CardParams(Section):
+    """What the model card says the model is for, and what it is not for: only the authors know
+    (CLAIM 2024 items 3 and 41); the defaults say it is a research result."""
+
+    intended_use: NonEmptyText = (
+        "research: how well this recipe tells the two classes apart on held-out images of the "
+        "sources it was trained on"
+    )
+    out_of_scope: NonEmptyText = (
+        "clinical diagnosis, screening or triage of patients; images of other modalities, "
+        "scanners, hospitals or populations without an external test on them"
+    )
+
+
 class EvaluateParams(Section):
     threshold: ThresholdRule
     bootstrap: NonNegativeInt  # resamples for the 95 % intervals; 0: no intervals
@@ -370,6 +478,12 @@ class EvaluateParams(Section):
     # temperature: one T fitted on val (the fold models': out-of-fold) rescales every probability
     # of the model, sigmoid(logit / T), so that they are calibrated; ranks and decisions unchanged
     calibration: Literal["none", "temperature"] = "none"
+    # Subgroups of the test images scored on their own (n, AUC, sensitivity and specificity at the
+    # threshold, patient-grouped intervals); external_subgroups: those of each external test set
+    subgroups: list[Subgroup] = []
+    external_subgroups: dict[str, list[Subgroup]] = {}
+    subgroup_min_size: SubgroupMinSize = SubgroupMinSize()
+    card: CardParams = CardParams()  # the model card's intended and out-of-scope use
 
     @field_validator("tta", "external")
     @classmethod
@@ -378,6 +492,31 @@ class EvaluateParams(Section):
         if repeat := _first_repeat(items):
             raise repeat
         return items
+
+    @field_validator("subgroups")
+    @classmethod
+    def _subgroup_names_once(cls, subgroups: list) -> list:
+        """Two subgroups of one name would be reported under one key."""
+        return _distinct_subgroups(subgroups)
+
+    @field_validator("external_subgroups")
+    @classmethod
+    def _external_subgroup_names_once(cls, by_set: dict) -> dict:
+        for name, subgroups in by_set.items():
+            names = [subgroup_name(subgroup) for subgroup in subgroups]
+            if repeat := _first_repeat(names):
+                raise ValueError(f"{name}[{repeat.index}]: {repeat}")
+        return by_set
+
+    @model_validator(mode="after")
+    def _external_subgroups_of_external_sets(self) -> EvaluateParams:
+        for name in self.external_subgroups:
+            if name not in self.external:
+                raise ValueError(
+                    f"external_subgroups.{name}: not an external test set of this dataset; "
+                    f"evaluate.external is {self.external}"
+                )
+        return self
 
     @field_validator("bootstrap")
     @classmethod
@@ -415,6 +554,8 @@ class CsvOptions(Section):
     mask_folder: str | None = None
     group_column: str | None = None
     group_pattern: str | None = None
+    # further table columns copied into the manifest (e.g. the scanner, for evaluate.subgroups)
+    keep_columns: list[NonEmptyText] = []
 
     @field_validator("label_values", mode="before")
     @classmethod
@@ -434,12 +575,14 @@ class CsvOptions(Section):
     @field_validator("group_pattern")
     @classmethod
     def _compiles(cls, pattern: str | None) -> str | None:
-        if pattern is not None:
-            try:
-                re.compile(pattern)
-            except re.error as error:
-                raise ValueError(f"not a regular expression ({error}): {pattern!r}") from None
-        return pattern
+        return pattern if pattern is None else _regular_expression(pattern)
+
+    @field_validator("keep_columns")
+    @classmethod
+    def _keep_each_once(cls, columns: list[str]) -> list[str]:
+        if repeat := _first_repeat(columns):
+            raise repeat
+        return columns
 
     @model_validator(mode="after")
     def _one_group_source(self) -> CsvOptions:
@@ -456,7 +599,7 @@ Layout = tagged_union(
     lambda value: "named" if isinstance(value, str) else _only_key(value),
     "one of ['bus_uc', 'busi', 'kermany'] or {csv: {table, image_column, label_column, "
     "label_values: {<value>: 0 or 1}, image_folder, image_extension, mask_column, "
-    "mask_folder, group_column, group_pattern}}",
+    "mask_folder, group_column, group_pattern, keep_columns}}",
     named=NamedLayout,
     csv=CsvLayout,
 )

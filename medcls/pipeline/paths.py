@@ -63,9 +63,20 @@ class DatasetPaths:
         """TFRecords of dataset `other` prepared for this model (one `test` split)."""
         return self.external / other
 
+    def external_images(self, other: str) -> Path:
+        """The rows of dataset `other` this model is tested on, with every manifest column (its
+        subgroups' values)."""
+        return self.external / f"{other}.csv"
+
     @property
     def predictions(self) -> Path:
         return Path("data/predictions") / f"{self.name}.csv"
+
+    @property
+    def subgroups(self) -> Path:
+        """Every scored image's subgroup values (split, id, one column per subgroup), in git
+        beside the predictions, for `medcls compare` to pair the two revisions per subgroup."""
+        return Path("data/subgroups") / f"{self.name}.csv"
 
     @property
     def model(self) -> Path:
@@ -98,6 +109,16 @@ class DatasetPaths:
     @property
     def report(self) -> Path:
         return Path("reports") / f"{self.name}.md"
+
+    def card(self, suffix: str) -> Path:
+        """The model card, `reports/<name>_card.md` or `.json`."""
+        return Path("reports") / f"{self.name}_card{suffix}"
+
+    @property
+    def cases(self) -> Path:
+        """Grad-CAM thumbnails of single test images (the most confident errors, the borderline
+        ones), named by `cases.thumbnail_name` of their id."""
+        return self.plots / "cases"
 
     def metrics(self) -> Path:
         """`metrics/<name>.json`: the model's headline scalars, the DVC metric."""
