@@ -55,7 +55,8 @@ def evaluate(name: str, params: Params, dataset: DatasetParams, paths: DatasetPa
         document, classes, name, paths.report, [paths.plots / "gradcam.png"], cases=paths.cases
     )
     test = document["test"]
-    print(f"{name}: test AUC {test['auc']} (95 % CI {test['auc_ci95']}), accuracy {test['accuracy']}")
+    interval = ", ".join("–" if bound is None else f"{bound:.3f}" for bound in test["auc_ci95"])
+    print(f"{name}: test AUC {test['auc']:.3f} [{interval}], accuracy {test['accuracy']:.3f}")
 
 
 def write_case_thumbnails(
