@@ -54,9 +54,15 @@ def evaluate(name: str, params: Params, dataset: DatasetParams, paths: DatasetPa
     report.write_report(
         document, classes, name, paths.report, [paths.plots / "gradcam.png"], cases=paths.cases
     )
-    test = document["test"]
-    interval = ", ".join("–" if bound is None else f"{bound:.3f}" for bound in test["auc_ci95"])
-    print(f"{name}: test AUC {test['auc']:.3f} [{interval}], accuracy {test['accuracy']:.3f}")
+    test = {key: _rounded(value) for key, value in document["test"].items()}
+    print(f"{name}: test AUC {test['auc']} {test['auc_ci95']}, accuracy {test['accuracy']}")
+
+
+def _rounded(value):
+    """Three decimals for a number or each number of a list; None stays None."""
+    if isinstance(value, list):
+        return [_rounded(item) for item in value]
+    return round(value, 3) if isinstance(value, float) else value
 
 
 def write_case_thumbnails(
