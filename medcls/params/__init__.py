@@ -115,7 +115,7 @@ def load(path: Path = PARAMS_FILE) -> Params:
             f"{path}: not valid YAML{where} ({problem}); fix the syntax there"
         ) from None
     if params is None:
-        raise ParamsError(f"{path} is empty: it must hold the params mapping (see docs/params.md)")
+        raise ParamsError(f"{path} is empty: it must hold the params mapping (see docs/reference/params.md)")
     return validate(params)
 
 
