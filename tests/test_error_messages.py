@@ -200,7 +200,7 @@ def test_tensorflow_chatter_stays_out_unless_verbose(tmp_path):
     [
         ("seed: 42\nsplit: {train: 0.7\nworkers: 0\n", ["params.yaml: not valid YAML at line 3", "fix the syntax"]),
         ("seed: [42\n", ["params.yaml: not valid YAML at line 2", "fix the syntax"]),
-        ("", ["params.yaml is empty", "docs/params.md"]),
+        ("", ["params.yaml is empty", "docs/reference/params.md"]),
         ("# only a comment\n", ["params.yaml is empty"]),
     ],
     ids=["unclosed-mapping", "unclosed-list", "empty", "comment-only"],
