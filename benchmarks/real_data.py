@@ -173,6 +173,44 @@ def table(workspace: Path, params: dict) -> str:
     return "\n".join(lines)
 
 
+def _rate(group: dict, key: str) -> str:
+    return f"{number_text(group[key])} {interval_text(group[key + '_ci95'])}"
+
+
+def subgroup_tables(workspace: Path, params: dict) -> str:
+    """A Markdown table per dataset with `evaluate.subgroups`: each subgroup of each scored split
+    (test, external sets) with n, AUC, sensitivity and specificity at the model's threshold and
+    their patient-grouped intervals; a group below the size limit says so instead."""
+    lines = []
+    for name in trained(params):
+        evaluation_file = workspace / DatasetPaths(name).evaluation
+        if not evaluation_file.exists():
+            continue
+        subgroups = json.loads(evaluation_file.read_text()).get("subgroups") or {}
+        if subgroups:
+            lines += [
+                "",
+                f"{name}: subgroups (the model, at its validation threshold)",
+                "",
+                "| split | column | group | images | AUC [95 % CI] | sensitivity [95 % CI] "
+                "| specificity [95 % CI] |",
+                "|---|---|---|---|---|---|---|",
+            ]
+        for split, columns in subgroups.items():
+            for column, groups in columns.items():
+                for group_name, group in groups.items():
+                    if group.get("scored"):
+                        scores = " | ".join(
+                            _rate(group, key) for key in ("auc", "sensitivity", "specificity")
+                        )
+                    else:
+                        scores = f"not scored: {group.get('too_small', 'too small')} | | "
+                    lines.append(
+                        f"| {split} | {column} | {group_name} | {group['n']} | {scores} |"
+                    )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", help="profile entries to run (default: all)")
@@ -192,6 +230,7 @@ def main() -> None:
         prepare(workspace, params)
         reproduce(workspace, [name for name in args.datasets or params["trained"] if name in params["trained"]])
     print(table(workspace, params))
+    print(subgroup_tables(workspace, params))
 
 
 if __name__ == "__main__":
