@@ -76,7 +76,7 @@ def summary(workspace: Path, names: list[str]) -> str:
         )
     lines += [
         f"Metrics: {workspace / 'metrics'}; plots: {workspace / 'plots'}",
-        f"Try: cd {workspace} && dvc exp run -S lr=1e-4 && dvc metrics diff",
+        f"Try: source .venv/bin/activate && cd {workspace} && dvc exp run -n faster-lr -S lr=0.002 && medcls compare main faster-lr",
     ]
     return "\n".join(lines)
 

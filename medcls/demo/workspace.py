@@ -16,7 +16,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 PROJECT = Path(__file__).resolve().parents[2]
-PIPELINE_FILES = ("dvc.yaml", ".dvcignore", "dvc_plots", "medcls", "stages")
+PIPELINE_FILES = ("dvc.yaml", ".dvcignore", "plot_templates", "medcls", "stages")
 
 
 class WorkspaceCommandError(RuntimeError):
@@ -77,7 +77,7 @@ def create_workspace(target: Path, params: Mapping, message: str = "pipeline") -
     if target.exists() and any(target.iterdir()):
         raise FileExistsError(f"{target} is not empty; remove it or choose another directory")
     write_pipeline(target, params)
-    run_in(target, "git", "init", "-q")
+    run_in(target, "git", "init", "-q", "--initial-branch", "main")
     run_in(target, "dvc", "init", "-q")
     run_in(target, "dvc", "config", "core.analytics", "false")  # as the project's own .dvc/config
     run_in(target, "git", "add", "-A")

@@ -1,6 +1,6 @@
 """Evaluation plot data that `dvc plots show/diff` draws: one file per chart, with a `split`
 column, so that one chart holds every split (val, test, each external set, out-of-fold and the
-fold ensemble), coloured by split by the `dvc_plots/by_split.json` template.
+fold ensemble), coloured by split by the `plot_templates/by_split.json` template.
 
 Every number comes from `medcls.evaluation.metrics` or the sklearn curves it uses, so the plots
 show what the evaluation document reports.
@@ -69,7 +69,7 @@ def write_curve_data(
     confusion.csv of the test split at `threshold`.
 
     A split of one class has no ROC or precision-recall curve (its AUC is null) and is left out
-    of those two charts. Formats follow DVC's `confusion` template and `dvc_plots/by_split.json`;
+    of those two charts. Formats follow DVC's `confusion` template and `plot_templates/by_split.json`;
     confusion.csv has one row per example with class names, so the rendered matrix is labelled.
     Written here, not by dvclive's `log_sklearn_plot`, whose roc.json holds an `Infinity`
     threshold (not JSON) and every point, and whose precision-recall data drops the curve's
