@@ -71,7 +71,8 @@ def test_compare_lists_every_changed_decision(repo, capsys):
     listed = [line for line in text.splitlines() if line.startswith("| busi | test | `")]
     assert [line.split("`")[1] for line in listed] == changed["id"].tolist()
     first = changed.iloc[0]
-    assert f"{first['probability_old']:.3f} → {first['probability_new']:.3f}" in listed[0]
+    assert f"{first['probability_old']:.4f} → {first['probability_new']:.4f}" in listed[0]
+    assert "0.5000 → 0.4500" in listed[0]  # each side's threshold, which explains the change
 
 
 def test_compare_pairs_each_subgroup_and_names_the_small_ones(repo, capsys):

@@ -292,8 +292,8 @@ def compared_splits(new: Side, old: Side) -> list[str]:
     return [split for split in COMPARED_SPLITS if split in held] + external
 
 
-def _before_now(before: float | None, now: float | None) -> str:
-    text = [("n/a" if value is None else f"{value:.3f}") for value in (before, now)]
+def _before_now(before: float | None, now: float | None, digits: int = 3) -> str:
+    text = [("n/a" if value is None else f"{value:.{digits}f}") for value in (before, now)]
     return " → ".join(text)
 
 
@@ -408,7 +408,11 @@ def pair_sides(old: Revision, new: Revision, *, n_resamples: int = 2000, seed: i
             )
             rows.append(table_row(name, split, result))
             flipped = changed_decisions(paired, new_threshold, old_threshold)
-            changed.append(flipped.assign(dataset=name, split=split))
+            changed.append(
+                flipped.assign(
+                    dataset=name, split=split, threshold_old=old_threshold, threshold_new=new_threshold
+                )
+            )
             values = _subgroup_values(new, name, split)
             if values is not None:
                 limit = new.subgroup_limit(name)
@@ -416,7 +420,7 @@ def pair_sides(old: Revision, new: Revision, *, n_resamples: int = 2000, seed: i
                     {"dataset": name, "split": split, **entry}
                     for entry in paired_by_subgroup(paired, values, limit=limit, **options)
                 ]
-    columns = ["dataset", "split", *CHANGED_COLUMNS]
+    columns = ["dataset", "split", *CHANGED_COLUMNS, "threshold_old", "threshold_new"]
     flips = pd.concat(changed, ignore_index=True)[columns] if changed else pd.DataFrame(columns=columns)
     return Pairing(rows, notes, flips, by_subgroup)
 
@@ -426,22 +430,24 @@ def _decision(label: object) -> str:
 
 
 def changed_rows(changed: pd.DataFrame) -> list[tuple[str, ...]]:
-    """Table rows of changed decisions: dataset, split, image, label, probability and decision
-    as old → new."""
+    """Table rows of changed decisions: dataset, split, image, label, and probability, threshold
+    and decision as old → new (a probability can rise and its decision still turn negative when
+    the threshold rises more)."""
     return [
         (
             row.dataset,
             row.split,
             f"`{row.id}`",
             _decision(row.label),
-            _before_now(row.probability_old, row.probability_new),
+            _before_now(row.probability_old, row.probability_new, digits=4),
+            _before_now(row.threshold_old, row.threshold_new, digits=4),
             f"{_decision(row.decision_old)} → {_decision(row.decision_new)}",
         )
         for row in changed.itertuples()
     ]
 
 
-CHANGED_HEADER = ("dataset", "split", "image", "label", "probability", "decision")
+CHANGED_HEADER = ("dataset", "split", "image", "label", "probability", "threshold", "decision")
 SUBGROUP_HEADER = ("dataset", "split", "subgroup", "images", "AUC", "ΔAUC [95 % CI]", "verdict")
 
 
