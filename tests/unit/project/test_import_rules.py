@@ -3,6 +3,7 @@
 `medcls.params` (the schema of params.yaml) is the leaf every layer imports: it imports nothing
 else of medcls. The phase subpackages are a library that the stages call: they import none of the
 stage runtime (the command line entry point, the output writers), so they run without DVC.
+Test modules import shared test code from tests/support only, never another test module.
 """
 
 from __future__ import annotations
@@ -62,3 +63,16 @@ def test_the_rules_see_imports_inside_functions(tmp_path):
     module.write_text("def f():\n    from medcls.pipeline import outputs\n")
     assert within("medcls.pipeline.outputs", STAGE_RUNTIME)
     assert "medcls.pipeline.outputs" in imported_modules(module)
+
+
+def test_test_modules_import_only_the_support_package_of_the_tests():
+    """Each test module stands alone: shared code lives in tests/support, fixtures in conftest.py."""
+    tests = PROJECT / "tests"
+    found = {
+        path.relative_to(PROJECT).as_posix(): sorted(
+            name for name in imported_modules(path) if within(name, ("tests",)) and not within(name, ("tests.support",))
+        )
+        for path in sorted(tests.rglob("*.py"))
+        if not path.is_relative_to(tests / "support")
+    }
+    assert {path: names for path, names in found.items() if names} == {}
