@@ -19,7 +19,7 @@ BUSI_CLASSES = ["benign", "malignant"]
 
 
 def busi_source(scratch: Path, images: int) -> Path:
-    """../shared's BUSI, or as many BUSI-like generated images (tests/synthetic.py, 256 x 320 px
+    """../shared's BUSI, or as many BUSI-like generated images (medcls/demo/synthetic.py, 256 x 320 px
     like ../shared's) when ../shared is absent."""
     shared = SHARED / "data" / "busi"
     if shared.is_dir():

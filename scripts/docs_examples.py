@@ -9,7 +9,7 @@ A page shows a command's output between two markers; everything between them is 
     ```
     <!-- /output -->
 
-Only the commands listed in COMMANDS may appear in a marker (tests/test_docs.py checks it). Each runs
+Only the commands listed in COMMANDS may appear in a marker (tests/unit/project/test_docs.py checks it). Each runs
 with the project's environment either in the project root or in the demo workspace that `make demo`
 builds (synthetic images, trained models), so the outputs are real and need no network:
 
