@@ -257,6 +257,11 @@ def _header(document: Mapping, classes: Sequence[str], name: str) -> list[str]:
     ]
 
 
+def _titled(title: str, *lines: str) -> list[str]:
+    """A report section: its heading, its lines and the blank line that ends it."""
+    return [f"## {title}", "", *lines, ""]
+
+
 def _baseline(document: Mapping) -> list[str]:
     if "baseline" not in document:
         return []
@@ -266,34 +271,32 @@ def _baseline(document: Mapping) -> list[str]:
 def _sources(document: Mapping) -> list[str]:
     if "by_source" not in document:
         return []
-    return [
-        "## Per source",
-        "",
+    return _titled(
+        "Per source",
         "Each source's images on their own, at the pooled threshold "
         f"{document['threshold']:.3f}. A held-out source (hold_out: true) has test images "
         "only: it was never trained on.",
         "",
         *source_table(document),
-        "",
-    ]
+    )
 
 
 def _cross_validation(document: Mapping) -> list[str]:
     if "cross_validation" not in document:
         return []
-    return ["## Cross-validation", "", *cross_validation_section(document), ""]
+    return _titled("Cross-validation", *cross_validation_section(document))
 
 
 def _versus_baseline(document: Mapping) -> list[str]:
     if "versus_baseline" not in document:
         return []
-    return ["## Model vs baseline", "", *baseline_comparison(document), ""]
+    return _titled("Model vs baseline", *baseline_comparison(document))
 
 
 def _calibration(document: Mapping) -> list[str]:
     if "calibration" not in document:
         return []
-    return ["## Calibration", "", *calibration_section(document), ""]
+    return _titled("Calibration", *calibration_section(document))
 
 
 def _external(document: Mapping) -> list[str]:
@@ -301,32 +304,28 @@ def _external(document: Mapping) -> list[str]:
         return []
     units = {split["bootstrap_unit"] for split in document["external"].values()}
     resampled = "whole patients (groups)" if units == {"group"} else "images"
-    return [
-        "## External test sets",
-        "",
+    return _titled(
+        "External test sets",
         f"Other datasets, prepared with this model's image size and ROI params, classes matched "
         f"by label; threshold {document['threshold']:.3f} from this dataset's validation (the "
         f"fold ensemble's: chosen out-of-fold), not re-tuned. The 95 % intervals resample "
         f"{resampled}.",
         "",
         *external_table(document),
-        "",
-    ]
+    )
 
 
 def _subgroups(document: Mapping) -> list[str]:
     if "subgroups" not in document:
         return []
-    return [
-        "## Subgroups",
-        "",
+    return _titled(
+        "Subgroups",
         f"Each group scored on its own at the threshold {document['threshold']:.3f}; the 95 % "
         "intervals resample whole patients. A group of one class is scored with every image "
         "of the other class; a group below `evaluate.subgroup_min_size` is not scored.",
         "",
         *subgroups.markdown(document["subgroups"]),
-        "",
-    ]
+    )
 
 
 # The report's sections between the metrics table and the single cases, in order: each reads the
@@ -344,17 +343,17 @@ SECTIONS = (
 )
 
 
-def _cases(document: Mapping, classes: Sequence[str], cases: Path | None, out_md: Path) -> list[str]:
+def _cases(
+    document: Mapping, classes: Sequence[str], cases: Path | None, out_md: Path
+) -> list[str]:
     if "cases" not in document or cases is None:
         return []
-    return [
-        "## Single cases",
-        "",
+    return _titled(
+        "Single cases",
         "Grad-CAM of the model's most confident errors on test and of the test images closest "
         "to the threshold (those another model is likeliest to decide otherwise).",
         *case_tables(document["cases"], list(classes), cases, out_md.parent),
-        "",
-    ]
+    )
 
 
 def _figures(name: str, figures: Sequence[Path], out_md: Path) -> list[str]:
