@@ -29,7 +29,7 @@ from ruamel.yaml import YAML
 from benchmarks import real_data
 from benchmarks.real_data import interval_text, number_text, prepare, resolved_profile
 from medcls.demo.workspace import PROJECT, command_environment, run_in
-from medcls.evaluation import metrics, paired
+from medcls.evaluation import paired, splits
 from medcls.params import validate
 from medcls.pipeline.paths import DatasetPaths
 
@@ -96,9 +96,9 @@ def _calibration(scores: dict | None) -> str:
 def scorers(document: dict) -> tuple[dict | None, dict, dict | None]:
     """The (validation, test, external) scores of a variant: its fold ensemble's (out-of-fold for
     validation) when it was cross-validated, else the single model's."""
-    if metrics.ENSEMBLE_TEST in document:
+    if splits.ENSEMBLE_TEST in document:
         external = document.get("ensemble_external", {}).get(EXTERNAL)
-        return document[metrics.OUT_OF_FOLD], document[metrics.ENSEMBLE_TEST], external
+        return document[splits.OUT_OF_FOLD], document[splits.ENSEMBLE_TEST], external
     return document.get("val"), document["test"], document.get("external", {}).get(EXTERNAL)
 
 
@@ -145,10 +145,10 @@ def ensemble(workspace: Path, names: list[str]) -> str:
     merged["probability"] = merged[members].mean(axis=1)
     patients = pd.read_csv(workspace / "data" / "manifest" / f"{EXTERNAL}.csv", keep_default_na=False)
     merged["group"] = merged["id"].map(patients.set_index("path")["group"])
-    document = metrics.evaluate_predictions(
+    document = splits.evaluate_predictions(
         merged, rule=settings.threshold, n_bootstrap=settings.bootstrap, seed=seed
     )
-    external = metrics.external_metrics(
+    external = splits.external_metrics(
         merged, document["threshold"], [EXTERNAL], images="all", n_bootstrap=settings.bootstrap,
         seed=seed, by_group=True,
     )[EXTERNAL]
@@ -160,11 +160,11 @@ def ensemble(workspace: Path, names: list[str]) -> str:
         f"| {_rate(external, 'sensitivity')} / {_rate(external, 'specificity')} |",
     ]
     differences = []
-    for split in ("val", "test", metrics.external_split(EXTERNAL)):
+    for split in ("val", "test", splits.external_split(EXTERNAL)):
         rows = merged[merged["split"] == split]
         pair = paired.paired_auc_difference(
             rows["label"], rows["probability"], rows["p0"], n_resamples=settings.bootstrap, seed=seed,
-            groups=rows["group"] if split == metrics.external_split(EXTERNAL) else None,
+            groups=rows["group"] if split == splits.external_split(EXTERNAL) else None,
         )
         differences.append(
             paired.difference_text(pair["auc_difference"], pair["auc_difference_ci95"])

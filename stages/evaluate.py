@@ -11,7 +11,7 @@ import shutil
 
 import pandas as pd
 
-from medcls.evaluation import assessment, card, gradcam, metrics, report, scoring
+from medcls.evaluation import assessment, card, gradcam, report, scoring, splits
 from medcls.evaluation.document import Evaluation, headline
 from medcls.params import DatasetParams, Params
 from medcls.pipeline.outputs import write_json, written_atomically
@@ -36,7 +36,7 @@ def evaluate(name: str, params: Params, dataset: DatasetParams, paths: DatasetPa
         explained = dict(
             model=result.fold_models,
             threshold=document["cross_validation"]["threshold"],
-            split=metrics.ENSEMBLE_TEST,
+            split=splits.ENSEMBLE_TEST,
         )
     else:
         explained = dict(model=result.model, threshold=document["threshold"], split="test")

@@ -19,10 +19,10 @@ from medcls.evaluation import (
     baseline,
     calibration,
     cases,
-    metrics,
     paired,
     plots,
     scoring,
+    splits,
     subgroups,
 )
 from medcls.evaluation.document import Evaluation
@@ -74,17 +74,17 @@ class Scoring:
 
 
 def _splits(rows: pd.DataFrame, document: dict, plan: Scoring) -> dict:
-    return metrics.evaluate_predictions(rows, **plan.options)
+    return splits.evaluate_predictions(rows, **plan.options)
 
 
 def _cross_validation(rows: pd.DataFrame, document: dict, plan: Scoring) -> dict:
-    return metrics.cross_validated(rows, **plan.options) if plan.folded else {}
+    return splits.cross_validated(rows, **plan.options) if plan.folded else {}
 
 
 def _by_source(rows: pd.DataFrame, document: dict, plan: Scoring) -> dict:
     if plan.source_of is None:
         return {}
-    tables = metrics.by_source(
+    tables = splits.by_source(
         rows,
         plan.source_of,
         document["threshold"],
@@ -97,7 +97,7 @@ def _by_source(rows: pd.DataFrame, document: dict, plan: Scoring) -> dict:
 def _external(rows: pd.DataFrame, document: dict, plan: Scoring) -> dict:
     if not plan.external:
         return {}
-    sets = metrics.external_metrics(
+    sets = splits.external_metrics(
         rows, document["threshold"], plan.external, **plan.external_options
     )
     return {"external": sets}
@@ -107,7 +107,7 @@ def _ensemble_external(rows: pd.DataFrame, document: dict, plan: Scoring) -> dic
     if not (plan.external and plan.folded):
         return {}
     threshold = document["cross_validation"]["threshold"]
-    sets = metrics.external_metrics(
+    sets = splits.external_metrics(
         rows, threshold, plan.external, ensemble=True, **plan.external_options
     )
     return {"ensemble_external": sets}
@@ -188,7 +188,7 @@ def assess(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Asses
     if temperatures:
         document["calibration"] = calibration.summary(unscaled, predictions, temperatures)
         if fold_models:
-            document["cross_validation"]["temperature"] = temperatures[metrics.OUT_OF_FOLD]
+            document["cross_validation"]["temperature"] = temperatures[splits.OUT_OF_FOLD]
     if settings.baseline:
         extractor = baseline.feature_extractor(dataset.backbone, dataset.image_size, seed=seed)
         baseline_rows, regularization = baseline.logistic_regression_predictions(
@@ -207,12 +207,12 @@ def assess(params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Asses
         )
         pairing = dict(n_resamples=settings.bootstrap, seed=seed)
         paired_splits = ["test"] + (
-            [metrics.OUT_OF_FOLD, metrics.ENSEMBLE_TEST] if fold_models else []
+            [splits.OUT_OF_FOLD, splits.ENSEMBLE_TEST] if fold_models else []
         )
         document["versus_baseline"] = paired.versus_baseline(predictions, paired_splits, **pairing)
-        external_scorers = [("external", metrics.external_split)]
+        external_scorers = [("external", splits.external_split)]
         if fold_models:
-            external_scorers.append(("ensemble_external", metrics.ensemble_external_split))
+            external_scorers.append(("ensemble_external", splits.ensemble_external_split))
         for key, split_of in external_scorers if external else ():
             external_pairs = paired.versus_baseline(
                 predictions,

@@ -12,8 +12,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from medcls.evaluation.metrics import OUT_OF_FOLD, ensemble_split, external_split, roc_auc
+from medcls.evaluation.metrics import roc_auc
 from medcls.evaluation.scoring import model_outputs
+from medcls.evaluation.splits import OUT_OF_FOLD, ensemble_split, external_split
 from medcls.model.backbones import build_backbone
 from medcls.model.blocks import Preprocess
 from medcls.params import Backbone

@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, logit
 
-from medcls.evaluation import metrics
+from medcls.evaluation import metrics, splits
 
 # Searched range. A fit at the lower bound means separable held-out predictions (the likelihood
 # only grows as T -> 0); below it, float64 would round the probabilities of logits beyond about 7
@@ -60,8 +60,8 @@ def temperature_scaled(predictions: pd.DataFrame) -> tuple[pd.DataFrame, dict[st
     model's (val, test, external sets) fitted on val, the fold models' (out-of-fold, ensembles)
     on out-of-fold when there are any; and {fit split: temperature}."""
     scaled, temperatures = predictions.copy(), {}
-    of_folds = predictions["split"].map(metrics.is_cross_validated).to_numpy(dtype=bool)
-    for fit_split, rows in (("val", ~of_folds), (metrics.OUT_OF_FOLD, of_folds)):
+    of_folds = predictions["split"].map(splits.is_cross_validated).to_numpy(dtype=bool)
+    for fit_split, rows in (("val", ~of_folds), (splits.OUT_OF_FOLD, of_folds)):
         if not rows.any():
             continue
         fit = predictions[predictions["split"] == fit_split]

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from medcls.evaluation.metrics import external_split
+from medcls.evaluation.splits import external_split
 
 # A percentile-bootstrap 95 % interval: [low, high], or [null, null] with no usable resample
 Interval = tuple[float | None, float | None]

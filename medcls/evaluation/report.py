@@ -241,6 +241,138 @@ def confusion_table(split: Mapping, classes: Sequence[str]) -> list[str]:
     )
 
 
+def _header(document: Mapping, classes: Sequence[str], name: str) -> list[str]:
+    return [
+        f"# {name}: evaluation report",
+        "",
+        f"Written by the evaluate stage from `reports/{name}.json`. Threshold "
+        f"{document['threshold']:.3f} ({document.get('threshold_rule', 'rule not recorded')}), chosen on val and applied "
+        "as is to test. AUC and accuracy show their 95 % bootstrap interval in parentheses; "
+        f"positive class: {classes[1]}.{_tta_text(document)}",
+        "",
+        "## Metrics",
+        "",
+        *metrics_table(document),
+        "",
+    ]
+
+
+def _titled(title: str, *lines: str) -> list[str]:
+    """A report section: its heading, its lines and the blank line that ends it."""
+    return [f"## {title}", "", *lines, ""]
+
+
+def _baseline(document: Mapping) -> list[str]:
+    if "baseline" not in document:
+        return []
+    return [f"Baseline: {document['baseline']['method']}, with its own threshold.", ""]
+
+
+def _sources(document: Mapping) -> list[str]:
+    if "by_source" not in document:
+        return []
+    return _titled(
+        "Per source",
+        "Each source's images on their own, at the pooled threshold "
+        f"{document['threshold']:.3f}. A held-out source (hold_out: true) has test images "
+        "only: it was never trained on.",
+        "",
+        *source_table(document),
+    )
+
+
+def _cross_validation(document: Mapping) -> list[str]:
+    if "cross_validation" not in document:
+        return []
+    return _titled("Cross-validation", *cross_validation_section(document))
+
+
+def _versus_baseline(document: Mapping) -> list[str]:
+    if "versus_baseline" not in document:
+        return []
+    return _titled("Model vs baseline", *baseline_comparison(document))
+
+
+def _calibration(document: Mapping) -> list[str]:
+    if "calibration" not in document:
+        return []
+    return _titled("Calibration", *calibration_section(document))
+
+
+def _external(document: Mapping) -> list[str]:
+    if not document.get("external"):
+        return []
+    units = {split["bootstrap_unit"] for split in document["external"].values()}
+    resampled = "whole patients (groups)" if units == {"group"} else "images"
+    return _titled(
+        "External test sets",
+        f"Other datasets, prepared with this model's image size and ROI params, classes matched "
+        f"by label; threshold {document['threshold']:.3f} from this dataset's validation (the "
+        f"fold ensemble's: chosen out-of-fold), not re-tuned. The 95 % intervals resample "
+        f"{resampled}.",
+        "",
+        *external_table(document),
+    )
+
+
+def _subgroups(document: Mapping) -> list[str]:
+    if "subgroups" not in document:
+        return []
+    return _titled(
+        "Subgroups",
+        f"Each group scored on its own at the threshold {document['threshold']:.3f}; the 95 % "
+        "intervals resample whole patients. A group of one class is scored with every image "
+        "of the other class; a group below `evaluate.subgroup_min_size` is not scored.",
+        "",
+        *subgroups.markdown(document["subgroups"]),
+    )
+
+
+# The report's sections between the metrics table and the single cases, in order: each reads the
+# document and gives its lines, or none when the document has no such part. The scored parts
+# (cross-validation, per source, external test sets, subgroups) are computed by
+# `assessment.SECTIONS`; a new part is a function there and one here.
+SECTIONS = (
+    _baseline,
+    _sources,
+    _cross_validation,
+    _versus_baseline,
+    _calibration,
+    _external,
+    _subgroups,
+)
+
+
+def _cases(
+    document: Mapping, classes: Sequence[str], cases: Path | None, out_md: Path
+) -> list[str]:
+    if "cases" not in document or cases is None:
+        return []
+    return _titled(
+        "Single cases",
+        "Grad-CAM of the model's most confident errors on test and of the test images closest "
+        "to the threshold (those another model is likeliest to decide otherwise).",
+        *case_tables(document["cases"], list(classes), cases, out_md.parent),
+    )
+
+
+def _figures(name: str, figures: Sequence[Path], out_md: Path) -> list[str]:
+    lines = [
+        "",
+        "## Figures",
+        "",
+        "ROC, precision-recall and calibration of every split, and the confusion matrix: "
+        f"`dvc plots show` (data in `plots/{name}/`).",
+    ]
+    if figures:
+        lines += [""]
+        lines += [
+            f"![{Path(figure).stem}]({Path(os.path.relpath(figure, out_md.parent)).as_posix()})"
+            for figure in figures
+        ]
+    return lines
+
+
 def write_report(
     document: Mapping,
     classes: Sequence[str],
@@ -256,89 +388,15 @@ def write_report(
         raise FileNotFoundError(f"report {out_md}: figures not found: {', '.join(missing)}")
     if len(classes) != 2:
         raise ValueError(f"need [negative, positive] class names; got {list(classes)}")
-    lines = [
-        f"# {name}: evaluation report",
-        "",
-        f"Written by the evaluate stage from `reports/{name}.json`. Threshold "
-        f"{document['threshold']:.3f} ({document.get('threshold_rule', 'rule not recorded')}), chosen on val and applied "
-        "as is to test. AUC and accuracy show their 95 % bootstrap interval in parentheses; "
-        f"positive class: {classes[1]}.{_tta_text(document)}",
-        "",
-        "## Metrics",
-        "",
-        *metrics_table(document),
-        "",
-    ]
-    if "baseline" in document:
-        lines += [f"Baseline: {document['baseline']['method']}, with its own threshold.", ""]
-    if "by_source" in document:
-        lines += [
-            "## Per source",
-            "",
-            "Each source's images on their own, at the pooled threshold "
-            f"{document['threshold']:.3f}. A held-out source (hold_out: true) has test images "
-            "only: it was never trained on.",
-            "",
-            *source_table(document),
-            "",
-        ]
-    if "cross_validation" in document:
-        lines += ["## Cross-validation", "", *cross_validation_section(document), ""]
-    if "versus_baseline" in document:
-        lines += ["## Model vs baseline", "", *baseline_comparison(document), ""]
-    if "calibration" in document:
-        lines += ["## Calibration", "", *calibration_section(document), ""]
-    if document.get("external"):
-        units = {split["bootstrap_unit"] for split in document["external"].values()}
-        resampled = "whole patients (groups)" if units == {"group"} else "images"
-        lines += [
-            "## External test sets",
-            "",
-            f"Other datasets, prepared with this model's image size and ROI params, classes matched "
-            f"by label; threshold {document['threshold']:.3f} from this dataset's validation (the "
-            f"fold ensemble's: chosen out-of-fold), not re-tuned. The 95 % intervals resample "
-            f"{resampled}.",
-            "",
-            *external_table(document),
-            "",
-        ]
-    if "subgroups" in document:
-        lines += [
-            "## Subgroups",
-            "",
-            f"Each group scored on its own at the threshold {document['threshold']:.3f}; the 95 % "
-            "intervals resample whole patients. A group of one class is scored with every image "
-            "of the other class; a group below `evaluate.subgroup_min_size` is not scored.",
-            "",
-            *subgroups.markdown(document["subgroups"]),
-            "",
-        ]
-    if "cases" in document and cases is not None:
-        lines += [
-            "## Single cases",
-            "",
-            "Grad-CAM of the model's most confident errors on test and of the test images closest "
-            "to the threshold (those another model is likeliest to decide otherwise).",
-            *case_tables(document["cases"], list(classes), cases, out_md.parent),
-            "",
-        ]
+    lines = _header(document, classes, name)
+    for section in SECTIONS:
+        lines += section(document)
     lines += [
+        *_cases(document, classes, cases, out_md),
         f"## Confusion matrix (test, threshold {document['threshold']:.3f})",
         "",
         *confusion_table(document["test"], classes),
+        *_figures(name, figures, out_md),
     ]
-    lines += [
-        "",
-        "## Figures",
-        "",
-        "ROC, precision-recall and calibration of every split, and the confusion matrix: "
-        f"`dvc plots show` (data in `plots/{name}/`).",
-    ]
-    if figures:
-        lines += [""]
-        lines += [
-            f"![{Path(figure).stem}]({Path(os.path.relpath(figure, out_md.parent)).as_posix()})"
-            for figure in figures
-        ]
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_md.write_text("\n".join(lines) + "\n")

@@ -27,19 +27,19 @@ import pandas as pd
 from ruamel.yaml import YAML
 
 from medcls.evaluation.cases import CHANGED_COLUMNS, changed_decisions, thumbnail_name
-from medcls.evaluation.metrics import (
-    ENSEMBLE_TEST,
-    OUT_OF_FOLD,
-    document_keys,
-    ensemble_external_split,
-    external_split,
-)
 from medcls.evaluation.paired import (
     SIGNIFICANCE,
     auc_verdict,
     compare_predictions,
     difference_text,
     signed,
+)
+from medcls.evaluation.splits import (
+    ENSEMBLE_TEST,
+    OUT_OF_FOLD,
+    document_keys,
+    ensemble_external_split,
+    external_split,
 )
 from medcls.evaluation.subgroups import paired_by_subgroup
 from medcls.params import PARAMS_FILE, SubgroupMinSize

@@ -9,7 +9,7 @@ import pandas as pd
 import tensorflow as tf
 
 from medcls.data.splitting import fold_members
-from medcls.evaluation.metrics import OUT_OF_FOLD, ensemble_split, external_split
+from medcls.evaluation.splits import OUT_OF_FOLD, ensemble_split, external_split
 from medcls.evaluation.tta import mean_output
 from medcls.images import tfrecord_reader
 

@@ -18,14 +18,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from medcls.evaluation.metrics import (
-    binary_metrics,
-    bootstrap_ci,
-    checked_arrays,
-    external_split,
-    roc_auc,
-)
+from medcls.evaluation.metrics import binary_metrics, bootstrap_ci, checked_arrays, roc_auc
 from medcls.evaluation.paired import paired_auc_difference
+from medcls.evaluation.splits import external_split
 from medcls.params import (
     DatasetParams,
     PatternSubgroup,

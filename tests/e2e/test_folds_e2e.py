@@ -16,7 +16,7 @@ from ruamel.yaml import YAML
 
 from medcls.demo.workspace import command_environment
 from medcls.demo.workspace import run_in as run
-from medcls.evaluation import metrics
+from medcls.evaluation import splits
 from medcls.evaluation.document import Evaluation
 from medcls.images.decode import mask_paths_of
 from tests.support.builders import (
@@ -57,12 +57,12 @@ def test_out_of_fold_predictions_cover_train_and_val_exactly_once(repo):
     for name in DATASETS:
         rows = pd.read_csv(repo / f"data/split/{name}.csv", keep_default_na=False)
         predictions = pd.read_csv(repo / f"data/predictions/{name}.csv")
-        out_of_fold = predictions[predictions["split"] == metrics.OUT_OF_FOLD]
+        out_of_fold = predictions[predictions["split"] == splits.OUT_OF_FOLD]
         pooled = rows[rows["split"] != "test"]
         assert out_of_fold["id"].is_unique
         assert set(out_of_fold["id"]) == set(pooled["path"])
         assert dict(zip(out_of_fold["id"], out_of_fold["fold"])) == dict(zip(pooled["path"], pooled["fold"]))
-        ensemble = predictions[predictions["split"] == metrics.ENSEMBLE_TEST]
+        ensemble = predictions[predictions["split"] == splits.ENSEMBLE_TEST]
         assert sorted(ensemble["id"]) == sorted(rows.loc[rows["split"] == "test", "path"])
 
 
@@ -85,7 +85,7 @@ def test_metrics_hold_the_cross_validation_beside_the_single_model(repo):
 def test_predict_uses_the_ensemble_at_its_out_of_fold_threshold(repo):
     raw = Path("data/raw/bus_uc")
     predictions = pd.read_csv(repo / "data/predictions/bus_uc.csv")
-    ensemble = predictions[predictions["split"] == metrics.ENSEMBLE_TEST]
+    ensemble = predictions[predictions["split"] == splits.ENSEMBLE_TEST]
     masks = pd.read_csv(repo / "data/split/bus_uc.csv", keep_default_na=False).set_index("path")["mask_paths"]
     images = [str(raw / image_id) for image_id in ensemble["id"]]
     mask_args = [";".join(str(raw / mask) for mask in mask_paths_of(masks[image_id])) for image_id in ensemble["id"]]

@@ -26,7 +26,7 @@ from medcls.data.manifest import (
 from medcls.data.splitting import cross_validation_folds, grouped_stratified_split, split_counts
 from medcls.demo import synthetic
 from medcls.demo.workspace import PROJECT
-from medcls.evaluation import metrics, report
+from medcls.evaluation import report, splits
 from medcls.evaluation.document import Evaluation
 from medcls.params import ParamsError, validate
 from medcls.pipeline.paths import DatasetPaths
@@ -273,8 +273,8 @@ def test_per_source_metrics_validate_and_reach_the_report(tmp_path):
     predictions["probability"] = np.clip(0.3 * predictions["label"] + rng.random(n) * 0.7, 0, 1)
     source_of = pd.Series(predictions["id"].str[0].to_numpy(), index=predictions["id"])
     source_of[source_of.index.str.startswith("b") & (predictions.set_index("id")["split"] == "val")] = "c"
-    document = metrics.evaluate_predictions(predictions, rule="youden", n_bootstrap=50, seed=0)
-    document["by_source"] = metrics.by_source(predictions, source_of, document["threshold"], n_bootstrap=50, seed=0)
+    document = splits.evaluate_predictions(predictions, rule="youden", n_bootstrap=50, seed=0)
+    document["by_source"] = splits.by_source(predictions, source_of, document["threshold"], n_bootstrap=50, seed=0)
     Evaluation.model_validate(document)
     assert set(document["by_source"]) == {"a", "b", "c"}
     assert set(document["by_source"]["b"]) == {"test"} and set(document["by_source"]["c"]) == {"val"}

@@ -14,7 +14,7 @@ from medcls import predict
 from medcls.data.manifest import build_manifest
 from medcls.data.splitting import cross_validation_folds, grouped_stratified_split
 from medcls.demo import synthetic
-from medcls.evaluation import assessment, calibration, metrics
+from medcls.evaluation import assessment, calibration, metrics, splits
 from medcls.evaluation.report import write_report
 from medcls.images import tfrecord_reader, tfrecords
 from medcls.model.classifier import build_classifier
@@ -24,7 +24,7 @@ from medcls.pipeline.paths import DatasetPaths
 from tests.support.builders import tiny_pipeline_params
 
 NAME, OTHER, FOLDS = "busi", "bus_uc", 2
-EXTERNAL, ENSEMBLE_EXTERNAL = metrics.external_split(OTHER), metrics.ensemble_external_split(OTHER)
+EXTERNAL, ENSEMBLE_EXTERNAL = splits.external_split(OTHER), splits.ensemble_external_split(OTHER)
 
 
 def records(manifest, raw: Path, out: Path, dataset: DatasetParams) -> None:

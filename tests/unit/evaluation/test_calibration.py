@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy.special import expit
 
-from medcls.evaluation import calibration, metrics
+from medcls.evaluation import calibration, metrics, splits
 from medcls.evaluation.document import Evaluation
 from medcls.params import EvaluateParams
 
@@ -38,15 +38,15 @@ def test_scaling_keeps_zero_one_and_order():
 
 def predictions(seed: int = 1) -> pd.DataFrame:
     labels, probabilities = overconfident(600, 3.0, seed)
-    split = ["val"] * 200 + ["test"] * 200 + [metrics.external_split("other")] * 200
+    split = ["val"] * 200 + ["test"] * 200 + [splits.external_split("other")] * 200
     return pd.DataFrame(
         {"split": split, "label": labels, "probability": probabilities, "group": np.arange(600) // 2}
     )
 
 
 def document_of(rows: pd.DataFrame) -> dict:
-    document = metrics.evaluate_predictions(rows, rule="youden", n_bootstrap=50, seed=0)
-    document["external"] = metrics.external_metrics(
+    document = splits.evaluate_predictions(rows, rule="youden", n_bootstrap=50, seed=0)
+    document["external"] = splits.external_metrics(
         rows, document["threshold"], ["other"], images="all", n_bootstrap=50, seed=0, by_group=True
     )
     return document
@@ -76,13 +76,13 @@ def test_scaling_changes_calibration_not_auc_nor_decisions():
 def test_fold_predictions_get_the_temperature_fitted_out_of_fold():
     model = predictions(seed=2)
     folds = predictions(seed=3).assign(
-        split=["out_of_fold"] * 400 + [metrics.ensemble_external_split("other")] * 200
+        split=["out_of_fold"] * 400 + [splits.ensemble_external_split("other")] * 200
     )
     folds["probability"] = expit(calibration.logits(folds["probability"]) * 2)  # more overconfident
     scaled, temperatures = calibration.temperature_scaled(pd.concat([model, folds], ignore_index=True))
     assert set(temperatures) == {"val", "out_of_fold"}
     assert temperatures["out_of_fold"] > 1.5 * temperatures["val"]
-    ensemble = scaled["split"] == metrics.ensemble_external_split("other")
+    ensemble = scaled["split"] == splits.ensemble_external_split("other")
     np.testing.assert_allclose(
         scaled.loc[ensemble, "probability"],
         calibration.apply_temperature(folds["probability"].iloc[400:], temperatures["out_of_fold"]),

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medcls.evaluation import metrics, paired
+from medcls.evaluation import paired, splits
 from medcls.evaluation.document import Evaluation, Headline, headline
 from medcls.params import validate
 from tests.support.builders import project_params
@@ -32,10 +32,10 @@ def evaluation(n_bootstrap: int = 100, with_baseline: bool = True) -> Evaluation
     paired difference on test."""
     options = dict(rule="youden", n_bootstrap=n_bootstrap, seed=0)
     model = predictions(seed=1)
-    document = metrics.evaluate_predictions(model, **options)
+    document = splits.evaluate_predictions(model, **options)
     if with_baseline:
         baseline = predictions(seed=1, separation=0.1)
-        document["baseline"] = metrics.evaluate_predictions(baseline, **options) | {"method": "lr"}
+        document["baseline"] = splits.evaluate_predictions(baseline, **options) | {"method": "lr"}
         both = model.assign(baseline_probability=baseline["probability"])
         document["versus_baseline"] = paired.versus_baseline(
             both, ["test"], n_resamples=n_bootstrap, seed=0

@@ -8,7 +8,7 @@ from ruamel.yaml import YAML
 
 from medcls.data import external
 from medcls.demo.workspace import PROJECT
-from medcls.evaluation import metrics, paired
+from medcls.evaluation import metrics, paired, splits
 from medcls.evaluation.document import Evaluation
 from medcls.evaluation.report import write_report
 from medcls.params import ParamsError, TestOnlyDataset, validate
@@ -55,7 +55,7 @@ def evaluated_with_external() -> dict:
         {
             "id": [f"img{i}" for i in range(400)],
             "group": [f"patient{i // 2}" for i in range(400)],
-            "split": ["val"] * 150 + ["test"] * 150 + [metrics.external_split("other")] * 100,
+            "split": ["val"] * 150 + ["test"] * 150 + [splits.external_split("other")] * 100,
             "label": labels,
             "probability": probs,
             "baseline_probability": baseline_probs,
@@ -63,13 +63,13 @@ def evaluated_with_external() -> dict:
     )
     options = dict(rule="youden", n_bootstrap=100, seed=0)
     external_options = dict(images="all", n_bootstrap=100, seed=0, by_group=True)
-    document = metrics.evaluate_predictions(predictions, **options)
-    document["external"] = metrics.external_metrics(
+    document = splits.evaluate_predictions(predictions, **options)
+    document["external"] = splits.external_metrics(
         predictions, document["threshold"], ["other"], **external_options
     )
     as_baseline = predictions.assign(probability=predictions["baseline_probability"])
-    document["baseline"] = metrics.evaluate_predictions(as_baseline, **options)
-    document["baseline"]["external"] = metrics.external_metrics(
+    document["baseline"] = splits.evaluate_predictions(as_baseline, **options)
+    document["baseline"]["external"] = splits.external_metrics(
         as_baseline, document["baseline"]["threshold"], ["other"], **external_options
     )
     document["baseline"]["method"] = "test baseline"
@@ -78,8 +78,8 @@ def evaluated_with_external() -> dict:
     )
     document["versus_baseline"]["external"] = {
         "other": paired.versus_baseline(
-            predictions, [metrics.external_split("other")], n_resamples=100, seed=0, by_group=True
-        )[metrics.external_split("other")]
+            predictions, [splits.external_split("other")], n_resamples=100, seed=0, by_group=True
+        )[splits.external_split("other")]
     }
     return document
 

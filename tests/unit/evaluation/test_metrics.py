@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from medcls.evaluation import metrics
+from medcls.evaluation import metrics, splits
 from medcls.evaluation.document import Evaluation
 from medcls.params import MinSensitivity
 
@@ -186,7 +186,7 @@ def predictions_frame(n: int = 200) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def document() -> dict:
-    return metrics.evaluate_predictions(predictions_frame(), rule="youden", n_bootstrap=200, seed=0)
+    return splits.evaluate_predictions(predictions_frame(), rule="youden", n_bootstrap=200, seed=0)
 
 
 def test_evaluate_predictions_end_to_end(document):
@@ -216,6 +216,6 @@ def test_evaluate_predictions_end_to_end(document):
 )
 def test_evaluate_predictions_explains_unusable_input(frame_change, message):
     with pytest.raises(ValueError, match=message):
-        metrics.evaluate_predictions(
+        splits.evaluate_predictions(
             frame_change(predictions_frame()), rule="youden", n_bootstrap=10, seed=0
         )

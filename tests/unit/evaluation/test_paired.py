@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from medcls.evaluation import metrics, paired
+from medcls.evaluation import metrics, paired, splits
 from medcls.evaluation.document import Evaluation
 from medcls.evaluation.report import write_report
 from tests.support.scored_sides import scores
@@ -133,8 +133,8 @@ def document_with_baseline(baseline_separation: float) -> tuple[dict, pd.DataFra
         }
     )
     options = dict(rule="youden", n_bootstrap=200, seed=0)
-    document = metrics.evaluate_predictions(predictions, **options)
-    document["baseline"] = metrics.evaluate_predictions(
+    document = splits.evaluate_predictions(predictions, **options)
+    document["baseline"] = splits.evaluate_predictions(
         predictions.assign(probability=predictions["baseline_probability"]), **options
     )
     document["baseline"]["method"] = "test baseline"

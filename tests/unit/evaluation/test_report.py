@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medcls.evaluation import metrics
+from medcls.evaluation import splits
 from medcls.evaluation.document import Evaluation
 from medcls.evaluation.report import write_report
 
@@ -26,7 +26,7 @@ def synthetic_predictions(seed: int, separation: float) -> pd.DataFrame:
 
 
 def evaluated(seed: int, separation: float) -> dict:
-    return metrics.evaluate_predictions(
+    return splits.evaluate_predictions(
         synthetic_predictions(seed, separation), rule="youden", n_bootstrap=50, seed=0
     )
 

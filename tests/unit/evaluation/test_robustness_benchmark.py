@@ -8,9 +8,9 @@ import pytest
 from ruamel.yaml import YAML
 
 from benchmarks import real_data, robustness
-from medcls.evaluation import metrics, paired
+from medcls.evaluation import metrics, paired, splits
 
-SPLITS = {"val": 40, "test": 40, metrics.external_split(robustness.EXTERNAL): 30}
+SPLITS = {"val": 40, "test": 40, splits.external_split(robustness.EXTERNAL): 30}
 
 
 def kept_predictions(workspace, name: str, noise: float, seed: int) -> None:
