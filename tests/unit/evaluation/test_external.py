@@ -11,7 +11,8 @@ from medcls.demo.workspace import PROJECT
 from medcls.evaluation import metrics, paired, splits
 from medcls.evaluation.document import Evaluation
 from medcls.evaluation.report import write_report
-from medcls.params import ParamsError, TestOnlyDataset, validate
+from medcls import params as medcls_params
+from medcls.params import ParamsError, validate
 from medcls.pipeline.paths import DatasetPaths
 
 
@@ -172,7 +173,7 @@ def with_test_only(params: dict) -> dict:
 
 def test_a_test_only_dataset_needs_no_model_params_and_can_be_tested_on():
     typed = validate(with_test_only(project_params()))
-    assert isinstance(typed.dataset("hospital2"), TestOnlyDataset)
+    assert isinstance(typed.dataset("hospital2"), medcls_params.TestOnlyDataset)
     assert typed.dataset("bus_uc").evaluate.external == ["hospital2"]
     with pytest.raises(ParamsError, match="hospital2 is test_only: it has no model"):
         typed.trained_dataset("hospital2")
