@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 from ruamel.yaml import YAML
 
+from medcls import params as medcls_params
 from medcls.data import external
 from medcls.demo.workspace import PROJECT
 from medcls.evaluation import metrics, paired, splits
 from medcls.evaluation.document import Evaluation
 from medcls.evaluation.report import write_report
-from medcls import params as medcls_params
 from medcls.params import ParamsError, validate
 from medcls.pipeline.paths import DatasetPaths
 
