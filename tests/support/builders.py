@@ -8,6 +8,7 @@ Imported as `from tests.support.builders import ...`; plain functions, so a modu
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -136,10 +137,17 @@ def make_project(folder: Path, params: Mapping, images_per_shard: int = 8) -> Pa
     (8 patients a class, 2 images each, 32 px) as the roi stage writes them."""
     write_params(folder, params)
     raw = synthetic.make_kermany(folder / "raw", n_patients_per_class=8, images_per_patient=2, size=32)
-    rows, _ = build_manifest(raw, "kermany", synthetic.KERMANY_CLASSES, workers=1)
+    rows, rejected = build_manifest(raw, "kermany", synthetic.KERMANY_CLASSES, workers=1)
     rows["split"] = grouped_stratified_split(rows, {"train": 0.5, "val": 0.25, "test": 0.25}, seed=0)
-    tfrecords = folder / DatasetPaths(NAME).tfrecords
-    write_tfrecords(rows, raw, tfrecords, images_per_shard=images_per_shard, workers=1, **ROI)
+    paths = DatasetPaths(NAME)
+    write_tfrecords(rows, raw, folder / paths.tfrecords, images_per_shard=images_per_shard, workers=1, **ROI)
+    # what the source, manifest and split stages leave for evaluate's model card
+    for path, frame in ((paths.split, rows), (paths.rejected, rejected)):
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(folder / path, index=False)
+    record = folder / paths.source_record("fetch")
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({NAME: {"source": str(raw)}}))
     return folder
 
 

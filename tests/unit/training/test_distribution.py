@@ -1,7 +1,7 @@
 """Strategy choice and real training under MirroredStrategy on two CPU replicas.
 
 The MirroredStrategy run needs two logical CPU devices, which can only be configured before
-TensorFlow starts, so it runs in a fresh interpreter: `python -m tests.test_distribution`.
+TensorFlow starts, so it runs in a fresh interpreter: `python -m tests.unit.training.test_distribution`.
 """
 
 import json
@@ -19,7 +19,7 @@ from medcls.model.classifier import build_classifier
 from medcls.model.losses import make_loss
 from medcls.params import BceLoss, SmallCnnBackbone
 from medcls.training import distribute
-from medcls.training.fit import Phase, train
+from medcls.training.fit import Batches, FitSettings, Phase, train
 from tests.support.training import HEAD, batches
 
 PROJECT = Path(__file__).resolve().parents[3]
@@ -89,7 +89,7 @@ def test_training_under_mirrored_strategy_on_two_cpu_replicas():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("TF_CONFIG", None)
     result = subprocess.run(
-        [sys.executable, "-m", "tests.test_distribution"],
+        [sys.executable, "-m", "tests.unit.training.test_distribution"],
         cwd=PROJECT,
         env=env,
         capture_output=True,
@@ -112,21 +112,21 @@ def train_on_two_cpu_replicas() -> dict:
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     batch_size = distribute.global_batch_size(2, strategy)
-    assert batch_size == 4  # what tests.test_training.batches delivers
+    assert batch_size == 4  # what tests.support.training.batches delivers
     with strategy.scope():
         model = build_classifier(SmallCnnBackbone(filters=[4, 8]), HEAD, 16, seed=0)
         phases = train(
             model,
-            distribute.shard_by_data(batches(0)),
-            distribute.shard_by_data(batches(1)),
-            phases=[
+            [
                 Phase("frozen", 1, 1e-3, 1, cache_features=True),
                 Phase("fine_tune", 1, 1e-5, 1, unfreeze_layers=1),
             ],
-            loss=make_loss(BceLoss()),
-            class_weight={0: 1.0, 1: 1.0},
-            jit_compile=False,
-            plain_train_ds=distribute.shard_by_data(batches(0)),
+            Batches(
+                distribute.shard_by_data(batches(0)),
+                distribute.shard_by_data(batches(1)),
+                plain_train=distribute.shard_by_data(batches(0)),
+            ),
+            FitSettings(loss=make_loss(BceLoss()), class_weight={0: 1.0, 1: 1.0}, jit_compile=False),
         )
     predictions = model.predict(batches(2), verbose=0)
     return {
