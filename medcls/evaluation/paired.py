@@ -131,6 +131,18 @@ def compare_predictions(
     }
 
 
+def with_baseline(rows: pd.DataFrame, baseline_rows: pd.DataFrame) -> pd.DataFrame:
+    """The model's rows with the baseline's probability of the same split and image beside its
+    own (`baseline_probability`): what `versus_baseline` pairs."""
+    return rows.merge(
+        baseline_rows[["split", "id", "probability"]].rename(
+            columns={"probability": "baseline_probability"}
+        ),
+        on=["split", "id"],
+        validate="one_to_one",
+    )
+
+
 def versus_baseline(
     predictions: pd.DataFrame,
     splits: Sequence[str],
