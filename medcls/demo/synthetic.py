@@ -1,9 +1,14 @@
-"""Tiny synthetic datasets in the on-disk layouts of BUS_UC, BUSI and Kermany, with planted anomalies.
+"""Synthetic stand-ins for the datasets the pipeline reads, each in the dataset's own on-disk layout.
 
-Used by the unit tests and by end-to-end pipeline tests, so the real datasets are never needed to test
-the code. Images carry a learnable class signal (a small CNN separates the classes within a couple of
-epochs) and everything is deterministic for a seed. The planted anomalies are exposed as module
-constants (`*_PLANTED`: path -> expected reject reason) so tests never repeat the names.
+`make_bus_uc`, `make_busi`, `make_kermany` and `make_bus_uclm` write a small set of generated
+images (and lesion masks, label tables) into a folder, laid out as the real download is, so the
+pipeline, a new layout reader or a benchmark can run without the real data: `make demo` runs the
+whole pipeline on them, and the tests build their projects from them. The images carry a
+learnable class signal (a small CNN separates the classes within a couple of epochs) and every set
+is deterministic for a seed. Each set also holds the faults real downloads have, so that a run
+shows every rejected file with its reason: `*_FAULTS` maps each faulty file to the reason the
+manifest stage gives; `BUS_UC_MASK_WITH_SUFFIX`, `BUSI_EXTRA_MASKS` and `KERMANY_DUPLICATE` are the
+layout quirks each set includes. Reference: docs/reference/synthetic-data.md.
 Requires n_per_class / n_patients_per_class >= 3.
 """
 
@@ -15,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-GARBAGE = b"this is not an image\n"
+_UNDECODABLE = b"this is not an image\n"  # the bytes of every undecodable image
 
 BUS_UC_CLASSES = ["Benign", "Malignant"]
 BUS_UC_ROOT = "BUS_UC/BUS_UC/BUS_UC"
@@ -23,7 +28,7 @@ _BUS_UC_SUFFIXED_MASK_ID = 3
 BUS_UC_MASK_WITH_SUFFIX = (
     f"{BUS_UC_ROOT}/Benign/masks/{_BUS_UC_SUFFIXED_MASK_ID:03d}_mask.png"  # not `<id>.png`
 )
-BUS_UC_PLANTED = {
+BUS_UC_FAULTS = {
     f"{BUS_UC_ROOT}/Benign/images/001.png": "undecodable image",
     f"{BUS_UC_ROOT}/Benign/images/002.png": "missing mask",
     f"{BUS_UC_ROOT}/Description.txt": "not an image",
@@ -36,7 +41,7 @@ BUSI_EXTRA_MASKS = (
     f"{BUSI_ROOT}/benign/benign (1)_mask.png",
     f"{BUSI_ROOT}/benign/benign (1)_mask_1.png",
 )
-BUSI_PLANTED = {
+BUSI_FAULTS = {
     f"{BUSI_ROOT}/benign/benign (2).png": "missing mask",
     f"{BUSI_ROOT}/malignant/malignant (1).png": "undecodable image",
 }
@@ -48,7 +53,7 @@ KERMANY_DUPLICATE = (
     f"{KERMANY_ROOT}/train/NORMAL/IM-0100-0001.jpeg",
     f"{KERMANY_ROOT}/train/NORMAL/NORMAL2-IM-1401-0099.jpeg",
 )
-KERMANY_PLANTED = {
+KERMANY_FAULTS = {
     f"{KERMANY_ROOT}/train/PNEUMONIA/person1_bacteria_999.jpeg": "undecodable image",
     "__MACOSX/chest_xray/train/NORMAL/._IM-0100-0001.jpeg": "outside layout root",
 }
@@ -64,12 +69,12 @@ def _write(path: Path, image: np.ndarray, extension: str = ".png") -> None:
 
 def _write_garbage(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(GARBAGE)
+    path.write_bytes(_UNDECODABLE)
 
 
-def _write_planted(path: Path, image: np.ndarray, planted_reason: str | None) -> None:
-    """Write the image, or garbage bytes where an undecodable image is planted."""
-    if planted_reason == "undecodable image":
+def _write_image_or_fault(path: Path, image: np.ndarray, fault: str | None) -> None:
+    """Write the image, or undecodable bytes where that is the file's fault."""
+    if fault == "undecodable image":
         _write_garbage(path)
     else:
         _write(path, image)
@@ -151,7 +156,7 @@ def make_bus_uc(root: Path, n_per_class: int = 10, size: int = 64, seed: int = 0
     `images/` and `masks/` copies of every file at that root and a description text file.
 
     Ids run on across the classes (001..n benign, then malignant), as the flat copies need unique names.
-    Planted: BUS_UC_PLANTED, and one mask named `<id>_mask.png` (BUS_UC_MASK_WITH_SUFFIX).
+    Faults: BUS_UC_FAULTS, and one mask named `<id>_mask.png` (BUS_UC_MASK_WITH_SUFFIX).
     """
     rng = np.random.default_rng(seed)
     layout_root = root / BUS_UC_ROOT
@@ -159,8 +164,8 @@ def make_bus_uc(root: Path, n_per_class: int = 10, size: int = 64, seed: int = 0
         for number in range(1 + class_index * n_per_class, 1 + (class_index + 1) * n_per_class):
             image, (mask,) = _ultrasound(rng, size, malignant=class_index == 1)
             image_path = layout_root / class_name / "images" / f"{number:03d}.png"
-            reason = BUS_UC_PLANTED.get(image_path.relative_to(root).as_posix())
-            _write_planted(image_path, image, reason)
+            reason = BUS_UC_FAULTS.get(image_path.relative_to(root).as_posix())
+            _write_image_or_fault(image_path, image, reason)
             mask_stem = (
                 f"{number:03d}_mask" if number == _BUS_UC_SUFFIXED_MASK_ID else f"{number:03d}"
             )
@@ -178,20 +183,20 @@ def make_bus_uc(root: Path, n_per_class: int = 10, size: int = 64, seed: int = 0
 
 def make_busi(root: Path, n_per_class: int = 10, size: int = 64, seed: int = 0) -> Path:
     """BUSI's layout: `Dataset_BUSI_with_GT/{benign,malignant,normal}/` with `benign (3).png` beside
-    `benign (3)_mask.png`. Planted: BUSI_PLANTED, a second lesion mask `_mask_1.png` for
+    `benign (3)_mask.png`. Faults: BUSI_FAULTS, a second lesion mask `_mask_1.png` for
     BUSI_EXTRA_MASK_IMAGE (disjoint from the first), and `normal` images whose masks are empty."""
     rng = np.random.default_rng(seed)
     for class_name in ("benign", "malignant", "normal"):
         for number in range(1, n_per_class + 1):
             image_path = root / BUSI_ROOT / class_name / f"{class_name} ({number}).png"
-            reason = BUSI_PLANTED.get(image_path.relative_to(root).as_posix())
+            reason = BUSI_FAULTS.get(image_path.relative_to(root).as_posix())
             if class_name == "normal":
                 image = _speckle(rng, *_ultrasound_shape(size))
                 masks = [np.zeros_like(image)]
             else:
                 centres = _far_apart(size) if image_path == root / BUSI_EXTRA_MASK_IMAGE else None
                 image, masks = _ultrasound(rng, size, class_name == "malignant", centres)
-            _write_planted(image_path, image, reason)
+            _write_image_or_fault(image_path, image, reason)
             if reason != "missing mask":
                 for index, mask in enumerate(masks):
                     _write(_busi_mask_path(image_path, index), mask)
@@ -216,11 +221,6 @@ def _kermany_name(class_name: str, patient: int, image: int, number: int) -> str
     return f"{prefix}-{image + 1:04d}.jpeg"
 
 
-def kermany_patient_of(name: str) -> str:
-    """The patient id the generator encoded in a file name (for assertions independent of the parser)."""
-    return name.split("_")[0] if name.startswith("person") else name.rsplit("-", 1)[0]
-
-
 def make_kermany(
     root: Path,
     n_patients_per_class: int = 8,
@@ -229,8 +229,8 @@ def make_kermany(
     seed: int = 0,
 ) -> Path:
     """Kermany's layout: `chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/<patient-named>.jpeg`, each
-    patient's images in one source folder. Planted: KERMANY_DUPLICATE (same bytes, second patient's name)
-    and KERMANY_PLANTED (an undecodable .jpeg, a `__MACOSX` metadata file)."""
+    patient's images in one source folder. Faults: KERMANY_DUPLICATE (same bytes, second patient's name)
+    and KERMANY_FAULTS (an undecodable .jpeg, a `__MACOSX` metadata file)."""
     rng = np.random.default_rng(seed)
     number = 0
     for class_name in KERMANY_CLASSES:
@@ -246,7 +246,7 @@ def make_kermany(
                 )
     original, duplicate = (root / path for path in KERMANY_DUPLICATE)
     shutil.copy(original, duplicate)
-    for path in KERMANY_PLANTED:
+    for path in KERMANY_FAULTS:
         _write_garbage(root / path)
     return root
 

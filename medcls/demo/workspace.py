@@ -15,6 +15,8 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
+# The clone this package runs from (installed editable, as `make` does): a workspace copies its
+# pipeline files, which an installed wheel does not hold.
 PROJECT = Path(__file__).resolve().parents[2]
 PIPELINE_FILES = ("dvc.yaml", ".dvcignore", "plot_templates", "medcls", "stages")
 
@@ -55,6 +57,11 @@ def run_in(workspace: Path, *args: str) -> str:
 def write_pipeline(workspace: Path, params: Mapping) -> None:
     """Copy (or refresh) the pipeline code in `workspace` and write `params` as its params.yaml;
     comments of a ruamel round-trip mapping are kept."""
+    if not (PROJECT / "dvc.yaml").is_file():
+        raise FileNotFoundError(
+            f"a workspace copies the pipeline from a clone of the project, and {PROJECT} is not "
+            "one (no dvc.yaml): install medcls from a clone with `pip install -e .`"
+        )
     workspace.mkdir(parents=True, exist_ok=True)
     for item in PIPELINE_FILES:
         source = PROJECT / item

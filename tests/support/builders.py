@@ -24,6 +24,9 @@ from medcls.images.tfrecords import write_tfrecords
 from medcls.params import AugmentParams, RoiParams
 from medcls.pipeline.paths import DatasetPaths
 
+# The bytes of a file that claims to be an image and is not
+NOT_AN_IMAGE = b"this is not an image\n"
+
 # Every dataset's params shrunk: 32 px, a small CNN with both head blocks, an epoch or two.
 TINY = {
     "image_size": 32,

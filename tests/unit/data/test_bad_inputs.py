@@ -35,6 +35,7 @@ from medcls.demo.workspace import PROJECT, command_environment, write_pipeline
 from medcls.images.decode import MaskMismatchError, read_image, read_masks, to_uint8
 from medcls.images.roi import prepare, prepare_file
 from medcls.params import ParamsError, RoiParams, validate
+from tests.support.builders import NOT_AN_IMAGE
 
 ROOT = synthetic.BUSI_ROOT
 N = 6
@@ -61,7 +62,7 @@ def plant(raw: Path) -> dict[str, str]:
     image_shape = read_image(benign / "benign (3).png").shape[:2]
     write_png(benign / "benign (3)_mask.png", np.full((2 * image_shape[0], 2 * image_shape[1]), 255, np.uint8))
     write_png(benign / "benign (4)_mask.png", np.zeros(image_shape, np.uint8))
-    (benign / "benign (5)_mask.png").write_bytes(synthetic.GARBAGE)
+    (benign / "benign (5)_mask.png").write_bytes(NOT_AN_IMAGE)
     write_png(benign / "benign (99)_mask.png", np.full(image_shape, 255, np.uint8))
     (raw / ROOT / "notes.txt").write_text("scanner export\n")
     for suffix in ("", "_mask"):  # the same picture, filed as benign and as malignant
@@ -71,7 +72,7 @@ def plant(raw: Path) -> dict[str, str]:
     lesion = np.zeros(image_shape, np.uint16)
     lesion[4:12, 8:20] = 1
     write_png(malignant / "malignant (6)_mask.png", lesion)
-    expected = {path: reason for path, reason in synthetic.BUSI_PLANTED.items()}
+    expected = {path: reason for path, reason in synthetic.BUSI_FAULTS.items()}
     expected |= {
         busi_name("benign", 3): "mask size differs from image",
         busi_name("benign", 3, "_mask"): MASK_OF_REJECTED_IMAGE,
@@ -146,7 +147,7 @@ def test_a_class_without_usable_images_stops_the_manifest(planted, tmp_path: Pat
     raw = tmp_path / "raw"
     shutil.copytree(planted[0], raw)
     for image in (raw / ROOT / "malignant").glob("malignant ([0-9]).png"):
-        image.write_bytes(synthetic.GARBAGE)
+        image.write_bytes(NOT_AN_IMAGE)
     manifest, rejected = build_manifest(raw, "busi", synthetic.BUSI_CLASSES, workers=1)
     assert set(rejected.set_index("path").loc[busi_name("malignant", 2), ["reason"]]) == {
         "undecodable image"

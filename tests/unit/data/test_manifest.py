@@ -17,6 +17,7 @@ from medcls.data.manifest import (
 )
 from medcls.demo import synthetic
 from medcls.images.decode import read_image, read_masks
+from tests.support.builders import NOT_AN_IMAGE
 
 N = 5
 
@@ -39,11 +40,11 @@ def test_bus_uc_manifest_columns_counts_and_rejects(tmp_path: Path) -> None:
         ("Benign", 0): N - 2,
         ("Malignant", 1): N,
     }
-    assert synthetic.BUS_UC_PLANTED.items() <= dict(zip(rejected["path"], rejected["reason"])).items()
+    assert synthetic.BUS_UC_FAULTS.items() <= dict(zip(rejected["path"], rejected["reason"])).items()
     assert set(rejected["reason"]) == {
         "unlabelled flat copy",
         MASK_OF_REJECTED_IMAGE,
-        *synthetic.BUS_UC_PLANTED.values(),
+        *synthetic.BUS_UC_FAULTS.values(),
     }
     assert (manifest[["width", "height"]] == (80, 64)).all().all()
     assert (manifest["source_split"] == "").all() and (manifest["group"] == manifest["path"]).all()
@@ -80,7 +81,7 @@ def test_mask_problems_are_named(busi: Path, tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     shutil.copytree(busi, raw)
     benign = raw / synthetic.BUSI_ROOT / "benign"
-    (benign / "benign (3)_mask.png").write_bytes(synthetic.GARBAGE)
+    (benign / "benign (3)_mask.png").write_bytes(NOT_AN_IMAGE)
     cv2.imwrite(str(benign / "benign (4)_mask.png"), np.full((10, 10), 255, np.uint8))
     manifest, rejected = build_manifest(raw, "busi", ["normal", "benign"], workers=2)
     reasons = dict(zip(rejected["path"], rejected["reason"]))

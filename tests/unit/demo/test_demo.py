@@ -3,6 +3,7 @@ directory it did not make. (Its workspace builder runs in the end-to-end test's 
 
 import pytest
 
+from medcls.demo import synthetic, workspace
 from medcls.params import Params, load
 from scripts import demo
 
@@ -44,3 +45,22 @@ def test_an_unmarked_directory_is_never_removed(tmp_path):
     (tmp_path / demo.MARKER).write_text(demo.MARKER_TEXT)
     demo.clear_previous_demo(tmp_path)
     assert not tmp_path.exists()
+
+
+def test_a_workspace_outside_a_clone_says_what_it_needs(tmp_path, monkeypatch):
+    monkeypatch.setattr(workspace, "PROJECT", tmp_path / "site-packages")
+    with pytest.raises(FileNotFoundError, match=r"not one \(no dvc.yaml\).*pip install -e \."):
+        workspace.write_pipeline(tmp_path / "workspace", {})
+    assert not (tmp_path / "workspace").exists()
+
+
+@pytest.mark.parametrize(
+    "constant", ["BUS_UC_FAULTS", "BUSI_FAULTS", "KERMANY_FAULTS", "BUS_UC_MASK_WITH_SUFFIX"]
+)
+def test_the_synthetic_data_reference_lists_every_fault_and_quirk(constant):
+    page = (workspace.PROJECT / "docs/reference/synthetic-data.md").read_text()
+    assert f"`{constant}`" in page
+    faults = getattr(synthetic, constant) if constant.endswith("FAULTS") else {}
+    for path, reason in faults.items():
+        assert path.split("/", 3 if constant.startswith("BUS_UC") else 1)[-1] in page
+        assert f"`{reason}`" in page

@@ -30,7 +30,7 @@ THRESHOLD = 0.5
 IMAGES = Path(synthetic.BUS_UC_ROOT) / "Benign" / "images"
 MASKS = Path(synthetic.BUS_UC_ROOT) / "Benign" / "masks"
 UNDECODABLE = next(
-    Path(path) for path, reason in synthetic.BUS_UC_PLANTED.items() if reason == "undecodable image"
+    Path(path) for path, reason in synthetic.BUS_UC_FAULTS.items() if reason == "undecodable image"
 )
 
 
