@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import pandas as pd
 
-from medcls.evaluation import baseline, calibration, paired, plots, scoring, subgroups
+from medcls.evaluation import baseline, calibration, paired, plots, scoring, splits, subgroups
 from medcls.evaluation.document import Evaluation
 from medcls.evaluation.sections import BASELINE, MODEL, Plan, Scored, compute
 from medcls.model import classifier
@@ -73,6 +73,7 @@ def model_predictions(inputs: Inputs, scorers: dict[str, Scored]) -> None:
     rows = scoring.predict_with_external(
         inputs.model, inputs.paths.tfrecords, ["val", "test"], inputs.external, views=views
     )
+    splits.check_val_classes(rows)  # before any scorer is fitted or tuned on val
     scorers[MODEL] = Scored(MODEL, rows, {"tta": list(views)} if views else {})
 
 

@@ -63,6 +63,16 @@ def _split_arrays(predictions: pd.DataFrame, split: str) -> tuple[np.ndarray, np
     return checked_arrays(rows["label"].to_numpy(), rows["probability"].to_numpy())
 
 
+def check_val_classes(predictions: pd.DataFrame) -> None:
+    """Every scorer's threshold is chosen on val, and the baseline is tuned on it: both need
+    images of both classes there."""
+    if predictions.loc[predictions["split"] == "val", "label"].nunique() < 2:
+        raise MissingClassError(
+            "the val split holds one class only, so no threshold can be chosen on it: the dataset "
+            "needs usable images of both classes (see data/manifest/<name>_rejected.csv)"
+        )
+
+
 def evaluate_predictions(
     predictions: pd.DataFrame, *, rule: ThresholdRule, n_bootstrap: int, seed: int
 ) -> dict:
@@ -71,11 +81,7 @@ def evaluate_predictions(
     if missing:
         raise ValueError(f"predictions lack the columns {sorted(missing)}")
     arrays = {split: _split_arrays(predictions, split) for split in ("val", "test")}
-    if np.unique(arrays["val"][0]).size < 2:
-        raise MissingClassError(
-            "the val split holds one class only, so no threshold can be chosen on it: the dataset "
-            "needs usable images of both classes (see data/manifest/<name>_rejected.csv)"
-        )
+    check_val_classes(predictions)
     threshold = choose_threshold(*arrays["val"], rule)
     document = {"threshold": threshold, "threshold_rule": rule_name(rule)}
     for split, (y_true, y_prob) in arrays.items():
