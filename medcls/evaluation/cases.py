@@ -82,10 +82,13 @@ def markdown(review: dict, classes: list[str], thumbnails: Path, report_dir: Pat
     """The cases of `review_cases` as tables with their Grad-CAM thumbnails (in `thumbnails`),
     linked relative to the report's folder `report_dir`."""
     lines = []
-    for key, title in (
-        ("confident_errors", "Most confident errors"),
-        ("borderline", "Closest to the threshold"),
+    for key, title, none in (
+        ("confident_errors", "Most confident errors", "none: no test image is misclassified."),
+        ("borderline", "Closest to the threshold", "none."),
     ):
+        if not review[key]:
+            lines += ["", f"{title} (test): {none}"]
+            continue
         lines += [
             "",
             f"{title} (test):",

@@ -73,3 +73,12 @@ def test_report_tables_link_each_case_thumbnail_relative_to_the_report():
         in lines
     )
     assert any(line.startswith("| `x/b.png` | NORMAL | 0.450 |") for line in lines)
+
+
+def test_a_kind_without_cases_is_one_line_not_an_empty_table():
+    rows = pd.DataFrame({"id": ["x/a.png", "x/b.png"], "label": [1, 0], "probability": [0.9, 0.2]})
+    lines = cases.markdown(
+        cases.review_cases(rows, 0.5, 2), ["NORMAL", "PNEUMONIA"], Path("c"), Path("r")
+    )
+    assert "Most confident errors (test): none: no test image is misclassified." in lines
+    assert lines.count("| image | label | probability | Grad-CAM |") == 1  # the borderline table
