@@ -83,11 +83,11 @@ def markdown(review: dict, classes: list[str], thumbnails: Path, report_dir: Pat
     linked relative to the report's folder `report_dir`."""
     lines = []
     for key, title, none in (
-        ("confident_errors", "Most confident errors", "none: no test image is misclassified."),
-        ("borderline", "Closest to the threshold", "none."),
+        ("confident_errors", "Most confident errors", "no test image is misclassified"),
+        ("borderline", "Closest to the threshold", "no test images"),
     ):
         if not review[key]:
-            lines += ["", f"{title} (test): {none}"]
+            lines += ["", f"{title} (test): none ({none})."]
             continue
         lines += [
             "",

@@ -80,5 +80,5 @@ def test_a_kind_without_cases_is_one_line_not_an_empty_table():
     lines = cases.markdown(
         cases.review_cases(rows, 0.5, 2), ["NORMAL", "PNEUMONIA"], Path("c"), Path("r")
     )
-    assert "Most confident errors (test): none: no test image is misclassified." in lines
+    assert "Most confident errors (test): none (no test image is misclassified)." in lines
     assert lines.count("| image | label | probability | Grad-CAM |") == 1  # the borderline table
