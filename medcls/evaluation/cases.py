@@ -82,12 +82,12 @@ def markdown(review: dict, classes: list[str], thumbnails: Path, report_dir: Pat
     """The cases of `review_cases` as tables with their Grad-CAM thumbnails (in `thumbnails`),
     linked relative to the report's folder `report_dir`."""
     lines = []
-    for key, title, none in (
+    for key, title, why_none in (
         ("confident_errors", "Most confident errors", "no test image is misclassified"),
         ("borderline", "Closest to the threshold", "no test images"),
     ):
         if not review[key]:
-            lines += ["", f"{title} (test): none ({none})."]
+            lines += ["", f"{title} (test): none ({why_none})."]
             continue
         lines += [
             "",
