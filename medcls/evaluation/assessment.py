@@ -52,7 +52,7 @@ class Inputs:
 
     @classmethod
     def load(cls, params: Params, dataset: DatasetParams, paths: DatasetPaths) -> Inputs:
-        folds = range(params.split.folds) if params.split.folds > 1 else range(0)
+        folds = params.split.folds if params.split.folds > 1 else 0  # one fold: no fold models
         split_df = None
         if folds or dataset.sources:
             split_df = pd.read_csv(paths.split, keep_default_na=False)
@@ -61,7 +61,7 @@ class Inputs:
             seed=params.seed,
             paths=paths,
             model=classifier.load_classifier(paths.model),
-            fold_models=[classifier.load_classifier(paths.for_fold(i).model) for i in folds],
+            fold_models=[classifier.load_classifier(paths.for_fold(i).model) for i in range(folds)],
             split_df=split_df,
             external={other: paths.external_records(other) for other in dataset.evaluate.external},
         )
