@@ -156,7 +156,7 @@ def make_bus_uc(root: Path, n_per_class: int = 10, size: int = 64, seed: int = 0
     `images/` and `masks/` copies of every file at that root and a description text file.
 
     Ids run on across the classes (001..n benign, then malignant), as the flat copies need unique names.
-    Faults: BUS_UC_FAULTS, and one mask named `<id>_mask.png` (BUS_UC_MASK_WITH_SUFFIX).
+    Faults: BUS_UC_FAULTS. Quirk: one mask named `<id>_mask.png` (BUS_UC_MASK_WITH_SUFFIX).
     """
     rng = np.random.default_rng(seed)
     layout_root = root / BUS_UC_ROOT
@@ -183,7 +183,7 @@ def make_bus_uc(root: Path, n_per_class: int = 10, size: int = 64, seed: int = 0
 
 def make_busi(root: Path, n_per_class: int = 10, size: int = 64, seed: int = 0) -> Path:
     """BUSI's layout: `Dataset_BUSI_with_GT/{benign,malignant,normal}/` with `benign (3).png` beside
-    `benign (3)_mask.png`. Faults: BUSI_FAULTS, a second lesion mask `_mask_1.png` for
+    `benign (3)_mask.png`. Faults: BUSI_FAULTS. Quirks: a second lesion mask `_mask_1.png` for
     BUSI_EXTRA_MASK_IMAGE (disjoint from the first), and `normal` images whose masks are empty."""
     rng = np.random.default_rng(seed)
     for class_name in ("benign", "malignant", "normal"):
@@ -229,8 +229,8 @@ def make_kermany(
     seed: int = 0,
 ) -> Path:
     """Kermany's layout: `chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/<patient-named>.jpeg`, each
-    patient's images in one source folder. Faults: KERMANY_DUPLICATE (same bytes, second patient's name)
-    and KERMANY_FAULTS (an undecodable .jpeg, a `__MACOSX` metadata file)."""
+    patient's images in one source folder. Faults: KERMANY_FAULTS (an undecodable .jpeg, a
+    `__MACOSX` metadata file). Quirk: KERMANY_DUPLICATE (same bytes, second patient's name)."""
     rng = np.random.default_rng(seed)
     number = 0
     for class_name in KERMANY_CLASSES:
